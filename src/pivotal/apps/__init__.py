@@ -1,0 +1,1 @@
+"""User-facing applications: the CLI (later the API and the dashboard). May import anything."""

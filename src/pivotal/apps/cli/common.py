@@ -1,0 +1,113 @@
+"""Shared CLI plumbing: options every command takes, config loading, errors, progress bars."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from pivotal.config import PivotalConfig, load_config
+from pivotal.data.duckdb_store import DuckDBStore, open_store
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML config file (default: $PIVOTAL_CONFIG, ./pivotal.yaml, "
+        "~/.config/pivotal/pivotal.yaml).",
+        dir_okay=False,
+    ),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        "-d",
+        help="Where market data lives (overrides $PIVOTAL_DATA_DIR and the config file).",
+        file_okay=False,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Context:
+    config: PivotalConfig
+    config_file: Path | None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+    def store(self, read_only: bool = False) -> DuckDBStore:
+        return open_store(self.data_dir, read_only=read_only)
+
+
+def load_context(config: Path | None, data_dir: Path | None) -> Context:
+    cfg, file = load_config(config, data_dir=data_dir)
+    logging.basicConfig(
+        level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return Context(cfg, file)
+
+
+def parse_time(text: str, option: str) -> int:
+    """``2024-01-01``, ``2024-01-01T12:00``, or epoch milliseconds → UTC ms."""
+    value = text.strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a date; use YYYY-MM-DD, YYYY-MM-DDTHH:MM or epoch ms",
+            param_hint=option,
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def format_time(timestamp_ms: int | None) -> str:
+    if timestamp_ms is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def split_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@contextmanager
+def progress_bar(transient: bool = False) -> Iterator[Progress]:
+    """A rich progress bar on stderr (quiet when stderr is not a terminal)."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=transient,
+    ) as progress:
+        yield progress

@@ -1,0 +1,65 @@
+"""The root ``pivotal`` command: its groups, and the error handling around every command."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from pivotal import __version__
+from pivotal.apps.cli import config_cmd, data_cmd, demo_cmd
+from pivotal.apps.cli.common import err_console
+from pivotal.core.errors import ConfigError, PivotalError
+
+app = typer.Typer(
+    name="pivotal",
+    help="pivotal: machine-learning crypto trading — data, features, models, backtests.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(data_cmd.app, name="data")
+app.command("demo")(demo_cmd.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"pivotal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """pivotal: machine-learning crypto trading — data, features, models, backtests."""
+
+
+def main() -> None:
+    """Console entry point: run the app; turn our errors into a message and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except ConfigError as exc:
+        err_console.print(f"[bold red]config error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except PivotalError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted; everything written so far is kept[/]")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's own usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise

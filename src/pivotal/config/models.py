@@ -1,0 +1,124 @@
+"""The configuration schema. Every key is optional; unknown keys are refused.
+
+One frozen model per component, composed into :class:`PivotalConfig`. Later stages add
+their sections here (features, models, trading, ...), each with its own model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from pivotal.core.symbols import Symbol
+from pivotal.core.timeframes import Timeframe
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/pivotal``, else ``~/.local/share/pivotal``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pivotal"
+
+
+class ExchangeConfig(StrictModel):
+    """Connection settings for one exchange (keyed by its ccxt id under ``exchanges``)."""
+
+    rest_url: str | None = Field(
+        default=None,
+        description="REST base URL (scheme://host[:port]); replaces the exchange's own, "
+        "e.g. for a proxy or a local test server",
+    )
+    api_key: SecretStr | None = Field(default=None, description="API key (prefer the env var)")
+    secret: SecretStr | None = Field(default=None, description="API secret (prefer the env var)")
+    rate_limit_ms: int | None = Field(
+        default=None, gt=0, description="Minimum ms between requests; default: ccxt's value"
+    )
+    timeout_s: float = Field(default=30.0, gt=0, le=600, description="HTTP timeout in seconds")
+
+    @field_validator("rest_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://, e.g. http://127.0.0.1:8080")
+        return value
+
+
+class DownloadConfig(StrictModel):
+    """How ``pivotal data download`` talks to exchanges."""
+
+    fallback_exchanges: list[str] = Field(
+        default_factory=lambda: ["binance", "mexc"],
+        description="Exchanges tried in order when the requested one fails (seed 003)",
+    )
+    max_retries: int = Field(default=6, ge=0, le=50)
+    backoff_initial_s: float = Field(default=1.0, ge=0)
+    backoff_max_s: float = Field(default=60.0, ge=0)
+    page_limit: int = Field(default=1000, ge=1, le=5000, description="Candles per request")
+
+    @field_validator("fallback_exchanges")
+    @classmethod
+    def _ids(cls, value: list[str]) -> list[str]:
+        return [v.strip().lower() for v in value]
+
+
+class StoreConfig(StrictModel):
+    """Where and how market data is stored."""
+
+    backend: Literal["duckdb"] = "duckdb"
+
+
+class MarketConfig(StrictModel):
+    """Which markets the system follows by default."""
+
+    symbols: list[str] = Field(default_factory=lambda: ["ETH/USDT", "BTC/USDT"])
+    reference_symbol: str = "BTC/USDT"
+    timeframes: list[str] = Field(default_factory=lambda: ["1s", "1m", "1h", "1d"])
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        return [str(Symbol.parse(v)) for v in value]
+
+    @field_validator("reference_symbol")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        return str(Symbol.parse(value))
+
+    @field_validator("timeframes")
+    @classmethod
+    def _timeframes(cls, value: list[str]) -> list[str]:
+        return [Timeframe.parse(v).value for v in value]
+
+
+class PivotalConfig(StrictModel):
+    """The whole configuration (``pivotal.yaml``)."""
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    markets: MarketConfig = Field(default_factory=MarketConfig)
+    download: DownloadConfig = Field(default_factory=DownloadConfig)
+    exchanges: dict[str, ExchangeConfig] = Field(default_factory=dict)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return Path(os.path.expandvars(str(value))).expanduser()
+
+    @field_validator("exchanges")
+    @classmethod
+    def _lower(cls, value: dict[str, ExchangeConfig]) -> dict[str, ExchangeConfig]:
+        return {k.strip().lower(): v for k, v in value.items()}
+
+    def exchange(self, exchange_id: str) -> ExchangeConfig:
+        """Settings for ``exchange_id`` (defaults when the file names none)."""
+        return self.exchanges.get(exchange_id.lower(), ExchangeConfig())

@@ -1,0 +1,41 @@
+"""One clock abstraction: logic asks the clock for the time, never ``datetime.now()``.
+
+Backtests pass a :class:`ReplayClock` that the engine advances; live and paper trading pass
+a :class:`WallClock`. All times are UTC milliseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def now_ms(self) -> int:
+        """Current time in UTC milliseconds since the epoch."""
+        ...
+
+
+class WallClock:
+    """The machine's UTC clock."""
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+class ReplayClock:
+    """A clock that only moves when told to, and never backwards."""
+
+    def __init__(self, start_ms: int = 0) -> None:
+        self._now = int(start_ms)
+
+    def now_ms(self) -> int:
+        return self._now
+
+    def advance_to(self, timestamp_ms: int) -> None:
+        if timestamp_ms < self._now:
+            raise ValueError(
+                f"replay clock cannot move backwards from {self._now} to {timestamp_ms}"
+            )
+        self._now = int(timestamp_ms)

@@ -1,0 +1,1 @@
+"""Market data: the store, import, download, validation, aggregation and the simulator."""

@@ -1,0 +1,353 @@
+"""The embedded market-data store: one DuckDB file, no server to start.
+
+Layout: ``series`` (one row per exchange/symbol/timeframe with its provenance), ``candles``
+(series id, open time, OHLCV) and ``trades``. Upserts stage the batch as an Arrow table,
+compare it with what is stored for the same keys, and in one transaction insert new rows
+and replace changed ones; rows that are already stored identically are not touched, so
+re-importing a file changes nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import TracebackType
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from pivotal.core.candles import CANDLE_COLUMNS, Candles
+from pivotal.core.errors import OperationalError
+from pivotal.core.symbols import Symbol
+from pivotal.core.timeframes import Timeframe
+from pivotal.core.trades import TRADE_COLUMNS, Trades
+from pivotal.data.series import Gap, SeriesInfo, SeriesKey, WriteResult, normalize_exchange
+
+SCHEMA_VERSION = 1
+STORE_FILE_NAME = "pivotal.duckdb"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE SEQUENCE IF NOT EXISTS series_id_seq;
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY DEFAULT nextval('series_id_seq'),
+    exchange VARCHAR NOT NULL,
+    symbol VARCHAR NOT NULL,
+    timeframe VARCHAR NOT NULL,
+    step_ms BIGINT NOT NULL,
+    source VARCHAR NOT NULL DEFAULT '',
+    UNIQUE (exchange, symbol, timeframe)
+);
+CREATE TABLE IF NOT EXISTS candles (
+    series_id INTEGER NOT NULL,
+    ts BIGINT NOT NULL,
+    open DOUBLE NOT NULL, high DOUBLE NOT NULL, low DOUBLE NOT NULL,
+    close DOUBLE NOT NULL, volume DOUBLE NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trades (
+    exchange VARCHAR NOT NULL,
+    symbol VARCHAR NOT NULL,
+    trade_id BIGINT NOT NULL,
+    ts BIGINT NOT NULL,
+    price DOUBLE NOT NULL,
+    quantity DOUBLE NOT NULL,
+    is_buyer_maker BOOLEAN NOT NULL
+);
+"""
+
+_VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+class DuckDBStore:
+    """:class:`~pivotal.data.store.MarketDataStore` on an embedded DuckDB file."""
+
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.exists():
+            raise OperationalError(
+                f"no market-data store at {self.path}; import or download data first "
+                "(pivotal data import / pivotal data download)"
+            )
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            raise OperationalError(
+                f"cannot open the market-data store {self.path}: {exc}. If another pivotal "
+                "process is writing to it, wait for it to finish or point --data-dir elsewhere."
+            ) from exc
+        if not read_only:
+            self._con.execute(_SCHEMA)
+            self._con.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
+                [str(SCHEMA_VERSION)],
+            )
+        self._check_version()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self) -> DuckDBStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_version(self) -> None:
+        rows = self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        row = rows[0] if rows else None
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            raise OperationalError(
+                f"store {self.path} has schema version {row[0]}, newer than this pivotal "
+                f"understands ({SCHEMA_VERSION}); upgrade pivotal"
+            )
+
+    # -- series ---------------------------------------------------------------------------
+    def _series_id(self, key: SeriesKey, create: bool, source: str = "") -> int | None:
+        row = self._one(
+            "SELECT id FROM series WHERE exchange = ? AND symbol = ? AND timeframe = ?",
+            [key.exchange, str(key.symbol), key.timeframe.value],
+        )
+        if row is not None:
+            if source:
+                self._con.execute("UPDATE series SET source = ? WHERE id = ?", [source, row[0]])
+            return int(row[0])
+        if not create:
+            return None
+        row = self._one(
+            "INSERT INTO series (exchange, symbol, timeframe, step_ms, source) "
+            "VALUES (?, ?, ?, ?, ?) RETURNING id",
+            [key.exchange, str(key.symbol), key.timeframe.value, key.timeframe.ms, source],
+        )
+        return int(row[0])  # type: ignore[index]  # RETURNING always yields the new row
+
+    # -- candles --------------------------------------------------------------------------
+    def write_candles(self, key: SeriesKey, candles: Candles, source: str = "") -> WriteResult:
+        if not len(candles):
+            return WriteResult(0, 0, 0)
+        incoming = candles.to_arrow().rename_columns(["ts", *_VALUE_COLUMNS])
+        lo, hi = int(candles.timestamp.min()), int(candles.timestamp.max())
+        differs = " OR ".join(f"i.{c} IS DISTINCT FROM s.{c}" for c in _VALUE_COLUMNS)
+        con = self._con
+        with self._lock:
+            con.register("incoming", incoming)
+            try:
+                self._begin()
+                sid = self._series_id(key, create=True, source=source)
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE stored AS SELECT ts, open, high, low, close, "
+                    "volume FROM candles WHERE series_id = ? AND ts BETWEEN ? AND ?",
+                    [sid, lo, hi],
+                )
+                counts = self._one(
+                    f"SELECT count(*) FILTER (WHERE s.ts IS NULL), "
+                    f"count(*) FILTER (WHERE s.ts IS NOT NULL AND ({differs})) "
+                    f"FROM incoming i LEFT JOIN stored s USING (ts)"
+                )
+                assert counts is not None
+                inserted, updated = int(counts[0]), int(counts[1])
+                if updated:
+                    con.execute(
+                        f"DELETE FROM candles WHERE series_id = ? AND ts IN (SELECT i.ts FROM "
+                        f"incoming i JOIN stored s USING (ts) WHERE {differs})",
+                        [sid],
+                    )
+                if inserted or updated:
+                    con.execute(
+                        "INSERT INTO candles SELECT ?, i.ts, i.open, i.high, i.low, i.close, "
+                        "i.volume FROM incoming i WHERE i.ts NOT IN (SELECT ts FROM candles "
+                        "WHERE series_id = ? AND ts BETWEEN ? AND ?) ORDER BY i.ts",
+                        [sid, sid, lo, hi],
+                    )
+                con.execute("DROP TABLE stored")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("incoming")
+        return WriteResult(inserted, updated, len(candles) - inserted - updated)
+
+    def read_candles(
+        self, key: SeriesKey, start: int | None = None, end: int | None = None
+    ) -> Candles:
+        with self._lock:
+            sid = self._series_id(key, create=False)
+            if sid is None:
+                return Candles.empty()
+            table = self._con.sql(
+                "SELECT ts AS timestamp, open, high, low, close, volume FROM candles "
+                "WHERE series_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+                params=[sid, _lo(start), _hi(end)],
+            ).to_arrow_table()
+        return Candles(*(table.column(c).to_numpy() for c in CANDLE_COLUMNS))
+
+    def last_timestamp(self, key: SeriesKey) -> int | None:
+        with self._lock:
+            sid = self._series_id(key, create=False)
+            if sid is None:
+                return None
+            row = self._one("SELECT max(ts) FROM candles WHERE series_id = ?", [sid])
+        return None if row is None or row[0] is None else int(row[0])
+
+    def series(self) -> list[SeriesInfo]:
+        with self._lock:
+            rows = self._con.execute(
+                """
+                WITH steps AS (
+                    SELECT c.series_id, c.ts,
+                           c.ts - lag(c.ts) OVER (PARTITION BY c.series_id ORDER BY c.ts) AS d
+                    FROM candles c
+                ), agg AS (
+                    SELECT st.series_id, count(*) AS n, min(st.ts) AS first, max(st.ts) AS last,
+                           count(*) FILTER (WHERE st.d > s.step_ms) AS gaps,
+                           coalesce(sum(st.d // s.step_ms - 1) FILTER (WHERE st.d > s.step_ms), 0)
+                               AS missing
+                    FROM steps st JOIN series s ON s.id = st.series_id
+                    GROUP BY st.series_id
+                )
+                SELECT s.exchange, s.symbol, s.timeframe, s.source,
+                       coalesce(a.n, 0), a.first, a.last, coalesce(a.gaps, 0),
+                       coalesce(a.missing, 0)
+                FROM series s LEFT JOIN agg a ON a.series_id = s.id
+                ORDER BY s.exchange, s.symbol, s.step_ms
+                """
+            ).fetchall()
+        return [
+            SeriesInfo(
+                key=SeriesKey(r[0], Symbol.parse(r[1]), Timeframe.parse(r[2])),
+                rows=int(r[4]),
+                first=None if r[5] is None else int(r[5]),
+                last=None if r[6] is None else int(r[6]),
+                gaps=int(r[7]),
+                missing=int(r[8]),
+                source=r[3],
+            )
+            for r in rows
+            if r[4]
+        ]
+
+    def gaps(self, key: SeriesKey, start: int | None = None, end: int | None = None) -> list[Gap]:
+        ts = self.read_candles(key, start, end).timestamp
+        return find_gaps(ts, key.timeframe)
+
+    # -- trades ---------------------------------------------------------------------------
+    def write_trades(self, exchange: str, symbol: Symbol, trades: Trades) -> WriteResult:
+        if not len(trades):
+            return WriteResult(0, 0, 0)
+        exchange = normalize_exchange(exchange)
+        incoming = pa.table({c: getattr(trades, c) for c in TRADE_COLUMNS})
+        lo, hi = int(trades.trade_id.min()), int(trades.trade_id.max())
+        cols = ("timestamp", "price", "quantity", "is_buyer_maker")
+        stored_cols = {"timestamp": "ts"}
+        differs = " OR ".join(f"i.{c} IS DISTINCT FROM s.{stored_cols.get(c, c)}" for c in cols)
+        args = [exchange, str(symbol)]
+        con = self._con
+        with self._lock:
+            con.register("incoming_trades", incoming)
+            try:
+                self._begin()
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE stored_trades AS SELECT * FROM trades "
+                    "WHERE exchange = ? AND symbol = ? AND trade_id BETWEEN ? AND ?",
+                    [*args, lo, hi],
+                )
+                counts = self._one(
+                    f"SELECT count(*) FILTER (WHERE s.trade_id IS NULL), "
+                    f"count(*) FILTER (WHERE s.trade_id IS NOT NULL AND ({differs})) "
+                    f"FROM incoming_trades i LEFT JOIN stored_trades s USING (trade_id)"
+                )
+                assert counts is not None
+                inserted, updated = int(counts[0]), int(counts[1])
+                if updated:
+                    con.execute(
+                        f"DELETE FROM trades WHERE exchange = ? AND symbol = ? AND trade_id IN "
+                        f"(SELECT i.trade_id FROM incoming_trades i JOIN stored_trades s "
+                        f"USING (trade_id) WHERE {differs})",
+                        args,
+                    )
+                if inserted or updated:
+                    con.execute(
+                        "INSERT INTO trades SELECT ?, ?, i.trade_id, i.timestamp, i.price, "
+                        "i.quantity, i.is_buyer_maker FROM incoming_trades i WHERE i.trade_id "
+                        "NOT IN (SELECT trade_id FROM trades WHERE exchange = ? AND symbol = ? "
+                        "AND trade_id BETWEEN ? AND ?) ORDER BY i.trade_id",
+                        [*args, *args, lo, hi],
+                    )
+                con.execute("DROP TABLE stored_trades")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("incoming_trades")
+        return WriteResult(inserted, updated, len(trades) - inserted - updated)
+
+    def read_trades(
+        self, exchange: str, symbol: Symbol, start: int | None = None, end: int | None = None
+    ) -> Trades:
+        with self._lock:
+            table = self._con.sql(
+                "SELECT ts AS timestamp, price, quantity, is_buyer_maker, trade_id FROM trades "
+                "WHERE exchange = $1 AND symbol = $2 AND ts >= $3 AND ts < $4 "
+                "ORDER BY ts, trade_id",
+                params=[normalize_exchange(exchange), str(symbol), _lo(start), _hi(end)],
+            ).to_arrow_table()
+        return Trades(*(table.column(c).to_numpy(zero_copy_only=False) for c in TRADE_COLUMNS))
+
+    def trade_symbols(self) -> list[tuple[str, str, int, int, int]]:
+        """(exchange, symbol, rows, first, last) for every stored trade series."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT exchange, symbol, count(*), min(ts), max(ts) FROM trades "
+                "GROUP BY exchange, symbol ORDER BY exchange, symbol"
+            ).fetchall()
+        return [(r[0], r[1], int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+    # -- helpers --------------------------------------------------------------------------
+    def _one(self, sql: str, params: list[object] | None = None) -> tuple[object, ...] | None:
+        """First row of a query; the whole result is consumed (DuckDB requires it)."""
+        rows = self._con.execute(sql, params or []).fetchall()
+        return rows[0] if rows else None
+
+    def _begin(self) -> None:
+        self._con.execute("BEGIN TRANSACTION")
+
+
+def _lo(start: int | None) -> int:
+    return -(2**62) if start is None else int(start)
+
+
+def _hi(end: int | None) -> int:
+    return 2**62 if end is None else int(end)
+
+
+def find_gaps(timestamps: np.ndarray, timeframe: Timeframe) -> list[Gap]:
+    """Runs of missing candles in sorted open times (gaps between the first and last)."""
+    if len(timestamps) < 2:
+        return []
+    step = np.diff(timestamps)
+    where = np.flatnonzero(step > timeframe.ms)
+    return [
+        Gap(
+            start=int(timestamps[i]) + timeframe.ms,
+            end=int(timestamps[i + 1]) - timeframe.ms,
+            missing=int(step[i] // timeframe.ms) - 1,
+        )
+        for i in where
+    ]
+
+
+def open_store(data_dir: str | Path, read_only: bool = False) -> DuckDBStore:
+    """Open (creating if needed) the store file under ``data_dir``."""
+    return DuckDBStore(Path(data_dir) / STORE_FILE_NAME, read_only=read_only)

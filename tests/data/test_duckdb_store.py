@@ -1,0 +1,120 @@
+"""The DuckDB store: idempotent upserts, exact round trips, gaps, atomic batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pivotal.core import Candles, Symbol, Timeframe
+from pivotal.core.trades import Trades
+from pivotal.data.duckdb_store import DuckDBStore, find_gaps
+from pivotal.data.series import SeriesKey
+from pivotal.data.store import MarketDataStore
+
+KEY = SeriesKey("binance", Symbol("BTC", "USDT"), Timeframe.M1)
+
+
+def candles(start: int, n: int, step: int = 60_000, price: float = 100.0) -> Candles:
+    ts = start + np.arange(n, dtype=np.int64) * step
+    close = price + np.arange(n, dtype=float)
+    return Candles(ts, close - 0.5, close + 1, close - 1, close, np.full(n, 2.0))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> DuckDBStore:
+    with DuckDBStore(tmp_path / "s.duckdb") as s:
+        yield s
+
+
+def test_implements_the_protocol(store: DuckDBStore) -> None:
+    assert isinstance(store, MarketDataStore)
+
+
+def test_round_trip_is_exact(store: DuckDBStore) -> None:
+    c = candles(0, 1000)
+    result = store.write_candles(KEY, c, source="test")
+    assert (result.inserted, result.updated, result.unchanged) == (1000, 0, 0)
+    assert store.read_candles(KEY).equals(c)
+    assert store.read_candles(KEY, 60_000, 180_000).timestamp.tolist() == [60_000, 120_000]
+    assert store.last_timestamp(KEY) == 999 * 60_000
+
+
+def test_reimport_changes_nothing_and_newer_values_replace(store: DuckDBStore) -> None:
+    c = candles(0, 100)
+    store.write_candles(KEY, c)
+    again = store.write_candles(KEY, c)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 100)
+    changed = Candles(
+        c.timestamp[:10], c.open[:10], c.high[:10] + 5, c.low[:10], c.close[:10], c.volume[:10]
+    )
+    overlap = Candles.concat([changed, candles(100 * 60_000, 5, price=200.0)])
+    result = store.write_candles(KEY, overlap)
+    assert (result.inserted, result.updated, result.unchanged) == (5, 10, 0)
+    back = store.read_candles(KEY)
+    assert len(back) == 105 and back.high[0] == c.high[0] + 5
+
+
+def test_series_and_gaps(store: DuckDBStore) -> None:
+    c = Candles.concat([candles(0, 10), candles(15 * 60_000, 5), candles(30 * 60_000, 1)])
+    store.write_candles(KEY, c, source="unit")
+    (info,) = store.series()
+    assert (info.rows, info.gaps, info.missing, info.source) == (16, 2, 15, "unit")
+    assert (info.first, info.last) == (0, 30 * 60_000)
+    gaps = store.gaps(KEY)
+    assert [(g.start, g.end, g.missing) for g in gaps] == [
+        (10 * 60_000, 14 * 60_000, 5),
+        (20 * 60_000, 29 * 60_000, 10),
+    ]
+    assert find_gaps(c.timestamp, Timeframe.M1) == gaps
+
+
+def test_series_are_kept_apart(store: DuckDBStore) -> None:
+    eth = SeriesKey("binance", Symbol("ETH", "USDT"), Timeframe.M1)
+    store.write_candles(KEY, candles(0, 10))
+    store.write_candles(eth, candles(0, 3, price=5.0))
+    assert len(store.read_candles(KEY)) == 10
+    assert store.read_candles(eth).close.tolist() == [5.0, 6.0, 7.0]
+    assert store.read_candles(SeriesKey("mexc", KEY.symbol, Timeframe.M1)).timestamp.size == 0
+
+
+def test_failed_write_leaves_the_store_unchanged(store: DuckDBStore) -> None:
+    """A batch that fails half-way (after replacing changed rows) is rolled back whole."""
+    import duckdb
+    import pyarrow as pa
+
+    store.write_candles(KEY, candles(0, 10))
+    before = store.read_candles(KEY)
+
+    class NullOpenOnLastRow(Candles):
+        def to_arrow(self) -> pa.Table:
+            table = super().to_arrow()
+            opens = table.column("open").to_pylist()
+            opens[-1] = None  # violates NOT NULL when inserted, after the DELETE ran
+            return table.set_column(1, "open", pa.array(opens, pa.float64()))
+
+    changed = candles(0, 12, price=500.0)  # rows 0..9 change, 10..11 are new
+    bad = NullOpenOnLastRow(*changed.columns().values())
+    with pytest.raises(duckdb.ConstraintException):
+        store.write_candles(KEY, bad)
+    assert store.read_candles(KEY).equals(before)
+    assert [i.rows for i in store.series()] == [10]
+    assert store.write_candles(KEY, changed).updated == 10  # the store still works
+
+
+def test_store_reopens_with_data_and_read_only(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with DuckDBStore(path) as s:
+        s.write_candles(KEY, candles(0, 7))
+    with DuckDBStore(path, read_only=True) as s:
+        assert len(s.read_candles(KEY)) == 7
+
+
+def test_trades_upsert_by_id(store: DuckDBStore) -> None:
+    t = Trades([1, 2, 3], [10.0, 11.0, 12.0], [1.0, 2.0, 3.0], [True, False, True], [7, 8, 9])
+    assert store.write_trades("binance", KEY.symbol, t).inserted == 3
+    assert store.write_trades("binance", KEY.symbol, t).unchanged == 3
+    back = store.read_trades("binance", KEY.symbol)
+    assert back.trade_id.tolist() == [7, 8, 9] and back.is_buyer_maker.tolist() == [1, 0, 1]
+    assert store.trade_symbols() == [("binance", "BTC/USDT", 3, 1, 3)]
