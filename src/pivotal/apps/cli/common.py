@@ -26,7 +26,7 @@ from pivotal.config import PivotalConfig, load_config
 from pivotal.data.duckdb_store import DuckDBStore, open_store
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,

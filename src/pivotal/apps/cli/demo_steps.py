@@ -33,9 +33,7 @@ def import_folder(store: DuckDBStore, folder: Path, bar: Progress) -> str:
     aggregated = 0
     if trade_files:
         task = bar.add_task("trades", total=len(trade_files))
-        imported = import_trade_files(
-            trade_files, store, on_file=lambda: bar.advance(task)
-        )
+        imported = import_trade_files(trade_files, store, on_file=lambda: bar.advance(task))
         for r in imported:
             bars = aggregate_trades(store.read_trades(r.exchange, r.symbol), Timeframe.S1)
             from pivotal.data.series import SeriesKey

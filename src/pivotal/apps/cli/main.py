@@ -40,9 +40,13 @@ def _root(
 
 
 def main() -> None:
-    """Console entry point: run the app; turn our errors into a message and an exit code."""
+    """Console entry point: run the app; turn our errors into a message and an exit code.
+
+    Usage errors are click's (exit 2); configuration errors exit 2; every other pivotal error
+    exits 1 with its message and no traceback.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except ConfigError as exc:
         err_console.print(f"[bold red]config error:[/] {exc}", highlight=False)
         sys.exit(2)
@@ -52,14 +56,3 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted; everything written so far is kept[/]")
         sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click's own usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise

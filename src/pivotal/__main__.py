@@ -1,0 +1,5 @@
+"""``python -m pivotal`` runs the command line."""
+
+from pivotal.apps.cli import main
+
+main()
