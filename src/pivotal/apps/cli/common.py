@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +27,8 @@ from rich.progress import (
 from pivotal.config import PivotalConfig, load_config
 from pivotal.data.duckdb_store import DuckDBStore, open_store
 
-console = Console()
+# Tables are wide; when output goes to a file or pipe, do not squeeze them into 80 columns.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 err_console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[

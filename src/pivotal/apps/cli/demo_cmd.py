@@ -66,7 +66,8 @@ def demo(
             except (OperationalError, TransientError) as exc:
                 err_console.print(f"[yellow]download failed ({exc}); using the simulator[/]")
                 used = simulate_fallback(store, split_list(symbols))
-        console.print(summarise(store))
+        for table in summarise(store):
+            console.print(table)
     style = "bold yellow" if "SIMULATED" in used else "green"
     console.print(
         Panel(

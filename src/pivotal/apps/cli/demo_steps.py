@@ -10,7 +10,7 @@ from rich.table import Table
 
 from pivotal.apps.cli.progress import DownloadProgressBar, ImportProgress
 from pivotal.apps.cli.simulated import store_simulated
-from pivotal.apps.cli.summary import series_table
+from pivotal.apps.cli.summary import series_table, stats_table
 from pivotal.config import PivotalConfig
 from pivotal.core.clock import WallClock
 from pivotal.core.timeframes import Timeframe
@@ -55,9 +55,24 @@ def download_recent(
     days: int,
     bar: Progress,
 ) -> str:
-    """Download the last ``days`` of 1m candles and a year of 1h candles."""
+    """Download the last ``days`` of 1m candles and a year of 1h candles.
+
+    The demo allows one retry with a short backoff, so that a machine without network falls
+    back to the simulator within seconds instead of minutes.
+    """
     from pivotal.data.download import download_candles
 
+    patient = config.download
+    config = config.model_copy(
+        update={
+            "download": patient.model_copy(
+                update={
+                    "max_retries": min(patient.max_retries, 1),
+                    "backoff_max_s": min(patient.backoff_max_s, 2.0),
+                }
+            )
+        }
+    )
     now = WallClock().now_ms()
     results = []
     for timeframe, span in (("1m", days * DAY_MS), ("1h", 365 * DAY_MS)):
@@ -84,9 +99,13 @@ def simulate_fallback(store: DuckDBStore, symbols: Sequence[str]) -> str:
     return "SIMULATED data, not market data: " + ", ".join(sources)
 
 
-def summarise(store: DuckDBStore) -> Table:
+def summarise(store: DuckDBStore) -> list[Table]:
+    """The stored series with their gaps, and basic statistics of each."""
     infos = store.series()
     stats: dict[str, SeriesStats] = {}
     for info in infos:
         stats[str(info.key)] = series_stats(store.read_candles(info.key), info.key.timeframe)
-    return series_table(infos, title="What is stored", stats=stats)
+    return [
+        series_table(infos, title="What is stored"),
+        stats_table(infos, stats, title="Basic statistics (whole stored span)"),
+    ]
