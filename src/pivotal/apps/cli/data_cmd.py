@@ -205,14 +205,18 @@ def resample(
     exchange: Annotated[str, typer.Option("--exchange", "-e")],
     symbol: Annotated[str, typer.Option("--symbol", "-s")],
     source: Annotated[str, typer.Option("--from", help="Stored source timeframe, e.g. 1s.")],
-    targets: Annotated[str, typer.Option("--to", help="Targets, chained: e.g. 1m,1h,1d.")],
+    targets: Annotated[str, typer.Option("--to", help="Targets, e.g. 1m,1h,1d.")],
     partial: Annotated[
         bool, typer.Option("--partial", help="Keep edge candles the data covers only in part.")
     ] = False,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Build higher timeframes exactly (first open, max high, min low, last close, sum volume)."""
+    """Build higher timeframes exactly (first open, max high, min low, last close, sum volume).
+
+    Each target is built straight from the stored source series (not chained), so an edge
+    candle the source covers only in part is dropped once, at the right timeframe.
+    """
     from pivotal.data.resample import resample as resample_candles
 
     ctx = load_context(config, data_dir)
@@ -223,17 +227,15 @@ def resample(
         if not len(candles):
             raise typer.BadParameter(f"nothing stored for {key}; see `pivotal data list`")
         task = bar.add_task("resampling", total=len(chain))
-        current_tf = key.timeframe
         for target in chain:
-            candles = resample_candles(candles, current_tf, target, partial=partial)
+            built = resample_candles(candles, key.timeframe, target, partial=partial)
             result = store.write_candles(
-                _key(exchange, symbol, target.value), candles, source=f"resampled:{key.timeframe}"
+                _key(exchange, symbol, target.value), built, source=f"resampled:{key.timeframe}"
             )
             console.print(
-                f"{key.symbol} {current_tf} → {target}: {len(candles):,} candles "
+                f"{key.symbol} {key.timeframe} → {target}: {len(built):,} candles "
                 f"({result.inserted:,} new, {result.updated:,} changed)"
             )
-            current_tf = target
             bar.advance(task)
 
 
