@@ -236,8 +236,9 @@ def import_files(
     track.files_done, track.files_total = 0, len(checked)
     track.rows_total = sum(len(c.keep) for c in checked)
     results: list[ImportResult] = []
+    sources = _sources(checked)
     for item in checked:
-        written = store.write_candles(item.key, item.keep, source=f"import:{item.path.name}")
+        written = store.write_candles(item.key, item.keep, source=sources[item.key])
         ts = item.keep.timestamp
         results.append(
             ImportResult(
@@ -256,6 +257,19 @@ def import_files(
         track.emit("write", item.path, str(item.key))
     track.emit("done")
     return results
+
+
+def _sources(checked: Sequence[_Checked]) -> dict[SeriesKey, str]:
+    """Provenance per series: the file's name, or how many files fed the series in this run."""
+    names: dict[SeriesKey, list[str]] = {}
+    for item in checked:
+        names.setdefault(item.key, []).append(item.path.name)
+    return {
+        key: f"import:{files[0]}"
+        if len(files) == 1
+        else f"import:{len(files)} files ({files[0]}, …)"
+        for key, files in names.items()
+    }
 
 
 class _Tracker:
