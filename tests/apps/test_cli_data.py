@@ -149,3 +149,12 @@ def test_trades_import_then_aggregate_to_seconds(tmp_path: Path) -> None:
     expected = int(seconds.max() - seconds.min() + 1)  # empty seconds become zero-volume bars
     (series,) = listing(tmp_path, store)["candles"]  # type: ignore[misc]
     assert series["rows"] == expected
+
+
+@needs_data
+def test_importing_a_folder_without_candles_says_why(tmp_path: Path) -> None:
+    assert DATA is not None
+    result = run_cli(["data", "import", str(DATA / "trades"), "-d", str(tmp_path)], cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no candle files found" in result.stderr
+    assert "import-trades" in result.stderr

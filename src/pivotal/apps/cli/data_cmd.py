@@ -20,6 +20,7 @@ from pivotal.apps.cli.common import (
     progress_bar,
     split_list,
 )
+from pivotal.core.errors import DataError
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.data.series import SeriesKey
@@ -57,6 +58,7 @@ def import_(
 
     ctx = load_context(config, data_dir)
     with ctx.store() as store, progress_bar() as bar:
+        tracker = ImportProgress(bar)
         results = import_files(
             paths,
             store,
@@ -64,7 +66,15 @@ def import_(
             symbol=symbol,
             timeframe=timeframe,
             drop_invalid=drop_invalid,
-            progress=ImportProgress(bar),
+            progress=tracker,
+        )
+    if not results:
+        reasons = "".join(f"\n  - {why}" for _, why in tracker.skipped[:10])
+        more = f"\n  ... and {len(tracker.skipped) - 10} more" if len(tracker.skipped) > 10 else ""
+        raise DataError(
+            f"no candle files found in {', '.join(map(str, paths))}{reasons}{more}\n"
+            "Candle files are CSV, CSV.gz, zip, Parquet, feather or freqtrade JSON; "
+            "trades go through `pivotal data import-trades`."
         )
     table = Table(title=f"Imported into {ctx.data_dir}")
     for col in ("file", "series", "rows", "new", "changed", "unchanged", "dropped"):

@@ -15,6 +15,7 @@ from pivotal.config import PivotalConfig
 from pivotal.core.clock import WallClock
 from pivotal.core.timeframes import Timeframe
 from pivotal.data.duckdb_store import DuckDBStore
+from pivotal.data.series import SeriesKey
 from pivotal.data.statistics import SeriesStats, series_stats
 
 DAY_MS = 86_400_000
@@ -36,8 +37,6 @@ def import_folder(store: DuckDBStore, folder: Path, bar: Progress) -> str:
         imported = import_trade_files(trade_files, store, on_file=lambda: bar.advance(task))
         for r in imported:
             bars = aggregate_trades(store.read_trades(r.exchange, r.symbol), Timeframe.S1)
-            from pivotal.data.series import SeriesKey
-
             key = SeriesKey(r.exchange, r.symbol, Timeframe.S1)
             store.write_candles(key, bars.candles, source="aggregated:trades")
             aggregated += len(bars.candles)

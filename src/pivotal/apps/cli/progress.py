@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.progress import Progress, TaskID
 
 from pivotal.data.download import DownloadProgress
@@ -16,8 +18,11 @@ class ImportProgress:
     def __init__(self, bar: Progress) -> None:
         self._bar = bar
         self._task: TaskID | None = None
+        self.skipped: list[tuple[Path, str]] = []
 
     def __call__(self, event: ProgressEvent) -> None:
+        if event.phase == "skip" and event.path is not None:
+            self.skipped.append((event.path, event.detail))
         if self._task is None:
             self._task = self._bar.add_task("import", total=_STEPS)
         name = event.path.name if event.path else ""
