@@ -196,7 +196,7 @@ def gaps(
 ) -> None:
     """Every run of missing candles in one series."""
     ctx = load_context(config, data_dir)
-    key = _key(exchange, symbol, timeframe)
+    key = series_key(exchange, symbol, timeframe)
     with ctx.store(read_only=True) as store:
         found = store.gaps(key)
     if not found:
@@ -230,7 +230,7 @@ def resample(
     from pivotal.data.resample import resample as resample_candles
 
     ctx = load_context(config, data_dir)
-    key = _key(exchange, symbol, source)
+    key = series_key(exchange, symbol, source)
     chain = [Timeframe.parse(t) for t in split_list(targets)]
     with ctx.store() as store, progress_bar() as bar:
         candles = store.read_candles(key)
@@ -240,7 +240,9 @@ def resample(
         for target in chain:
             built = resample_candles(candles, key.timeframe, target, partial=partial)
             result = store.write_candles(
-                _key(exchange, symbol, target.value), built, source=f"resampled:{key.timeframe}"
+                series_key(exchange, symbol, target.value),
+                built,
+                source=f"resampled:{key.timeframe}",
             )
             console.print(
                 f"{key.symbol} {key.timeframe} → {target}: {len(built):,} candles "
@@ -292,7 +294,7 @@ def aggregate(
             raise typer.BadParameter(f"no trades stored for {exchange} {sym}")
         bars = aggregate_trades(trades, Timeframe.parse(timeframe))
         result = store.write_candles(
-            _key(exchange, symbol, timeframe), bars.candles, source="aggregated:trades"
+            series_key(exchange, symbol, timeframe), bars.candles, source="aggregated:trades"
         )
     console.print(
         f"{exchange} {sym}: {len(trades):,} trades → {len(bars.candles):,} {timeframe} candles "
@@ -322,7 +324,8 @@ def simulate(
     console.print(f"{written.inserted:,} new candles")
 
 
-def _key(exchange: str, symbol: str, timeframe: str) -> SeriesKey:
+def series_key(exchange: str, symbol: str, timeframe: str) -> SeriesKey:
+    """A series key from CLI flags; a bad flag is a usage error."""
     try:
         return SeriesKey(exchange, Symbol.parse(symbol), Timeframe.parse(timeframe))
     except ValueError as exc:
