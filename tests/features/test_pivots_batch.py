@@ -296,18 +296,3 @@ def test_pivot_chart_draws_candles_and_each_level(tmp_path) -> None:
     assert out.stat().st_size > 1_000
     with pytest.raises(ValueError, match="candles has 5 bars"):
         pivot_chart(candles[:5], p)
-
-
-@pytest.mark.slow
-def test_five_levels_on_2_6_million_bars_take_under_a_second() -> None:
-    import time
-
-    rng = np.random.default_rng(0)
-    low = 30_000 + np.cumsum(rng.normal(0, 5, 2_592_000))
-    high = low + rng.exponential(3, len(low))
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        williams_pivots(high, low, levels=5, strength=2)
-        times.append(time.perf_counter() - start)
-    assert min(times) < 1.0, times
