@@ -1,0 +1,36 @@
+"""The standardized model input (seed 003's StandardizedDataProvider / BaseDataInput).
+
+- :class:`InputSpec`: what a model declares it reads (timeframes, frames, reference, parts).
+- :func:`build_input` / :class:`InputBuilder`: one ``BaseDataInput`` at ``t``, known at ``t``.
+- :func:`check_input` / :func:`require_complete`: validation before inference.
+- :class:`InputEncoder`: the input as a ``(streams, frames, channels)`` float32 tensor.
+- :class:`EncodedInputDataset`: the same tensors in bulk for every close of a range.
+"""
+
+from pivotal.features.inputs.builder import InputBuilder, build_input, closed_window
+from pivotal.features.inputs.dataset import EncodedInputDataset
+from pivotal.features.inputs.encoder import (
+    BASE_CHANNELS,
+    ExtraFeatures,
+    InputEncoder,
+    InputLayout,
+)
+from pivotal.features.inputs.spec import SEED_TIMEFRAMES, InputPart, InputSpec
+from pivotal.features.inputs.validation import InputReport, check_input, require_complete
+
+__all__ = [
+    "BASE_CHANNELS",
+    "SEED_TIMEFRAMES",
+    "EncodedInputDataset",
+    "ExtraFeatures",
+    "InputBuilder",
+    "InputEncoder",
+    "InputLayout",
+    "InputPart",
+    "InputReport",
+    "InputSpec",
+    "build_input",
+    "check_input",
+    "closed_window",
+    "require_complete",
+]

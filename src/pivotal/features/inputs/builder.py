@@ -1,0 +1,148 @@
+"""Building one ``BaseDataInput`` at time ``t`` (the one-at-a-time path).
+
+Point in time: at ``t`` (UTC ms) a candle of timeframe ``tf`` is known when it has closed,
+``timestamp + tf.ms <= t``; the builder takes the newest ``spec.frames`` of those per stream
+(oldest first) and ignores everything later, so appending candles after ``t`` (or revising
+the candle still open at ``t``) changes nothing it returns. Pivots are kept only when
+confirmed at or before ``t`` and last predictions only when made at or before ``t``.
+Candle windows are views of the arrays passed in, not copies.
+
+:class:`InputBuilder` does the same from a :class:`~pivotal.data.store.MarketDataStore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from pivotal.core.candles import Candles
+from pivotal.core.symbols import Symbol
+from pivotal.core.timeframes import Timeframe
+from pivotal.core.types import BaseDataInput, COBData, ModelOutput, PivotPoint
+from pivotal.data.series import SeriesKey, normalize_exchange
+from pivotal.data.store import MarketDataStore
+from pivotal.features.inputs.spec import InputSpec
+
+__all__ = ["InputBuilder", "build_input", "closed_window"]
+
+
+def closed_window(candles: Candles, timeframe: Timeframe, t: int, frames: int) -> slice:
+    """Row slice of the newest ``frames`` candles closed at ``t`` (``timestamp + tf.ms <= t``).
+
+    ``candles`` must be sorted by open time. Use the slice on arrays aligned row for row with
+    ``candles`` (indicator matrices) to get the rows that match the window.
+    """
+    tf = Timeframe.parse(timeframe)
+    end = int(np.searchsorted(candles.timestamp, t - tf.ms, side="right"))
+    return slice(max(0, end - frames), end)
+
+
+def _windows(
+    candles_by_tf: Mapping[Timeframe, Candles],
+    timeframes: Iterable[Timeframe],
+    t: int,
+    frames: int,
+) -> dict[Timeframe, Candles]:
+    parsed = {Timeframe.parse(tf): c for tf, c in candles_by_tf.items()}
+    out = {}
+    for tf in timeframes:
+        window = closed_window(parsed[tf], tf, t, frames) if tf in parsed else slice(0, 0)
+        if window.stop > window.start:
+            out[tf] = parsed[tf][window]
+    return out
+
+
+def build_input(
+    candles_by_tf: Mapping[Timeframe, Candles],
+    symbol: Symbol | str,
+    t: int,
+    spec: InputSpec,
+    *,
+    reference: Mapping[Timeframe, Candles] | None = None,
+    cob_data: COBData | None = None,
+    technical_indicators: Mapping[str, float] | None = None,
+    pivot_points: Iterable[PivotPoint] = (),
+    last_predictions: Mapping[str, ModelOutput] | None = None,
+    market_microstructure: Mapping[str, Any] | None = None,
+) -> BaseDataInput:
+    """The input for ``symbol`` at ``t`` (UTC ms): what ``spec`` asks for, known at ``t``.
+
+    ``candles_by_tf`` and ``reference`` (the spec's reference symbol) map timeframes to sorted
+    candle histories of any length; timeframes the spec does not name are ignored, and
+    streams with no candle closed at ``t`` are left out (validation reports them). This does
+    not validate: call :func:`~pivotal.features.inputs.validation.require_complete` (the
+    encoder does).
+    Refuses a COB snapshot taken after ``t``; drops pivots confirmed and predictions made
+    after ``t``.
+    """
+    if isinstance(t, bool) or not isinstance(t, int | np.integer):
+        raise TypeError(f"t must be UTC milliseconds as int, got {t!r}")
+    t = int(t)
+    if cob_data is not None and cob_data.timestamp > t:
+        raise ValueError(
+            f"cob_data is a snapshot at {cob_data.timestamp}, after t={t}; pass the latest "
+            "snapshot taken at or before t"
+        )
+    ref_windows: dict[Timeframe, Candles] = {}
+    if reference is not None and spec.reference_symbol is not None:
+        ref_windows = _windows(reference, spec.reference_timeframes, t, spec.frames)
+    return BaseDataInput(
+        symbol=Symbol.parse(symbol),
+        timestamp=t,
+        ohlcv=_windows(candles_by_tf, spec.timeframes, t, spec.frames),
+        reference_symbol=spec.reference_symbol if reference is not None else None,
+        reference_ohlcv=ref_windows,
+        cob_data=cob_data,
+        technical_indicators=technical_indicators or {},
+        pivot_points=tuple(p for p in pivot_points if p.confirmed_at <= t),
+        last_predictions={
+            name: out for name, out in (last_predictions or {}).items() if out.timestamp <= t
+        },
+        market_microstructure=market_microstructure or {},
+    )
+
+
+class InputBuilder:
+    """``build_input`` fed from a store: reads only the candles each stream needs.
+
+    For each stream it reads candles opening in ``[t - lookback_factor * frames * tf.ms,
+    t - tf.ms]``, so up to ``(lookback_factor - 1) * frames`` missing candles (outages) in
+    that span still leave ``frames`` frames; a longer outage leaves fewer, which validation
+    reports. With no gaps that large the result equals :func:`build_input` on the full series.
+    """
+
+    def __init__(
+        self,
+        store: MarketDataStore,
+        exchange: str,
+        spec: InputSpec,
+        *,
+        lookback_factor: int = 2,
+    ) -> None:
+        if lookback_factor < 1:
+            raise ValueError(f"lookback_factor must be >= 1, got {lookback_factor}")
+        self.store = store
+        self.exchange = normalize_exchange(exchange)
+        self.spec = spec
+        self.lookback_factor = lookback_factor
+
+    def _read(self, symbol: Symbol, timeframes: Iterable[Timeframe], t: int) -> dict:
+        out = {}
+        for tf in timeframes:
+            start = t - self.lookback_factor * self.spec.frames * tf.ms
+            candles = self.store.read_candles(SeriesKey(self.exchange, symbol, tf), start, t)
+            if len(candles):
+                out[tf] = candles
+        return out
+
+    def build(self, symbol: Symbol | str, t: int, **parts: Any) -> BaseDataInput:
+        """The input for ``symbol`` at ``t``; ``parts`` are passed to :func:`build_input`."""
+        symbol = Symbol.parse(symbol)
+        spec = self.spec
+        reference = None
+        if spec.reference_symbol is not None and spec.reference_timeframes:
+            reference = self._read(spec.reference_symbol, spec.reference_timeframes, t)
+        candles = self._read(symbol, spec.timeframes, t)
+        return build_input(candles, symbol, t, spec, reference=reference, **parts)

@@ -1,0 +1,151 @@
+"""Validation of a ``BaseDataInput`` against the spec of the model that will read it.
+
+Done before inference (seed 003): every stream the spec names needs at least ``min_frames``
+closed candles with finite, positive prices and finite, non-negative volume, and every
+required part must be present.
+
+**Completeness** is the mean of one score per checked item, in [0, 1]:
+
+- each candle stream (primary timeframes, then reference timeframes): the number of valid
+  candles among its newest ``frames`` divided by ``frames`` (300 of 300 → 1.0, 150 → 0.5,
+  absent → 0.0); a stream can score above 0 and still be missing (fewer than ``min_frames``);
+- each required part: 1.0 present, 0.0 absent; with ``prediction_sources`` each named model's
+  last prediction is one item.
+
+An input is ``ok`` when nothing is missing; then completeness lies in
+``[min_frames / frames, 1]`` for the streams and is 1.0 for the parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from pivotal.core.candles import Candles
+from pivotal.core.errors import DataError
+from pivotal.core.types import BaseDataInput
+from pivotal.features.inputs.spec import InputPart, InputSpec
+
+__all__ = ["InputReport", "check_input", "format_time", "invalid_rows", "require_complete"]
+
+
+@dataclass(frozen=True, slots=True)
+class InputReport:
+    """Outcome of :func:`check_input`.
+
+    ``completeness`` in [0, 1] (see the module docstring); ``missing`` one readable line per
+    problem, in spec order (streams, then reference streams, then parts); ``frames`` the number
+    of candles per stream name (``"1m"``, ``"reference 1s"``) as present in the input.
+    """
+
+    symbol: str
+    timestamp: int
+    completeness: float
+    missing: tuple[str, ...]
+    frames: tuple[tuple[str, int], ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+    def message(self) -> str:
+        """``"ETH/USDT at 2025-06-01 12:00 UTC: 1h has 42 frames (needs ≥ 100); ..."``."""
+        head = f"{self.symbol} at {format_time(self.timestamp)}"
+        return f"{head}: {'; '.join(self.missing)}" if self.missing else f"{head}: complete"
+
+
+def format_time(timestamp_ms: int) -> str:
+    """UTC time for messages: minutes, with seconds (and milliseconds) only when non-zero."""
+    moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    if timestamp_ms % 1000:
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    if timestamp_ms % 60_000:
+        return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def invalid_rows(candles: Candles) -> int:
+    """Candles with a NaN, infinite or non-positive price, or a NaN/negative/infinite volume."""
+    if not len(candles):
+        return 0
+    prices = np.stack([candles.open, candles.high, candles.low, candles.close])
+    bad = ~np.all(np.isfinite(prices) & (prices > 0), axis=0)
+    bad |= ~(np.isfinite(candles.volume) & (candles.volume >= 0))
+    return int(bad.sum())
+
+
+def _stream(label: str, candles: Candles | None, spec: InputSpec) -> tuple[float, list[str]]:
+    n = 0 if candles is None else len(candles)
+    if n == 0:
+        return 0.0, [f"{label} missing"]
+    window = candles[max(0, n - spec.frames) :] if candles is not None else Candles.empty()
+    bad = invalid_rows(window)
+    problems = []
+    if n < spec.min_frames:
+        problems.append(f"{label} has {n} frames (needs ≥ {spec.min_frames})")
+    if bad:
+        problems.append(f"{label} has {bad} candles with NaN, infinite or non-positive values")
+    return (len(window) - bad) / spec.frames, problems
+
+
+def _part_present(inp: BaseDataInput, part: InputPart) -> bool:
+    value = getattr(inp, part.value)
+    return value is not None and (part is InputPart.COB or len(value) > 0)
+
+
+def check_input(inp: BaseDataInput, spec: InputSpec) -> InputReport:
+    """Check ``inp`` against ``spec`` without raising; see the module docstring for the score."""
+    scores: list[float] = []
+    missing: list[str] = []
+    frames: list[tuple[str, int]] = []
+    for tf in spec.timeframes:
+        candles = inp.ohlcv.get(tf)
+        score, problems = _stream(str(tf), candles, spec)
+        scores.append(score)
+        missing += problems
+        frames.append((str(tf), 0 if candles is None else len(candles)))
+    ref = spec.reference_symbol
+    for tf in spec.reference_timeframes:
+        label = f"reference {ref} {tf}"
+        same = inp.reference_symbol == ref
+        candles = inp.reference_ohlcv.get(tf) if same else None
+        score, problems = _stream(label, candles, spec)
+        if not same and inp.reference_symbol is not None:
+            problems = [f"{label} missing (the input's reference is {inp.reference_symbol})"]
+        scores.append(score)
+        missing += problems
+        frames.append((f"reference {tf}", 0 if candles is None else len(candles)))
+    for part in sorted(spec.required, key=list(InputPart).index):
+        if part is InputPart.PREDICTIONS and spec.prediction_sources:
+            for name in spec.prediction_sources:
+                present = name in inp.last_predictions
+                scores.append(float(present))
+                if not present:
+                    missing.append(f"last prediction of {name} missing")
+            continue
+        present = _part_present(inp, part)
+        scores.append(float(present))
+        if not present:
+            missing.append(f"{part.value} missing")
+    return InputReport(
+        symbol=str(inp.symbol),
+        timestamp=inp.timestamp,
+        completeness=float(sum(scores) / len(scores)),
+        missing=tuple(missing),
+        frames=tuple(frames),
+    )
+
+
+def require_complete(inp: BaseDataInput, spec: InputSpec) -> InputReport:
+    """The report of :func:`check_input`; raise ``DataError`` listing every problem if not ok.
+
+    The message reads ``"<symbol> at <UTC time>: <problem>; <problem>; ..."``, e.g.
+    ``"ETH/USDT at 2025-06-01 12:00 UTC: 1h has 42 frames (needs ≥ 100); reference BTC/USDT
+    1s missing; cob_data missing"``.
+    """
+    report = check_input(inp, spec)
+    if not report.ok:
+        raise DataError(report.message())
+    return report
