@@ -33,17 +33,19 @@ from pivotal.features.indicators.streaming import (
     StreamingATR,
     StreamingBollinger,
     StreamingEMA,
-    StreamingLogReturn,
     StreamingMACD,
-    StreamingMomentum,
-    StreamingOBV,
     StreamingRSI,
     StreamingSMA,
     StreamingStochastic,
+    StreamingWMA,
+)
+from pivotal.features.indicators.streaming_own import (
+    StreamingLogReturn,
+    StreamingMomentum,
+    StreamingOBV,
     StreamingTimeFeatures,
     StreamingVolatility,
     StreamingVWAP,
-    StreamingWMA,
 )
 
 __all__ = [

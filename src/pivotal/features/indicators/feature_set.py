@@ -35,6 +35,7 @@ from pivotal.config.models import StrictModel
 from pivotal.core.candles import Candles
 from pivotal.features.indicators import batch as b
 from pivotal.features.indicators import streaming as s
+from pivotal.features.indicators import streaming_own as own
 
 FEATURE_COLUMNS: tuple[str, ...] = (
     "sma",
@@ -183,12 +184,12 @@ class StreamingIndicatorSet:
             cfg.stoch_k_period, cfg.stoch_k_smooth, cfg.stoch_d_period
         )
         self._atr = s.StreamingATR(cfg.atr_period)
-        self._obv = s.StreamingOBV()
-        self._vwap = s.StreamingVWAP(cfg.vwap_session_ms)
-        self._ret = s.StreamingLogReturn(1)
-        self._vol = s.StreamingVolatility(cfg.volatility_period)
-        self._mom = s.StreamingMomentum(cfg.momentum_period)
-        self._time = s.StreamingTimeFeatures()
+        self._obv = own.StreamingOBV()
+        self._vwap = own.StreamingVWAP(cfg.vwap_session_ms)
+        self._ret = own.StreamingLogReturn(1)
+        self._vol = own.StreamingVolatility(cfg.volatility_period)
+        self._mom = own.StreamingMomentum(cfg.momentum_period)
+        self._time = own.StreamingTimeFeatures()
         self.bars = 0
 
     def update(
