@@ -7,7 +7,7 @@ import sys
 import typer
 
 from pivotal import __version__
-from pivotal.apps.cli import config_cmd, data_cmd, demo_cmd, pivots_cmd
+from pivotal.apps.cli import config_cmd, data_cmd, demo_cmd, features_cmd, pivots_cmd
 from pivotal.apps.cli.common import err_console
 from pivotal.core.errors import ConfigError, PivotalError
 
@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(features_cmd.app, name="features")
 app.add_typer(pivots_cmd.app, name="pivots")
 app.command("demo")(demo_cmd.demo)
 
