@@ -27,6 +27,8 @@ def test_demo_imports_the_real_data_and_says_so(tmp_path: Path) -> None:
     # the BTC 1m file's real outage shows in the gap columns, and statistics are printed
     assert "1,578,160" in out or "1,664,559" in out
     assert "Basic statistics" in out
+    assert "24 indicators on the last 1,000 candles" in out
+    assert (tmp_path / "d" / "reports" / "binance_BTC_USDT_1h-pivots.html").is_file()
     listed = run_cli(["data", "list", "--json", "--data-dir", str(tmp_path / "d")], cwd=tmp_path)
     assert '"timeframe": "1s"' in listed.stdout  # built from the real trades
 

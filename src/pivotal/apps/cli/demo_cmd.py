@@ -2,7 +2,8 @@
 
 Stage 1: bring market data in — real files when ``--data`` points at them, else a download
 from the exchange (with fallback), else the seeded simulator (said loudly) — and print what
-is stored with gaps and basic statistics.
+is stored with gaps and basic statistics. Stage 2: compute the indicator set and the 5-level
+Williams pivots of the hourly series and write a pivot chart per symbol.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def demo(
     """Run the main job end to end: ingest data and summarise what is stored."""
     from pivotal.apps.cli.demo_steps import (
         download_recent,
+        feature_step,
         import_folder,
         simulate_fallback,
         summarise,
@@ -68,6 +70,9 @@ def demo(
                 used = simulate_fallback(store, split_list(symbols))
         for table in summarise(store):
             console.print(table)
+        console.rule("features (stage 2)")
+        for line in feature_step(store, ctx.data_dir / "reports"):
+            console.print(line, highlight=False)
     style = "bold yellow" if "SIMULATED" in used else "green"
     console.print(
         Panel(

@@ -108,3 +108,32 @@ def summarise(store: DuckDBStore) -> list[Table]:
         series_table(infos, title="What is stored"),
         stats_table(infos, stats, title="Basic statistics (whole stored span)"),
     ]
+
+
+def feature_step(store: DuckDBStore, out_dir: Path, bars: int = 1000) -> list[str]:
+    """Stage 2: indicators and pivots of the hourly series, and a pivot chart per symbol."""
+    from pivotal.apps.cli.files import write_atomically
+    from pivotal.features.indicators import FEATURE_COLUMNS, compute_indicator_features
+    from pivotal.features.pivots import williams_pivots
+    from pivotal.features.pivots.chart import pivot_chart
+
+    lines = []
+    hourly = [i for i in store.series() if i.key.timeframe is Timeframe.H1]
+    minutely = [i for i in store.series() if i.key.timeframe is Timeframe.M1]
+    for info in (hourly or minutely)[:2]:
+        candles = store.read_candles(info.key)[-bars:]
+        features = compute_indicator_features(candles)
+        pivots = williams_pivots(candles.high, candles.low, timestamps=candles.timestamp)
+        name = f"{info.key.exchange}_{info.key.symbol.file_stem}_{info.key.timeframe}-pivots.html"
+        figure = pivot_chart(candles, pivots, title=f"{info.key}: Williams pivots, 5 levels")
+        path = write_atomically(
+            out_dir / name, lambda tmp, f=figure: f.write_html(tmp, include_plotlyjs=True)
+        )
+        levels = pivots.groupby("level").size().to_dict()
+        last = {k: float(v[-1]) for k, v in features.items() if k in ("rsi", "atr", "macd")}
+        lines.append(
+            f"{info.key}: {len(FEATURE_COLUMNS)} indicators on the last {len(candles):,} candles "
+            f"(RSI {last['rsi']:.1f}, ATR {last['atr']:,.2f}, MACD {last['macd']:+,.2f}); "
+            f"pivots per level {levels}; chart {path}"
+        )
+    return lines
