@@ -19,6 +19,12 @@ from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 DATA = shared_data_dir()
 
 
+def compute_btc_1h(tmp_path: Path):  # type: ignore[no-untyped-def]
+    args = ["features", "compute", "-e", "binance", "-s", "BTC/USDT", "-t", "1h"]
+    out = ["-o", str(tmp_path / "out"), "-d", str(tmp_path / "store")]
+    return run_cli([*args, *out], cwd=tmp_path)
+
+
 @pytest.mark.skipif(DATA is None, reason=SKIP_REASON)
 def test_features_compute_writes_indicators_and_pivots(tmp_path: Path) -> None:
     assert DATA is not None
@@ -26,23 +32,7 @@ def test_features_compute_writes_indicators_and_pivots(tmp_path: Path) -> None:
     candles = Candles.from_frame(frame.tail(2000))
     with open_store(tmp_path / "store") as store:
         store.write_candles(SeriesKey("binance", "BTC/USDT", "1h"), candles)
-    result = run_cli(
-        [
-            "features",
-            "compute",
-            "-e",
-            "binance",
-            "-s",
-            "BTC/USDT",
-            "-t",
-            "1h",
-            "-o",
-            str(tmp_path / "out"),
-            "-d",
-            str(tmp_path / "store"),
-        ],
-        cwd=tmp_path,
-    )
+    result = compute_btc_1h(tmp_path)
     assert result.returncode == 0, result.stderr
     indicators = pd.read_parquet(tmp_path / "out" / "binance_BTC_USDT_1h.indicators.parquet")
     assert list(indicators.columns) == ["timestamp", *FEATURE_COLUMNS]
@@ -60,22 +50,6 @@ def test_features_compute_writes_indicators_and_pivots(tmp_path: Path) -> None:
 def test_features_compute_on_a_missing_series_is_a_clear_error(tmp_path: Path) -> None:
     with open_store(tmp_path / "store"):
         pass
-    result = run_cli(
-        [
-            "features",
-            "compute",
-            "-e",
-            "binance",
-            "-s",
-            "BTC/USDT",
-            "-t",
-            "1h",
-            "-o",
-            str(tmp_path / "out"),
-            "-d",
-            str(tmp_path / "store"),
-        ],
-        cwd=tmp_path,
-    )
+    result = compute_btc_1h(tmp_path)
     assert result.returncode == 2
     assert "nothing stored" in result.stderr

@@ -52,6 +52,13 @@ DataDirOption = Annotated[
 ]
 
 
+ExchangeOption = Annotated[str, typer.Option("--exchange", "-e", help="Exchange id (ccxt).")]
+SymbolOption = Annotated[str, typer.Option("--symbol", "-s", help="Symbol, e.g. BTC/USDT.")]
+TimeframeOption = Annotated[str, typer.Option("--timeframe", "-t", help="e.g. 1m, 1h.")]
+SinceOption = Annotated[str | None, typer.Option("--since", help="First candle (UTC).")]
+UntilOption = Annotated[str | None, typer.Option("--until", help="End, exclusive (UTC).")]
+
+
 @dataclass(frozen=True)
 class Context:
     config: PivotalConfig

@@ -10,6 +10,11 @@ import typer
 from pivotal.apps.cli.common import (
     ConfigOption,
     DataDirOption,
+    ExchangeOption,
+    SinceOption,
+    SymbolOption,
+    TimeframeOption,
+    UntilOption,
     console,
     format_time,
     load_context,
@@ -21,12 +26,12 @@ app = typer.Typer(help="Features: indicators and pivots of stored series.", no_a
 
 @app.command("compute")
 def compute(
-    exchange: Annotated[str, typer.Option("--exchange", "-e")],
-    symbol: Annotated[str, typer.Option("--symbol", "-s")],
-    timeframe: Annotated[str, typer.Option("--timeframe", "-t")],
+    exchange: ExchangeOption,
+    symbol: SymbolOption,
+    timeframe: TimeframeOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the Parquet files.")],
-    since: Annotated[str | None, typer.Option("--since", help="First candle (UTC).")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="End, exclusive (UTC).")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     levels: Annotated[int, typer.Option("--levels", min=1, max=10)] = 5,
     strength: Annotated[int, typer.Option("--strength", min=1)] = 2,
     config: ConfigOption = None,

@@ -11,6 +11,11 @@ from rich.table import Table
 from pivotal.apps.cli.common import (
     ConfigOption,
     DataDirOption,
+    ExchangeOption,
+    SinceOption,
+    SymbolOption,
+    TimeframeOption,
+    UntilOption,
     console,
     format_time,
     load_context,
@@ -22,12 +27,12 @@ app = typer.Typer(help="Williams market-structure pivots: chart them.", no_args_
 
 @app.command("show")
 def show(
-    exchange: Annotated[str, typer.Option("--exchange", "-e")],
-    symbol: Annotated[str, typer.Option("--symbol", "-s")],
-    timeframe: Annotated[str, typer.Option("--timeframe", "-t")],
+    exchange: ExchangeOption,
+    symbol: SymbolOption,
+    timeframe: TimeframeOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.", dir_okay=False)],
-    since: Annotated[str | None, typer.Option("--since", help="First candle (UTC).")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="End, exclusive (UTC).")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     bars: Annotated[
         int, typer.Option("--bars", min=20, help="Without --since: the last N candles.")
     ] = 1000,
