@@ -10,9 +10,6 @@ come from the seeded simulator (30 days).
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,21 +20,11 @@ from pivotal.data.resample import resample
 from pivotal.data.simulator import SimulatorConfig, simulate_candles, simulate_trades
 from pivotal.data.tick_aggregation import RealTimeTickAggregator, aggregate_trades
 from pivotal.testing.shared_data import shared_data_dir
+from pivotal.testing.timing import best_of
 
 N_TRADES = 5_000_000
 N_SECONDS = 30 * 86_400  # 2,592,000 one-second candles
 TRADES_FILE = "trades/binance-spot/BTC_USDT-trades-20240808T2354-20240809T0005.parquet"
-
-
-def best_of(fn: Callable[[], Any], repeats: int = 5) -> float:
-    """Seconds of the fastest of ``repeats`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def tiled_trades(n: int) -> tuple[Trades, str]:

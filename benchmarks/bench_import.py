@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from pivotal.data.duckdb_store import DuckDBStore
 from pivotal.data.importers import import_files, read_candle_file
 from pivotal.data.series import SeriesKey
 from pivotal.data.validation import validate_candles
+from pivotal.testing import timing
 from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 
 ROWS = 525_600
@@ -39,14 +39,7 @@ READ_TARGET_S = 0.3
 
 def best_of(run: Callable[[], object], setup: Callable[[], None] | None = None) -> float:
     """Fastest of ``REPEATS`` timed calls of ``run``; ``setup`` runs untimed before each."""
-    times = []
-    for _ in range(REPEATS):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return timing.best_of(run, REPEATS, setup=setup, warmup=False)
 
 
 def timed_import(path: Path, work: Path) -> float:

@@ -16,8 +16,6 @@ bars, plus the 99th percentile of single timed updates.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,20 +35,10 @@ from pivotal.features.indicators import (
     wma,
 )
 from pivotal.testing.shared_data import shared_data_dir
+from pivotal.testing.timing import best_of
 
 N_BARS = 1_000_000
 N_STREAM = 200_000
-
-
-def best_of(fn: Callable[[], Any], repeats: int = 5) -> float:
-    """Seconds of the fastest of ``repeats`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def load_candles(n: int) -> tuple[Candles, str]:

@@ -29,6 +29,7 @@ import torch
 from pivotal.core import Timeframe
 from pivotal.core.candles import CANDLE_COLUMNS, Candles
 from pivotal.features.inputs import EncodedInputDataset, InputEncoder, InputSpec, build_input
+from pivotal.testing import timing
 from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 
 M1, H1, D1 = Timeframe.M1, Timeframe.H1, Timeframe.D1
@@ -46,14 +47,8 @@ def load(symbol: str, tf: Timeframe) -> Candles:
     return Candles.from_frame(pd.read_parquet(path, columns=list(CANDLE_COLUMNS)))
 
 
-def best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def best_of(fn: Callable[[], Any]) -> float:
+    return timing.best_of(fn, repeats=3)
 
 
 def traced_peak(fn: Callable[[], Any]) -> tuple[Any, int]:

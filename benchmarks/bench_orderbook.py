@@ -10,27 +10,13 @@ Each figure is the best of 5 runs after one warm-up. Target (issue): >= 100,000 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
 import pandas as pd
 
 from pivotal.features.orderbook import COBConfig, DepthEvents, OrderBook, iter_cob, replay_depth
 from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
+from pivotal.testing.timing import best_of
 
 DEPTH_FILE = "orderbook/binance-spot/BTC_USDT-depth-20240808T2354-20240809T0005.parquet"
-
-
-def best_of(fn: Callable[[], Any], repeats: int = 5) -> float:
-    """Seconds of the fastest of ``repeats`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def pandas_peer(frame: pd.DataFrame) -> tuple[dict[float, float], dict[float, float]]:

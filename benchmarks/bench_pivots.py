@@ -11,9 +11,6 @@ streaming detector is timed on the first 200,000 bars.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,21 +19,11 @@ from pivotal.core import Timeframe
 from pivotal.data.simulator import SimulatorConfig, simulate_candles
 from pivotal.features.pivots import StreamingWilliamsPivots, williams_pivots
 from pivotal.testing.shared_data import shared_data_dir
+from pivotal.testing.timing import best_of
 
 N_BARS = 30 * 86_400  # 2,592,000
 STRENGTH = 2
 N_STREAM = 200_000
-
-
-def best_of(fn: Callable[[], Any], repeats: int = 5) -> float:
-    """Seconds of the fastest of ``repeats`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def bars(n: int) -> tuple[np.ndarray, np.ndarray, str]:
