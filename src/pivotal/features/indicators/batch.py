@@ -284,17 +284,19 @@ def time_features(timestamp: Any) -> dict[str, FloatArray]:
     the order of ``TIME_FEATURE_NAMES``.
     """
     ts = check_timestamps(timestamp)
-    days = ts // DAY_MS
-    hour = (ts - days * DAY_MS) // HOUR_MS
-    # Day-level features once per run of equal days (timestamps are sorted), then repeated.
-    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]]) if len(ts) else days
-    run_days = days[starts]
+    # Timestamps are sorted: compute everything once per run of bars in the same UTC hour,
+    # then repeat it over the run (one integer division over the bars, the rest per hour).
+    hours = ts // HOUR_MS
+    starts = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1]]) if len(ts) else hours
     lengths = np.diff(np.r_[starts, len(ts)])
-    dow = (run_days + 3) % 7  # 1970-01-01 was a Thursday
-    month = run_days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12
+    run_hours = hours[starts]
+    days = run_hours // 24
+    hour = run_hours - days * 24
+    dow = (days + 3) % 7  # 1970-01-01 was a Thursday
+    month = days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12
     return {
-        "hour_sin": HOUR_SIN[hour],
-        "hour_cos": HOUR_COS[hour],
+        "hour_sin": np.repeat(HOUR_SIN[hour], lengths),
+        "hour_cos": np.repeat(HOUR_COS[hour], lengths),
         "dow_sin": np.repeat(DOW_SIN[dow], lengths),
         "dow_cos": np.repeat(DOW_COS[dow], lengths),
         "month_sin": np.repeat(MONTH_SIN[month], lengths),

@@ -1,0 +1,1 @@
+"""Supervised training: labels, splits, the trainer, checkpoints, evaluation, search."""
