@@ -227,24 +227,38 @@ def test_timestamps_and_pivot_points() -> None:
         HAND_HIGH, HAND_LOW, levels=3, strength=1, timestamps=ts.astype("datetime64[ms]")
     )
     assert_same(p, p_dt)
-    points = to_pivot_points(p, "BTC/USDT")
+    points = to_pivot_points(p, "BTC/USDT", bar_ms=60_000)
     assert points == to_pivot_points(
-        p.drop(columns=["timestamp", "confirm_timestamp"]), "BTC/USDT", ts
+        p.drop(columns=["timestamp", "confirm_timestamp"]), "BTC/USDT", ts, bar_ms=60_000
     )
     first = points[0]
     assert first == PivotPoint(
         symbol=Symbol.parse("BTC/USDT"),
         timestamp=int(ts[1]),
-        confirmed_at=int(ts[2]),
+        confirmed_at=int(ts[2]) + 60_000,  # known when the confirm bar closes
         price=3.0,
         kind=PivotKind.HIGH,
         level=1,
     )
     assert all(pt.confirmed_at >= pt.timestamp for pt in points)
     with pytest.raises(ValueError, match="no timestamp columns"):
-        to_pivot_points(p.drop(columns=["timestamp", "confirm_timestamp"]), "BTC/USDT")
+        to_pivot_points(p.drop(columns=["timestamp", "confirm_timestamp"]), "BTC/USDT", bar_ms=1)
     with pytest.raises(ValueError, match="same bars"):
-        to_pivot_points(p, "BTC/USDT", ts[:5])
+        to_pivot_points(p, "BTC/USDT", ts[:5], bar_ms=60_000)
+    with pytest.raises(ValueError, match="bar_ms"):
+        to_pivot_points(p, "BTC/USDT", bar_ms=0)
+
+
+def test_regression_pivot_not_known_before_confirm_bar_closes() -> None:
+    """Bug: confirmed_at was the confirm bar's *open*, so an input built while that bar was
+    still open used a pivot that depends on the bar's (not yet final) high and low."""
+    ts = 1_700_000_000_000 + 60_000 * np.arange(len(HAND_HIGH), dtype=np.int64)
+    p = williams_pivots(HAND_HIGH, HAND_LOW, levels=1, strength=1, timestamps=ts)
+    for point, confirm in zip(
+        to_pivot_points(p, "BTC/USDT", bar_ms=60_000), p["confirm_index"], strict=True
+    ):
+        assert point.confirmed_at == ts[confirm] + 60_000
+        assert point.confirmed_at > ts[confirm]
 
 
 # -- bad input ---------------------------------------------------------------------------------

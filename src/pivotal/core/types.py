@@ -181,9 +181,9 @@ class OHLCVBar:
 class PivotPoint:
     """A Williams market-structure pivot.
 
-    ``timestamp`` is the extreme bar's open time; ``confirmed_at`` is the open time of the
-    first bar at which the pivot is known. Anything acting at time t may use the pivot only
-    when ``confirmed_at <= t``.
+    ``timestamp`` is the extreme bar's open time; ``confirmed_at`` is the time (UTC ms) at which
+    the pivot becomes known: the close of its confirm bar. Anything acting at time t may use
+    the pivot only when ``confirmed_at <= t``.
     """
 
     symbol: Symbol

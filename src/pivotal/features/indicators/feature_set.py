@@ -105,13 +105,16 @@ class IndicatorConfig(StrictModel):
 
 
 def compute_indicator_features(
-    candles: Candles, config: IndicatorConfig | None = None
+    candles: Candles, config: IndicatorConfig | None = None, *, allow_short: bool = False
 ) -> dict[str, np.ndarray]:
     """Every column of :data:`FEATURE_COLUMNS` for ``candles``, in that order.
 
     Raises ``ValueError`` when a price or volume is NaN or infinite, a close is <= 0, a volume
     is negative, or the candles are too few for every feature to have a valid value
-    (``config.warmup() + 1`` bars are needed).
+    (``config.warmup() + 1`` bars are needed). With ``allow_short=True`` fewer candles (at
+    least one) are accepted: each column is then NaN where its own warm-up is not over, the
+    same rows as in a longer series starting with the same candles (a young series still
+    gets its time features, log returns and short indicators).
     """
     cfg = config or IndicatorConfig()
     h = b.check_series(candles.high, "high")
@@ -119,7 +122,9 @@ def compute_indicator_features(
     c = b.check_series(candles.close, "close")
     v = b.check_series(candles.volume, "volume")
     ts = b.check_timestamps(candles.timestamp)
-    if len(c) <= cfg.warmup():
+    if not len(c):
+        raise ValueError("the indicator feature set needs at least one candle, got none")
+    if len(c) <= cfg.warmup() and not allow_short:
         raise ValueError(
             f"the indicator feature set needs at least {cfg.warmup() + 1} candles with this "
             f"config (its longest warm-up ends at index {cfg.warmup()}), got {len(c)}"

@@ -5,9 +5,14 @@
 - :func:`check_input` / :func:`require_complete`: validation before inference.
 - :class:`InputEncoder`: the input as a ``(streams, frames, channels)`` float32 tensor.
 - :class:`EncodedInputDataset`: the same tensors in bulk for every close of a range.
+- :func:`candle_columns` / :class:`ColumnsConfig`: per-candle indicator, pivot and COB columns.
+- :class:`StandardizedDataProvider`: everything above from a store at ``t``, plus
+  :class:`COBHistory`, :class:`PredictionLog` and the :class:`ContextEncoder` vector.
 """
 
 from pivotal.features.inputs.builder import InputBuilder, build_input, closed_window
+from pivotal.features.inputs.columns import ColumnsConfig, candle_columns
+from pivotal.features.inputs.context import ContextEncoder
 from pivotal.features.inputs.dataset import EncodedInputDataset
 from pivotal.features.inputs.encoder import (
     BASE_CHANNELS,
@@ -15,12 +20,21 @@ from pivotal.features.inputs.encoder import (
     InputEncoder,
     InputLayout,
 )
+from pivotal.features.inputs.history import COBHistory, PredictionLog
+from pivotal.features.inputs.provider import EncodedInput, StandardizedDataProvider
 from pivotal.features.inputs.spec import SEED_TIMEFRAMES, InputPart, InputSpec
 from pivotal.features.inputs.validation import InputReport, check_input, require_complete
 
 __all__ = [
     "BASE_CHANNELS",
     "SEED_TIMEFRAMES",
+    "COBHistory",
+    "ColumnsConfig",
+    "ContextEncoder",
+    "EncodedInput",
+    "PredictionLog",
+    "StandardizedDataProvider",
+    "candle_columns",
     "EncodedInputDataset",
     "ExtraFeatures",
     "InputBuilder",

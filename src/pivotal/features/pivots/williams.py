@@ -269,14 +269,22 @@ def pivots_known_at(pivots: pd.DataFrame, now_index: int) -> pd.DataFrame:
 
 
 def to_pivot_points(
-    pivots: pd.DataFrame, symbol: Symbol | str, timestamps: Any = None
+    pivots: pd.DataFrame,
+    symbol: Symbol | str,
+    timestamps: Any = None,
+    *,
+    bar_ms: int,
 ) -> list[PivotPoint]:
     """:class:`PivotPoint` objects for the rows of a pivot frame.
 
-    ``timestamp`` is the open time of the extreme bar and ``confirmed_at`` that of the confirm
-    bar, taken from ``timestamps`` (bar open times, UTC ms) or, when None, from the frame's
+    ``timestamp`` is the open time of the extreme bar; ``confirmed_at`` is the time the pivot
+    becomes known: the *close* of its confirm bar (its open time + ``bar_ms``, the bars'
+    duration in ms), since the confirm bar's high and low are final only then. Open times come
+    from ``timestamps`` (bar open times, UTC ms) or, when None, from the frame's
     ``timestamp``/``confirm_timestamp`` columns.
     """
+    if isinstance(bar_ms, bool) or not isinstance(bar_ms, int | np.integer) or bar_ms < 1:
+        raise ValueError(f"bar_ms must be the bars' duration in ms (>= 1), got {bar_ms!r}")
     sym = Symbol.parse(symbol)
     if timestamps is not None:
         ts = np.asarray(timestamps)
@@ -298,7 +306,7 @@ def to_pivot_points(
         PivotPoint(
             symbol=sym,
             timestamp=int(t),
-            confirmed_at=int(c),
+            confirmed_at=int(c) + int(bar_ms),
             price=float(p),
             kind=PivotKind(str(k)),
             level=int(lv),
