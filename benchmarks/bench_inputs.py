@@ -28,7 +28,13 @@ import torch
 
 from pivotal.core import Timeframe
 from pivotal.core.candles import CANDLE_COLUMNS, Candles
-from pivotal.features.inputs import EncodedInputDataset, InputEncoder, InputSpec, build_input
+from pivotal.features.inputs import (
+    EncodedInputDataset,
+    InputEncoder,
+    InputSpec,
+    build_input,
+    candle_columns,
+)
 from pivotal.testing import timing
 from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 
@@ -123,6 +129,17 @@ def main() -> None:
     naive_rate = len(idx) / (time.perf_counter() - started)
     max_diff = float((naive - ds.get_batch(idx)).abs().max())
 
+    # the same with the per-candle indicator and pivot columns (7 + 44 channels)
+    columns_s = best_of(lambda: {tf: candle_columns(c, tf) for tf, c in eth.items()})
+    extra = {tf: candle_columns(c, tf) for tf, c in eth.items()}
+    wide = EncodedInputDataset(SPEC, eth, START, end, anchor=M1, reference=btc, extra=extra)
+
+    def wide_pass() -> None:
+        for i in range(0, n, BATCH):
+            wide.get_batch(shuffled[i : i + BATCH])
+
+    wide_rate = n / best_of(wide_pass)
+
     sample_bytes = int(np.prod(ds.layout.shape)) * 4
     print(f"samples: {n:,} ({DAYS} days of 1m closes), tensor {ds.layout.shape} float32")
     print(f"  streams {ds.layout.streams}, channels {ds.layout.channels.names}")
@@ -137,11 +154,14 @@ def main() -> None:
     rows = [
         ("bulk get_batch, in order", n / in_order),
         ("bulk get_batch, shuffled", n / random_order),
+        (f"bulk + indicator/pivot columns {wide.layout.shape}", wide_rate),
         ("one at a time (build_input + encode)", single_rate),
         ("naive pandas slicing, per sample", naive_rate),
     ]
     for name, rate in rows:
         print(f"{name:40s} {rate:12,.0f} samples/s")
+    rows_all = sum(len(c) for c in eth.values())
+    print(f"candle_columns for all {rows_all:,} ETH candles: {columns_s * 1e3:.0f} ms")
     print(f"bulk (shuffled) / naive pandas: {n / random_order / naive_rate:,.0f}x")
     print(f"bulk (shuffled) / one at a time: {n / random_order / single_rate:,.0f}x")
     print(f"naive vs bulk max |difference|: {max_diff:.2e}")
