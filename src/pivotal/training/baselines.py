@@ -35,6 +35,7 @@ import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from pivotal.training.labels import DIRECTION_CLASSES
 from pivotal.training.metrics import evaluate_classification, evaluate_regression
@@ -129,7 +130,8 @@ def regression_baseline_predictions(
     if not isinstance(ridge_alpha, int | float) or not ridge_alpha >= 0:
         raise ValueError(f"ridge_alpha must be a number >= 0, got {ridge_alpha!r}")
     model = make_pipeline(StandardScaler(), Ridge(alpha=float(ridge_alpha)))
-    model.fit(tr[fit], y[fit])
+    with threadpool_limits(limits=1):
+        model.fit(tr[fit], y[fit])
     return {
         "persistence": persistence,
         "last_return_sign": np.sign(last) * float(np.mean(np.abs(y[fit]))),
@@ -221,8 +223,11 @@ def classification_baseline_probabilities(
         onehot = np.zeros((len(te), n_classes))
         onehot[np.arange(len(te)), cls] = 1.0
         out["last_return_sign"] = onehot
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=float(logistic_c), max_iter=2000))
-    model.fit(tr[known], y[known])
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=float(logistic_c), max_iter=500))
+    # one BLAS thread: beside torch's thread pool, more threads oversubscribe a small machine
+    # and slow the fit by 10x or more
+    with threadpool_limits(limits=1):
+        model.fit(tr[known], y[known])
     probs = np.zeros((len(te), n_classes))
     probs[:, model.classes_] = model.predict_proba(te)
     out["linear"] = probs

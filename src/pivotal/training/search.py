@@ -42,6 +42,7 @@ __all__ = [
     "TrialSetup",
     "default_search_space",
     "load_best_config",
+    "model_search_space",
     "optimize",
     "split_params",
 ]
@@ -358,3 +359,25 @@ def load_best_config(path: str | Path) -> tuple[dict[str, Any], TrainingConfig]:
         return dict(data["model"]), TrainingConfig.model_validate(data["training"])
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"{p} is not a best-config file written by optimize ({exc})") from exc
+
+
+_MODEL_WIDTHS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "price_prediction": ("lstm_size", (32, 64, 128)),
+    "transformer": ("d_model", (32, 64, 128)),
+    "lstm_attention": ("lstm_size", (32, 64, 128)),
+    "cnn1d": ("channels", (16, 32, 64)),
+    "hybrid": ("lstm_size", (32, 64, 128)),
+    "volume_lstm": ("lstm_size", (16, 32, 64)),
+    "pivot_cnn": ("recurrent_size", (32, 64, 128)),
+}
+
+
+def model_search_space(model: str) -> SearchSpace:
+    """The default space for a registered model: the training ranges, plus its width and
+    dropout where the network has them (the ensemble tunes training settings only)."""
+    if model not in _MODEL_WIDTHS:
+        return TRAINING_SPACE
+    width, values = _MODEL_WIDTHS[model]
+    return TRAINING_SPACE | SearchSpace(
+        {width: CategoricalParam(values), "dropout": FloatParam(0.0, 0.5)}
+    )

@@ -7,7 +7,15 @@ import sys
 import typer
 
 from pivotal import __version__
-from pivotal.apps.cli import config_cmd, data_cmd, demo_cmd, features_cmd, pivots_cmd
+from pivotal.apps.cli import (
+    config_cmd,
+    data_cmd,
+    demo_cmd,
+    features_cmd,
+    models_cmd,
+    pivots_cmd,
+    train_cmd,
+)
 from pivotal.apps.cli.common import err_console
 from pivotal.core.errors import ConfigError, PivotalError
 
@@ -23,6 +31,10 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(pivots_cmd.app, name="pivots")
+app.add_typer(models_cmd.app, name="models")
+app.command("train")(train_cmd.train)
+app.command("evaluate")(train_cmd.evaluate)
+app.command("optimize")(train_cmd.optimize)
 app.command("demo")(demo_cmd.demo)
 
 
