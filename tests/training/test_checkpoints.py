@@ -15,9 +15,8 @@ from pivotal.core.errors import ModelError
 from pivotal.features.inputs import BASE_CHANNELS, InputEncoder, InputSpec
 from pivotal.features.scalers import FeatureLayout, StandardScaler
 from pivotal.models import InputShape, PivotalModel, TargetSpec, available, model_class, register
+from pivotal.training.checkpoint_manager import CheckpointCallback, CheckpointManager
 from pivotal.training.checkpoints import (
-    CheckpointCallback,
-    CheckpointManager,
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,
