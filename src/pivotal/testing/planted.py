@@ -6,7 +6,8 @@ are redrawn every bar (log-normal around ``scale``) and ``|noise|`` is much smal
 ``rho * m`` when ``noise_scale`` is small. So the **direction** of the next move is (almost
 always) the opposite of the last move's: a model that reads the last frame's ``log_return``
 channel can reach close to 100 % direction accuracy, and the expected next return is
-``-sign(r[t]) * rho * E[m]``. The sign rule is the only structure. Everything is seeded: the same arguments give the same candles.
+``-sign(r[t]) * rho * E[m]``. The sign rule is the only structure. Everything is seeded:
+the same arguments give the same candles.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ def planted_candles(
     scale: float = 0.002,
     noise_scale: float = 0.05,
     start_price: float = 100.0,
-    start_time: int = 1_700_000_000_000,
+    start_time: int | None = None,
     bar_ms: int = 60_000,
 ) -> Candles:
     """``n`` candles with the planted rule (module docstring); ``noise_scale`` is the noise's
-    standard deviation relative to ``scale``."""
+    standard deviation relative to ``scale``. ``start_time`` defaults to 2023-11-14 on the
+    ``bar_ms`` grid, so the candles resample cleanly."""
     if n < 2:
         raise ValueError(f"n must be >= 2, got {n}")
     if not 0 < rho <= 1:
@@ -48,5 +50,7 @@ def planted_candles(
     high = np.maximum(open_, close) * (1 + wick)
     low = np.minimum(open_, close) * (1 - wick)
     volume = rng.lognormal(2.0, 0.5, n)
+    if start_time is None:
+        start_time = (1_700_000_000_000 // bar_ms) * bar_ms
     timestamp = start_time + bar_ms * np.arange(n, dtype=np.int64)
     return Candles(timestamp, open_, high, low, close, volume)

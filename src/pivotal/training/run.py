@@ -36,7 +36,7 @@ from pivotal.training.pipeline import (
     prepare,
 )
 from pivotal.training.report import EvaluationReport, TargetEvaluation
-from pivotal.training.trainer import Trainer, TrainingResult
+from pivotal.training.trainer import Trainer, TrainingResult, set_seed
 
 __all__ = ["Evaluation", "TrainOutcome", "evaluate_checkpoint", "evaluate_prepared", "train_job"]
 
@@ -94,6 +94,7 @@ def train_job(
 ) -> TrainOutcome:
     """Train ``job`` with checkpoints in ``directory``; returns the result and evaluation."""
     prepared = prepared or prepare(store, job)
+    set_seed(job.training.seed)  # the initial weights depend on the job's seed alone
     model = build_model(prepared)
     trainer = Trainer(model, job.training)
     manager = CheckpointManager(directory, job.model, keep=keep, metric="val_loss", mode="min")

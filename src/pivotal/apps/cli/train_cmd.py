@@ -241,6 +241,7 @@ def optimize(
     from pivotal.training.pipeline import build_model, prepare
     from pivotal.training.search import TrialSetup, model_search_space, split_params
     from pivotal.training.search import optimize as run_search
+    from pivotal.training.trainer import set_seed
 
     ctx = load_context(config, data_dir)
     the_job = build_job(
@@ -270,6 +271,7 @@ def optimize(
         from dataclasses import replace
 
         trial_data = replace(prepared, job=job_t)
+        set_seed(job_t.training.seed)
         return TrialSetup(
             build_model(trial_data),
             job_t.training,
