@@ -286,6 +286,18 @@ class SupervisedDataset(BatchDataset):
         idx = np.arange(len(self)) if indices is None else self._positions(indices)
         return self._rows[idx].copy()
 
+    def regression_at(self, rows: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Regression targets of anchor candle ``rows`` (``(len(rows), R)``, NaN = missing)."""
+        if self._regression is None:
+            raise ValueError("this dataset has no regression targets")
+        return self._regression[np.asarray(rows, dtype=np.int64)]
+
+    def labels_at(self, rows: npt.ArrayLike) -> IntArray:
+        """Class labels of anchor candle ``rows`` (``-1`` = missing)."""
+        if self._labels is None:
+            raise ValueError("this dataset has no class labels")
+        return self._labels[np.asarray(rows, dtype=np.int64)]
+
     def get_batch(self, indices: npt.ArrayLike) -> Batch:
         idx = self._positions(indices)
         rows = self._rows[idx]

@@ -288,7 +288,7 @@ def _fit_scaling(
     mean, std = np.zeros(width), np.ones(width)
     if width:
         rows = data.rows(train)
-        values = data._regression[rows].astype(np.float64)
+        values = data.regression_at(rows).astype(np.float64)
         with np.errstate(invalid="ignore"):
             mean = np.nan_to_num(np.nanmean(values, axis=0), nan=0.0)
             std = np.nan_to_num(np.nanstd(values, axis=0), nan=1.0)

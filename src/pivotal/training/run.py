@@ -180,8 +180,8 @@ def evaluate_prepared(model: torch.nn.Module, prepared: Prepared, name: str) -> 
     predictions = truth = probabilities = labels = None
     if prepared.regression_columns:
         predictions = prepared.scaling.unscale_targets(out["regression"])
-        truth = data._regression[test.rows()].astype(np.float64)
-        train_truth = data._regression[train.rows()[train_idx]].astype(np.float64)
+        truth = data.regression_at(test.rows()).astype(np.float64)
+        train_truth = data.regression_at(train.rows()[train_idx]).astype(np.float64)
         for j, column in enumerate(prepared.regression_columns):
             known_train = ~np.isnan(train_truth[:, j])
             known_test = ~np.isnan(truth[:, j])
@@ -205,8 +205,8 @@ def evaluate_prepared(model: torch.nn.Module, prepared: Prepared, name: str) -> 
     if prepared.classification_column is not None:
         logits = torch.as_tensor(out["logits"])
         probabilities = torch.softmax(logits, dim=1).numpy().astype(np.float64)
-        labels = data._labels[test.rows()]
-        train_labels = data._labels[train.rows()[train_idx]]
+        labels = data.labels_at(test.rows())
+        train_labels = data.labels_at(train.rows()[train_idx])
         known_train, known_test = train_labels >= 0, labels >= 0
         if known_test.any() and known_train.any():
             baselines = classification_baselines(
