@@ -143,11 +143,14 @@ def _predict(model: torch.nn.Module, data: ScaledSubset, batch: int = 512) -> di
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def _features(data: ScaledSubset, limit: int | None = None) -> npt.NDArray[np.float64]:
+def _spread(n: int, limit: int) -> npt.NDArray[np.int64]:
+    """At most ``limit`` evenly spaced positions out of ``n``."""
+    idx = np.arange(n)
+    return idx if n <= limit else idx[np.linspace(0, n - 1, limit).astype(np.int64)]
+
+
+def _features(data: ScaledSubset, idx: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     """Newest frame of every stream, all channels, flattened: the linear baselines' input."""
-    idx = np.arange(len(data))
-    if limit is not None and len(idx) > limit:
-        idx = idx[np.linspace(0, len(idx) - 1, limit).astype(np.int64)]
     rows = []
     for start in range(0, len(idx), 2_048):
         x = data.get_batch(idx[start : start + 2_048])["x"]
@@ -169,11 +172,9 @@ def evaluate_prepared(model: torch.nn.Module, prepared: Prepared, name: str) -> 
 
     test, train = prepared.test, prepared.train
     out = _predict(model, test)
-    train_x = _features(train, MAX_BASELINE_TRAIN)
-    train_idx = np.arange(len(train))
-    if len(train_idx) > MAX_BASELINE_TRAIN:
-        train_idx = train_idx[np.linspace(0, len(train_idx) - 1, MAX_BASELINE_TRAIN).astype(int)]
-    test_x = _features(test)
+    train_idx = _spread(len(train), MAX_BASELINE_TRAIN)
+    train_x = _features(train, train_idx)
+    test_x = _features(test, np.arange(len(test)))
     last = _last_returns(prepared, test)
     data = prepared.dataset
     targets: list[TargetEvaluation] = []

@@ -26,7 +26,7 @@ magnitude:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -82,13 +82,20 @@ def indicator_layout() -> FeatureLayout:
 
 
 def indicator_columns(
-    candles: Candles, config: IndicatorConfig | None = None, *, obv_window: int = 20
+    candles: Candles,
+    config: IndicatorConfig | None = None,
+    *,
+    obv_window: int = 20,
+    raw: Mapping[str, FloatMatrix] | None = None,
 ) -> tuple[FeatureLayout, FloatMatrix]:
     """The indicator feature set made scale-free (see the module docstring); accepts fewer
-    candles than the warm-up (NaN where an indicator is not valid yet)."""
+    candles than the warm-up (NaN where an indicator is not valid yet). ``raw`` is
+    ``compute_indicator_features(candles, config, allow_short=True)`` when the caller already
+    has it."""
     if obv_window < 1:
         raise ValueError(f"obv_window must be >= 1, got {obv_window}")
-    raw = compute_indicator_features(candles, config, allow_short=True)
+    if raw is None:
+        raw = compute_indicator_features(candles, config, allow_short=True)
     close = candles.close
     out = np.empty((len(candles), len(FEATURE_COLUMNS)), dtype=np.float64)
     for j, name in enumerate(FEATURE_COLUMNS):
@@ -294,20 +301,29 @@ def candle_columns(
     timeframe: Timeframe | str,
     config: ColumnsConfig | None = None,
     cob_snapshots: Sequence[COBData] = (),
+    *,
+    indicators: Mapping[str, FloatMatrix] | None = None,
+    pivots: pd.DataFrame | None = None,
 ) -> tuple[FeatureLayout, FloatMatrix]:
     """The enabled column groups of ``config`` for ``candles``, joined (``config.layout()``).
 
     Fewer candles than the indicators' warm-up are accepted: each indicator column is NaN
-    (unknown yet) until its own warm-up ends, so a young series still encodes.
+    (unknown yet) until its own warm-up ends, so a young series still encodes. A caller that
+    already computed the raw indicators (``compute_indicator_features(..., allow_short=True)``)
+    or the pivots (``williams_pivots`` with the config's levels and strength) of these candles
+    passes them instead of having them computed again.
     """
     cfg = config or ColumnsConfig()
     parts: list[FloatMatrix] = []
     if cfg.indicators:
-        parts.append(indicator_columns(candles, cfg.indicator, obv_window=cfg.obv_window)[1])
-    if cfg.pivots:
-        pivots = williams_pivots(
-            candles.high, candles.low, levels=cfg.pivot_levels, strength=cfg.pivot_strength
+        parts.append(
+            indicator_columns(candles, cfg.indicator, obv_window=cfg.obv_window, raw=indicators)[1]
         )
+    if cfg.pivots:
+        if pivots is None:
+            pivots = williams_pivots(
+                candles.high, candles.low, levels=cfg.pivot_levels, strength=cfg.pivot_strength
+            )
         parts.append(pivot_columns(candles, pivots, levels=cfg.pivot_levels)[1])
     if cfg.cob:
         parts.append(

@@ -33,9 +33,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from pivotal.core.candles import Candles
@@ -65,6 +65,12 @@ class EncodedInput:
     x: torch.Tensor
     context: torch.Tensor
     input: BaseDataInput
+
+
+@dataclass(frozen=True, slots=True)
+class _Derived:
+    indicators: Mapping[str, np.ndarray]
+    pivots: pd.DataFrame | None
 
 
 class StandardizedDataProvider:
@@ -136,34 +142,39 @@ class StandardizedDataProvider:
         flow = order_flow(trades, self.flow)
         return {key: float(np.sum(getattr(flow, key))) for key in MICROSTRUCTURE_KEYS}
 
-    @staticmethod
-    def _latest_indicators(candles_by_tf: Mapping[Timeframe, Candles], config: Any) -> dict:
-        out: dict[str, float] = {}
-        for tf, candles in candles_by_tf.items():
-            if not len(candles):
-                continue
-            features = compute_indicator_features(candles, config, allow_short=True)
-            out.update({f"{tf}/{name}": float(values[-1]) for name, values in features.items()})
-        return out
-
     # -- public -------------------------------------------------------------------------
     def build(self, symbol: Symbol | str, t: int) -> BaseDataInput:
         """The ``BaseDataInput`` of ``symbol`` at ``t``; not validated (encode validates)."""
         return self._build(Symbol.parse(symbol), int(t))[0]
 
-    def _build(self, symbol: Symbol, t: int) -> tuple[BaseDataInput, dict[Timeframe, Candles]]:
-        primary, reference = self._histories(symbol, t)
-        pivot_candles = primary[self.pivot_timeframe]
-        pivots = []
-        if len(pivot_candles):
-            frame = williams_pivots(
-                pivot_candles.high,
-                pivot_candles.low,
-                levels=self.columns.pivot_levels,
-                strength=self.columns.pivot_strength,
+    def _derive(self, history: Candles, tf: Timeframe) -> _Derived:
+        """Raw indicators and pivots of one stream's closed history, computed once per build
+        and shared by the input's parts and the encoded columns."""
+        cfg = self.columns
+        indicators = compute_indicator_features(history, cfg.indicator, allow_short=True)
+        pivots = None
+        if cfg.pivots or tf == self.pivot_timeframe:
+            pivots = williams_pivots(
+                history.high, history.low, levels=cfg.pivot_levels, strength=cfg.pivot_strength
             )
+        return _Derived(indicators, pivots)
+
+    def _build(self, symbol: Symbol, t: int) -> tuple[BaseDataInput, dict, dict]:
+        primary, reference = self._histories(symbol, t)
+        derived = {tf: self._derive(c, tf) for tf, c in primary.items() if len(c)}
+        latest = {
+            f"{tf}/{name}": float(values[-1])
+            for tf, d in derived.items()
+            for name, values in d.indicators.items()
+        }
+        pivots = []
+        if self.pivot_timeframe in derived:
+            pivot_candles = primary[self.pivot_timeframe]
             pivots = to_pivot_points(
-                frame, symbol, pivot_candles.timestamp, bar_ms=self.pivot_timeframe.ms
+                derived[self.pivot_timeframe].pivots,
+                symbol,
+                pivot_candles.timestamp,
+                bar_ms=self.pivot_timeframe.ms,
             )
         inp = build_input(
             primary,
@@ -172,26 +183,27 @@ class StandardizedDataProvider:
             self.spec,
             reference=reference if self.spec.reference_symbol is not None else None,
             cob_data=self.cob.latest(symbol, t),
-            technical_indicators=self._latest_indicators(primary, self.columns.indicator),
+            technical_indicators=latest,
             pivot_points=pivots,
             last_predictions=self.predictions.latest(symbol, t),
             market_microstructure=self._microstructure(symbol, t),
         )
-        return inp, primary
+        return inp, primary, derived
 
     def encode(self, symbol: Symbol | str, t: int) -> EncodedInput:
         """Build, validate (``DataError`` listing what is missing) and encode the input."""
         symbol = Symbol.parse(symbol)
         t = int(t)
-        inp, primary = self._build(symbol, t)
+        inp, primary, derived = self._build(symbol, t)
         extra = {}
-        for tf, history in primary.items():
-            if not len(history):
-                continue
+        for tf, d in derived.items():
+            history = primary[tf]
             snapshots = ()
             if self.columns.cob:
                 snapshots = self.cob.between(symbol, int(history.timestamp[0]), t)
-            layout, matrix = candle_columns(history, tf, self.columns, snapshots)
+            layout, matrix = candle_columns(
+                history, tf, self.columns, snapshots, indicators=d.indicators, pivots=d.pivots
+            )
             rows = len(inp.ohlcv[tf]) if tf in inp.ohlcv else 0
             extra[tf] = (layout, matrix[len(history) - rows :])
         x = self.encoder.encode(inp, extra)
