@@ -1,0 +1,1 @@
+"""Backtesting: the event-driven engine, the vectorized fast path, metrics and reports."""

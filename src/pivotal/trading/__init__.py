@@ -1,0 +1,1 @@
+"""Trading: portfolio accounting, the simulated broker, fees, slippage and the risk manager."""

@@ -1,0 +1,1 @@
+"""Brokers implementing :class:`pivotal.core.ports.Broker`: the simulator now, exchanges later."""
