@@ -33,7 +33,8 @@ test: $(STAMP)  ## lint, layer contract and the test suite (slow tests excluded)
 test-slow: $(STAMP)  ## the slow tests only
 	$(BIN)/pytest -m slow -q
 
-bench: $(STAMP)  ## performance figures beside peer libraries
+bench: $(STAMP)  ## performance figures beside peer libraries (installs the peers: vectorbt)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,bench]"
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: $(STAMP)

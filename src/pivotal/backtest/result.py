@@ -27,57 +27,30 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-TRADE_COLUMNS: tuple[str, ...] = (
-    "symbol",
-    "side",
-    "entry_time",
-    "exit_time",
-    "entry_bar",
-    "exit_bar",
-    "entry_price",
-    "exit_price",
-    "size",
-    "pnl",
-    "fees",
-    "return_pct",
+from pivotal.trading.records import (
+    FILL_COLUMNS,
+    TRADE_COLUMNS,
+    empty_fill_frame,
+    empty_trade_frame,
 )
 
-FILL_COLUMNS: tuple[str, ...] = (
-    "timestamp",
-    "bar",
-    "symbol",
-    "side",
-    "quantity",
-    "price",
-    "fee",
-    "liquidity",
-    "client_order_id",
-    "tag",
-)
+__all__ = [
+    "FILL_COLUMNS",
+    "TRADE_COLUMNS",
+    "BacktestResult",
+    "empty_fills",
+    "empty_trades",
+]
 
 
 def empty_trades() -> pd.DataFrame:
     """An empty trade table with the right columns and dtypes."""
-    return pd.DataFrame(
-        {
-            "symbol": pd.Series(dtype=object),
-            "side": pd.Series(dtype=object),
-            "entry_time": pd.Series(dtype=np.int64),
-            "exit_time": pd.Series(dtype=np.int64),
-            "entry_bar": pd.Series(dtype=np.int64),
-            "exit_bar": pd.Series(dtype=np.int64),
-            "entry_price": pd.Series(dtype=np.float64),
-            "exit_price": pd.Series(dtype=np.float64),
-            "size": pd.Series(dtype=np.float64),
-            "pnl": pd.Series(dtype=np.float64),
-            "fees": pd.Series(dtype=np.float64),
-            "return_pct": pd.Series(dtype=np.float64),
-        }
-    )
+    return empty_trade_frame()
 
 
 def empty_fills() -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series(dtype=object) for name in FILL_COLUMNS})
+    """An empty fill table with the right columns and dtypes."""
+    return empty_fill_frame()
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -126,6 +126,17 @@ class Candles:
             raise TypeError("index Candles with a slice or mask; use .bar(i) for one candle")
         return Candles(*(getattr(self, c)[key] for c in CANDLE_COLUMNS))
 
+    def head(self, stop: int) -> Candles:
+        """The first ``stop`` candles as views, without re-validating the columns.
+
+        The hot path of a backtest builds one such view per decision; slicing validated,
+        read-only columns cannot break the schema, so the checks of ``__init__`` are skipped.
+        """
+        view = object.__new__(Candles)
+        for name in CANDLE_COLUMNS:
+            object.__setattr__(view, name, getattr(self, name)[:stop])
+        return view
+
     def columns(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in CANDLE_COLUMNS}
 

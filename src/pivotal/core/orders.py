@@ -134,9 +134,11 @@ class OrderRequest:
     """What a strategy (through the risk manager) asks a broker to do.
 
     Size is given either as ``quantity`` (base units) or as ``equity_fraction``: the share
-    of account equity (times leverage) to commit, turned into a quantity **at fill time**
-    from the fill price and the taker fee, rounded down to the broker's lot size (the way
-    backtesting.py sizes ``buy(size=0.999…)``). Exactly one of the two is set.
+    of the account's *available* margin (equity minus margin already used, times leverage)
+    to commit, turned into a quantity **at fill time** from the fill price and the fee,
+    rounded down to the broker's lot size (the way backtesting.py sizes
+    ``buy(size=0.999…)`` from its ``margin_available``). When flat, available = equity.
+    Exactly one of the two is set.
 
     ``reduce_only`` orders may only shrink the position; a broker cuts them to the
     position's size and rejects them when flat. ``client_order_id`` makes submission
@@ -172,7 +174,9 @@ class OrderRequest:
             or not math.isfinite(self.quantity)
             or self.quantity <= 0
         ):
-            raise ValueError(f"order quantity must be a finite number above 0, got {self.quantity!r}")
+            raise ValueError(
+                f"order quantity must be a finite number above 0, got {self.quantity!r}"
+            )
         if self.equity_fraction is not None and (
             not isinstance(self.equity_fraction, int | float)
             or not math.isfinite(self.equity_fraction)

@@ -8,6 +8,7 @@ import typer
 
 from pivotal import __version__
 from pivotal.apps.cli import (
+    backtest_cmd,
     config_cmd,
     data_cmd,
     demo_cmd,
@@ -35,6 +36,7 @@ app.add_typer(models_cmd.app, name="models")
 app.command("train")(train_cmd.train)
 app.command("evaluate")(train_cmd.evaluate)
 app.command("optimize")(train_cmd.optimize)
+app.command("backtest")(backtest_cmd.backtest)
 app.command("demo")(demo_cmd.demo)
 
 

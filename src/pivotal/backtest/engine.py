@@ -1,0 +1,384 @@
+"""The event-driven backtest engine: a replay clock, the SimulatedBroker and the RiskManager.
+
+One step per bar of the timeline, in this order (the same order paper and live trading
+follow, with the wall clock and an exchange broker in place of these two):
+
+1. the replay clock moves to the bar's **close**;
+2. the broker processes the bar for each symbol that has one (market orders fill at its
+   open, stops/limits trigger intrabar, positions are marked at its close);
+3. the risk manager observes the new equity (drawdown breaker, daily loss, VaR);
+4. the decision source is asked for actions for each symbol whose wake-up bar this is; each
+   action goes through ``RiskManager.review`` and the orders it returns to ``Broker.submit``;
+5. equity at the bar's close is recorded.
+
+**Quiet bars are skipped, not approximated.** When no order is active and no decision
+source wants to wake before bar k, the bars in between cannot produce a fill or a
+decision; positions are constant there, so their equity is ``cash + Σ q·(close − entry)``
+computed as one array operation, the risk manager observes that array, and the broker is
+marked at the span's last close. A test runs the same strategy with every bar woken and
+checks the equity curve, trades and fills are identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import talib
+
+from pivotal.backtest.config import BacktestSettings
+from pivotal.backtest.result import BacktestResult
+from pivotal.backtest.timeline import Timeline
+from pivotal.core.candles import Candles
+from pivotal.core.clock import ReplayClock
+from pivotal.core.orders import Fill, Liquidity, OrderEvent
+from pivotal.core.ports import DecisionContext, DecisionSource
+from pivotal.core.timeframes import Timeframe
+from pivotal.core.trades import Trades
+from pivotal.core.types import COBData
+from pivotal.trading.brokers.simulated import SimulatedBroker
+from pivotal.trading.risk import MarketState, RiskManager
+
+__all__ = ["BacktestEngine", "run_backtest"]
+
+#: Most pre-decision equity points held back from the risk manager when no halt depends on
+#: them (bounded so a long run's risk metrics stay current to within this many bars).
+_OBSERVE_BATCH = 65_536
+_NO_STREAMS: Mapping[Timeframe, Candles] = MappingProxyType({})
+
+
+class BacktestEngine:
+    """Replays candles of one or more symbols through a decision source.
+
+    ``candles`` maps each symbol (``"BTC/USDT"``) to its candles on ``timeframe``'s grid.
+    ``higher`` optionally maps a symbol to candles of other timeframes; the decision
+    context then shows only those whose close is at or before the decision time.
+    """
+
+    def __init__(
+        self,
+        candles: Mapping[str, Candles],
+        source: DecisionSource,
+        *,
+        timeframe: Timeframe | str,
+        settings: BacktestSettings | None = None,
+        higher: Mapping[str, Mapping[Timeframe, Candles]] | None = None,
+        trades: Mapping[str, Trades] | None = None,
+        books: Mapping[str, Sequence[COBData]] | None = None,
+    ) -> None:
+        self.timeframe = Timeframe.parse(timeframe)
+        self.settings = settings or BacktestSettings()
+        self.candles = dict(candles)
+        self.source = source
+        self.higher = {s: dict(v) for s, v in (higher or {}).items()}
+        unknown = sorted(set(self.higher) - set(self.candles))
+        if unknown:
+            raise ValueError(f"higher-timeframe candles given for symbols not traded: {unknown}")
+        self.timeline = Timeline.build(self.candles, self.timeframe.ms)
+        self.clock = ReplayClock(int(self.timeline.timestamps[0]))
+        self.broker = SimulatedBroker(
+            self.candles,
+            self.clock,
+            self.settings.broker,
+            bar_ms=self.timeframe.ms,
+            trades=trades,
+            books=books,
+        )
+        self.risk = RiskManager(self.settings.risk)
+        self._atr = {
+            s: talib.ATR(c.high, c.low, c.close, timeperiod=self.settings.atr_period)
+            for s, c in self.candles.items()
+        }
+        self._events: list[dict[str, Any]] = []
+        self._decisions = 0
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self, *, progress: bool = False) -> BacktestResult:
+        tl = self.timeline
+        n = len(tl)
+        bar_ms = tl.bar_ms
+        ts = tl.timestamps
+        symbols = list(self.candles)
+        index = tl.index
+        broker = self.broker
+        portfolio = broker.portfolio
+        equity = np.empty(n, dtype=np.float64)
+        # Equity at each bar's close *before* that bar's decisions: what the risk manager
+        # observes. It is handed over in one array just before each decision (and at the
+        # end), so quiet spans cost no per-bar call; the alerts keep their bars' times.
+        self._pre = np.empty(n, dtype=np.float64)
+        self._observed = 0
+        # Without a drawdown or daily-loss limit, what the risk manager observed cannot
+        # change a review, so observations are handed over in large batches instead.
+        self._halts = (
+            self.settings.risk.max_drawdown is not None
+            or self.settings.risk.daily_loss_limit is not None
+        )
+
+        for symbol, bars in self.candles.items():
+            self.source.prepare(symbol, bars)
+        warmup = max(int(self.source.warmup_bars()), 0)
+        wake_step = {s: self._wake_step(s, warmup) for s in symbols}
+
+        bar = _progress(progress, n, f"backtest {self.source.name}")
+        k = 0
+        while k < n:
+            t_close = int(ts[k]) + bar_ms
+            self.clock.advance_to(t_close)
+            for s in symbols:
+                j = int(index[s][k])
+                if j >= 0:
+                    broker.on_bar(s, j)
+            self._pre[k] = portfolio.equity
+            for s in symbols:
+                if wake_step[s] == k:
+                    if self._halts or k + 1 - self._observed >= _OBSERVE_BATCH:
+                        self._observe_until(k + 1)
+                    j = int(index[s][k])
+                    self._decide(s, j, t_close)
+                    wake_step[s] = self._wake_step(s, j + 1)
+            equity[k] = portfolio.equity
+            self._collect_events()
+            nxt = min(wake_step.values())
+            if nxt > k + 1 and not broker.has_active_orders():
+                end = min(nxt, n)
+                self._quiet_span(k + 1, end, equity)
+                k = end
+            else:
+                k += 1
+            bar.update(k)
+        bar.close()
+        self._observe_until(n)
+        self._collect_events()
+        return BacktestResult(
+            initial_cash=float(self.settings.broker.initial_cash),
+            timestamps=np.asarray(ts, dtype=np.int64),
+            equity=equity,
+            trades=self._on_timeline(broker.closed_trades(), ("entry_bar", "exit_bar")),
+            open_trades=self._on_timeline(broker.open_trades(), ("entry_bar",)),
+            fills=self._on_timeline(broker.fills_frame(), ("bar",)),
+            events=tuple(self._events),
+            settings={
+                "source": self.source.name,
+                "timeframe": str(self.timeframe),
+                "symbols": symbols,
+                "decisions": self._decisions,
+                **self.settings.model_dump(mode="json"),
+            },
+            engine="event",
+        )
+
+    # -- pieces --------------------------------------------------------------------------
+    def _wake_step(self, symbol: str, bar_index: int) -> int:
+        """Timeline step of the source's next wake-up bar for ``symbol`` (n = never)."""
+        bars = len(self.candles[symbol])
+        if bar_index >= bars:
+            return len(self.timeline)
+        wake = int(self.source.next_wake(symbol, bar_index))
+        if wake < bar_index:
+            raise ValueError(
+                f"{self.source.name}.next_wake({symbol!r}, {bar_index}) returned {wake}, "
+                "an earlier bar; it must return a bar index >= the one it was given"
+            )
+        return self.timeline.step_of(symbol, wake)
+
+    def _observe_until(self, stop: int) -> None:
+        """Hand the risk manager the pre-decision equity of steps not yet observed."""
+        start = self._observed
+        if stop <= start:
+            return
+        tl = self.timeline
+        if stop - start == 1:
+            self.risk.observe(int(tl.timestamps[start]) + tl.bar_ms, float(self._pre[start]))
+        else:
+            closes = tl.timestamps[start:stop] + tl.bar_ms
+            self.risk.observe_many(closes, self._pre[start:stop])
+        self._observed = stop
+
+    def _quiet_span(self, start: int, end: int, equity: npt.NDArray[np.float64]) -> None:
+        """Steps ``start..end-1``: no active order, no decision; positions are constant."""
+        tl = self.timeline
+        portfolio = self.broker.portfolio
+        unrealized = np.zeros(end - start, dtype=np.float64)
+        for symbol in self.candles:
+            quantity = portfolio.quantity(symbol)
+            if quantity != 0.0:
+                average = portfolio.average_entry_price(symbol)
+                unrealized += quantity * (tl.marks[symbol][start:end] - average)
+        span = portfolio.cash + unrealized
+        equity[start:end] = span
+        self._pre[start:end] = span
+        self.clock.advance_to(int(tl.timestamps[end - 1]) + tl.bar_ms)
+        for symbol in self.candles:
+            steps = tl.bar_steps[symbol]
+            last = int(np.searchsorted(steps, end, side="left")) - 1
+            if last >= 0 and steps[last] >= start:
+                self.broker.mark(symbol, last)
+
+    def _decide(self, symbol: str, j: int, t_close: int) -> None:
+        bars = self.candles[symbol]
+        context = DecisionContext(
+            timestamp=t_close,
+            symbol=symbol,
+            bar_index=j,
+            candles=bars.head(j + 1),
+            account=self.broker.account(),
+            open_orders=tuple(self.broker.open_orders(symbol)),
+            higher=self._higher_view(symbol, t_close),
+        )
+        actions = self.source.decide(context)
+        account = context.account
+        self._decisions += 1
+        fees = self.settings.broker.fees
+        atr = float(self._atr[symbol][j])
+        for action in actions:
+            market = MarketState(
+                symbol=symbol,
+                timestamp=t_close,
+                price=float(bars.close[j]),
+                atr=None if np.isnan(atr) else atr,
+                taker_fee=fees.rate(symbol, Liquidity.TAKER),
+                lot_size=self.settings.broker.lot_size,
+            )
+            decision = self.risk.review(action, account, market)
+            if not decision.approved or decision.resized:
+                self._events.append(
+                    {
+                        "timestamp": t_close,
+                        "kind": "risk_refused" if not decision.approved else "risk_resized",
+                        "symbol": symbol,
+                        "action": str(action.action),
+                        "message": decision.reason,
+                    }
+                )
+            for request in decision.orders:
+                self.broker.submit(request)
+            if decision.orders:
+                account = self.broker.account()
+
+    def _on_timeline(self, frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+        """Per-symbol bar indices → timeline steps (the same when there is one symbol)."""
+        if len(self.candles) == 1 or frame.empty:
+            return frame
+        frame = frame.copy()
+        for column in columns:
+            bars = frame[column].to_numpy(dtype=np.int64)
+            steps = np.full(len(frame), -1, dtype=np.int64)
+            for symbol, bar_steps in self.timeline.bar_steps.items():
+                rows = (frame["symbol"].to_numpy() == symbol) & (bars >= 0)
+                steps[rows] = bar_steps[bars[rows]]
+            frame[column] = steps
+        return frame
+
+    def _higher_view(self, symbol: str, t_close: int) -> Mapping[Timeframe, Candles]:
+        streams = self.higher.get(symbol)
+        if not streams:
+            return _NO_STREAMS
+        view: dict[Timeframe, Candles] = {}
+        for tf, bars in streams.items():
+            closed = int(np.searchsorted(bars.timestamp + tf.ms, t_close, side="right"))
+            view[tf] = bars[:closed]
+        return view
+
+    def _collect_events(self) -> None:
+        for event in self.broker.drain_events():
+            if isinstance(event, Fill):
+                self._events.append(
+                    {
+                        "timestamp": event.timestamp,
+                        "kind": "fill",
+                        "symbol": event.symbol,
+                        "side": str(event.side),
+                        "quantity": event.quantity,
+                        "price": event.price,
+                        "fee": event.fee,
+                        "client_order_id": event.client_order_id,
+                    }
+                )
+            elif isinstance(event, OrderEvent):
+                self._events.append(
+                    {
+                        "timestamp": event.timestamp,
+                        "kind": "order",
+                        "symbol": event.order.symbol,
+                        "status": str(event.status),
+                        "client_order_id": event.order.client_order_id,
+                        "message": event.reason,
+                    }
+                )
+        for alert in self.risk.drain_alerts():
+            self._events.append(
+                {
+                    "timestamp": alert.timestamp,
+                    "kind": f"risk_{alert.kind}",
+                    "symbol": alert.symbol,
+                    "message": alert.message,
+                }
+            )
+
+
+def run_backtest(
+    candles: Mapping[str, Candles],
+    source: DecisionSource,
+    *,
+    timeframe: Timeframe | str,
+    settings: BacktestSettings | None = None,
+    higher: Mapping[str, Mapping[Timeframe, Candles]] | None = None,
+    trades: Mapping[str, Trades] | None = None,
+    books: Mapping[str, Sequence[COBData]] | None = None,
+    progress: bool = False,
+) -> BacktestResult:
+    """Run ``source`` over ``candles`` and return the result (metrics not yet attached;
+    :func:`pivotal.backtest.api.backtest` adds them)."""
+    engine = BacktestEngine(
+        candles,
+        source,
+        timeframe=timeframe,
+        settings=settings,
+        higher=higher,
+        trades=trades,
+        books=books,
+    )
+    return engine.run(progress=progress)
+
+
+class _NoProgress:
+    def update(self, done: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _RichProgress:
+    def __init__(self, total: int, label: str) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,} bars"),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        self._task = self._progress.add_task(label, total=total)
+        self._every = max(total // 200, 1)
+        self._last = 0
+        self._progress.start()
+
+    def update(self, done: int) -> None:
+        if done - self._last >= self._every:
+            self._progress.update(self._task, completed=done)
+            self._last = done
+
+    def close(self) -> None:
+        self._progress.update(self._task, completed=self._progress.tasks[0].total)
+        self._progress.stop()
+
+
+def _progress(enabled: bool, total: int, label: str) -> _NoProgress | _RichProgress:
+    return _RichProgress(total, label) if enabled else _NoProgress()
