@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.engine import run_backtest
@@ -20,6 +22,7 @@ from pivotal.core.ports import DecisionContext
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.types import TradingAction
 from pivotal.testing.backtesting_oracle import BACKTESTING_ALL_IN, run_sma_cross
+from pivotal.testing.planted import planted_candles
 from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 from pivotal.trading.brokers.config import SimulatedBrokerConfig
 from pivotal.trading.fees import FeeSchedule
@@ -271,3 +274,38 @@ def test_bad_input_is_refused_with_a_reason() -> None:
         run_backtest({}, make_strategy("buy_and_hold"), timeframe="1m")
     with pytest.raises(ValueError, match="unknown strategy"):
         make_strategy("moon")
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    cap=st.floats(0.05, 0.95),
+    drawdown=st.sampled_from([None, 0.02, 0.05]),
+)
+def test_random_signals_never_breach_the_risk_limits(
+    seed: int, cap: float, drawdown: float | None
+) -> None:
+    candles = planted_candles(3_000, seed=seed % 7)
+    settings = BacktestSettings(
+        broker=SimulatedBrokerConfig(fees=FeeSchedule(maker=FEE, taker=FEE)),
+        risk=RiskConfig(
+            fraction=1.0, max_position_fraction=cap, stop_loss_pct=0.004, max_drawdown=drawdown
+        ),
+    )
+    result = run_backtest(
+        {"BTC/USDT": candles}, _random_strategy(len(candles), seed, 0.05), timeframe="1m",
+        settings=settings,
+    )  # fmt: skip
+    entries = result.fills[result.fills["tag"].str.endswith(":entry")]
+    for fill in entries.itertuples():
+        equity_before = result.equity[fill.bar - 1]  # flat before a long-only entry
+        assert fill.quantity * fill.price <= cap * equity_before * (1 + 1e-12)
+    trips = [e["timestamp"] for e in result.events if e["kind"] == "risk_circuit_breaker"]
+    if drawdown is None:
+        assert not trips
+    elif trips:
+        assert (entries["timestamp"] <= trips[0]).all()
+    else:
+        peak = np.maximum.accumulate(result.equity)
+        assert (1 - result.equity / peak).max() < drawdown
+    _equity_identity(result)

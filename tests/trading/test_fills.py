@@ -278,8 +278,8 @@ def test_a_bar_processes_market_then_stops_then_take_profits_then_limits() -> No
     assert ids == [market.client_order_id, stop.client_order_id, limit.client_order_id]
     assert frame["price"].tolist()[1:] == [100.0, 95.0, 98.0]
     assert frame["quantity"].tolist()[1:] == [0.25, 1.25, 0.5]
-    cut = sim.broker.order(stop.client_order_id)  # 1.25 of 2.0, then nothing left to reduce
-    assert cut.status is OrderStatus.CANCELLED and cut.filled_quantity == 1.25
+    cut = sim.broker.order(stop.client_order_id)  # 2.0 asked, cut to the 1.25 held
+    assert cut.status is OrderStatus.FILLED and cut.filled_quantity == cut.quantity == 1.25
     cancelled = sim.broker.order(tp.client_order_id)
     assert cancelled.status is OrderStatus.CANCELLED and cancelled.reason == "position closed"
     assert cancelled.filled_quantity == 0.0

@@ -268,8 +268,9 @@ def test_reduce_only_is_cut_to_the_position_and_flat_cancels_the_others() -> Non
     close = broker.submit(sell(3.0, reduce_only=True))
     step(broker, clock)
     closed = broker.order(close.client_order_id)
-    assert closed.filled_quantity == 1.0 and closed.status is OrderStatus.CANCELLED
-    assert closed.reason == "position closed"
+    # cut to the 1.0 held, as exchanges do: complete once the position is closed
+    assert closed.filled_quantity == 1.0 and closed.status is OrderStatus.FILLED
+    assert closed.quantity == 1.0
     assert broker.order(stop.client_order_id).status is OrderStatus.CANCELLED
     assert broker.portfolio.quantity(SYM) == 0.0
     assert len(broker.closed_trades()) == 1 and broker.open_trades().empty

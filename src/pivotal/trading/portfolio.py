@@ -148,6 +148,10 @@ class Portfolio:
         self._positions: dict[str, _Position] = {}
         self._open: dict[str, _Position] = {}
         self._closed: list[TradeRow] = []
+        # snapshot cache: valid while no fill or mark changed the state (the engine asks for
+        # the account several times per decision)
+        self._version = 0
+        self._cached: tuple[int, int, AccountSnapshot] | None = None
 
     # -- updates ------------------------------------------------------------------------
     def apply_fill(self, fill: Fill, bar: int) -> float:
@@ -158,6 +162,7 @@ class Portfolio:
         """
         if not isinstance(fill, Fill):
             raise TypeError(f"apply_fill takes a Fill, got {type(fill).__name__}")
+        self._version += 1
         pos = self._positions.get(fill.symbol)
         if pos is None:
             pos = self._positions[fill.symbol] = _Position(fill.symbol)
@@ -242,8 +247,9 @@ class Portfolio:
         if not price > 0.0 or price == math.inf:
             raise ValueError(f"mark price of {symbol!r} must be finite and above 0, got {price!r}")
         pos = self._positions.get(symbol)
-        if pos is not None:
+        if pos is not None and pos.mark != price:
             pos.mark = price
+            self._version += 1
 
     # -- reads --------------------------------------------------------------------------
     @property
@@ -325,6 +331,14 @@ class Portfolio:
 
     def snapshot(self, timestamp: int) -> AccountSnapshot:
         """The account at ``timestamp`` (UTC ms); lists every symbol ever traded."""
+        cached = self._cached
+        if cached is not None and cached[0] == self._version and cached[1] == timestamp:
+            return cached[2]
+        snapshot = self._snapshot(timestamp)
+        self._cached = (self._version, timestamp, snapshot)
+        return snapshot
+
+    def _snapshot(self, timestamp: int) -> AccountSnapshot:
         unrealized = self.unrealized_pnl
         equity = self._cash + unrealized
         margin = self.margin_used

@@ -55,7 +55,8 @@ the closing part; ``ref`` = the limit price or the last close; skipped before th
 price), or a GTD time already passed. The margin and the short rule are checked again at
 every fill; an order refused then is REJECTED (nothing filled yet) or CANCELLED (partly
 filled: ``ORDER_TRANSITIONS`` allows no rejection after a fill). Reduce-only orders are cut
-to the position at fill.
+to the position at fill (their quantity becomes what was held, so closing it completes
+them: FILLED, as on exchanges).
 
 **Protective orders.** A reduce-only stop or take-profit may be submitted *with* the entry
 it protects, before that entry has filled: it is accepted while an active entry order on
@@ -753,7 +754,12 @@ class SimulatedBroker:
                 why = "position closed" if held == 0 else "reduce-only: the position flipped"
                 self._transition(work, OrderStatus.CANCELLED, why, ts)
                 return
-            fill = min(fill, abs(held))
+            if fill > abs(held):
+                # cut to the position, as exchanges do: the order is then complete when the
+                # position is closed (FILLED), not a remainder to cancel
+                fill = abs(held)
+                work.lots = work.filled_lots + fill
+                work.quantity = work.filled_qty + abs(position)
         elif side is OrderSide.SELL and not self._allow_short and fill > max(held, 0):
             fill = max(held, 0)
             cut = _NO_SHORT
