@@ -204,9 +204,8 @@ def engine_rows(candles: Candles, ours: Any, t_bt_slice: float) -> list[Row]:
     same = len(result.trades) == len(ours.trades) and np.array_equal(
         result.trades["entry_bar"].to_numpy(), ours.trades["entry_bar"].to_numpy()
     )
-    print(
-        f"event engine vs vectorized path on the full series: {'same' if same else 'DIFFERENT'} trades"
-    )
+    verdict = "same" if same else "DIFFERENT"
+    print(f"event engine vs vectorized path on the full series: {verdict} trades")
     rate_full = len(candles) / t_full
     bt_full = len(candles) / t_bt_full
     return [
