@@ -29,6 +29,8 @@ def test_demo_imports_the_real_data_and_says_so(tmp_path: Path) -> None:
     assert "Basic statistics" in out
     assert "24 indicators on the last 1,000 candles" in out
     assert (tmp_path / "d" / "reports" / "binance_BTC_USDT_1h-pivots.html").is_file()
+    assert "sma_cross 10/30 on BTC/USDT, ETH/USDT 1h" in out
+    assert (tmp_path / "d" / "reports" / "backtest_sma_cross_BTC_USDT_ETH_USDT.html").is_file()
     listed = run_cli(["data", "list", "--json", "--data-dir", str(tmp_path / "d")], cwd=tmp_path)
     assert '"timeframe": "1s"' in listed.stdout  # built from the real trades
 

@@ -3,7 +3,9 @@
 Stage 1: bring market data in — real files when ``--data`` points at them, else a download
 from the exchange (with fallback), else the seeded simulator (said loudly) — and print what
 is stored with gaps and basic statistics. Stage 2: compute the indicator set and the 5-level
-Williams pivots of the hourly series and write a pivot chart per symbol.
+Williams pivots of the hourly series and write a pivot chart per symbol. Stage 4: backtest
+an SMA cross on two symbols in one account through the simulated broker and the risk
+manager, with an HTML report.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def demo(
 ) -> None:
     """Run the main job end to end: ingest data and summarise what is stored."""
     from pivotal.apps.cli.demo_steps import (
+        backtest_step,
         download_recent,
         feature_step,
         import_folder,
@@ -72,6 +75,9 @@ def demo(
             console.print(table)
         console.rule("features (stage 2)")
         for line in feature_step(store, ctx.data_dir / "reports"):
+            console.print(line, highlight=False)
+        console.rule("backtest (stage 4)")
+        for line in backtest_step(store, ctx.data_dir / "reports"):
             console.print(line, highlight=False)
     style = "bold yellow" if "SIMULATED" in used else "green"
     console.print(

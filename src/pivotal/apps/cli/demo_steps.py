@@ -137,3 +137,47 @@ def feature_step(store: DuckDBStore, out_dir: Path, bars: int = 1000) -> list[st
             f"pivots per level {levels}; chart {path}"
         )
     return lines
+
+
+def backtest_step(store: DuckDBStore, out_dir: Path) -> list[str]:
+    """Stage 4: an SMA(10)/SMA(30) cross on the first two symbols' hourly series in one
+    account (half the equity each, a 5 % stop-loss), through the SimulatedBroker and the
+    RiskManager, with an HTML report and the JSON trades."""
+    from pivotal.backtest.api import backtest
+    from pivotal.backtest.config import BacktestSettings
+    from pivotal.backtest.export import write_json
+    from pivotal.backtest.report import write_html
+    from pivotal.trading.brokers.config import SimulatedBrokerConfig
+    from pivotal.trading.fees import FeeSchedule
+    from pivotal.trading.risk import RiskConfig
+
+    hourly = [i for i in store.series() if i.key.timeframe is Timeframe.H1]
+    minutely = [i for i in store.series() if i.key.timeframe is Timeframe.M1]
+    chosen = (hourly or minutely)[:2]
+    if not chosen:
+        return ["no hourly or minute candles stored: nothing to backtest"]
+    timeframe = chosen[0].key.timeframe
+    candles = {str(i.key.symbol): store.read_candles(i.key) for i in chosen}
+    settings = BacktestSettings(
+        broker=SimulatedBrokerConfig(fees=FeeSchedule(maker=0.001, taker=0.001)),
+        risk=RiskConfig(fraction=1.0 / len(candles), stop_loss_pct=0.05),
+    )
+    result = backtest(
+        candles, "sma_cross", {"fast": 10, "slow": 30}, timeframe=timeframe, settings=settings
+    )
+    names = ", ".join(candles)
+    stem = "backtest_sma_cross_" + "_".join(i.key.symbol.file_stem for i in chosen)
+    html = write_html(
+        result, candles, out_dir / f"{stem}.html", title=f"sma_cross 10/30 on {names} {timeframe}"
+    )
+    json_path = write_json(result, out_dir / f"{stem}.json")
+    m = result.metrics
+    stops = int(result.fills["tag"].str.endswith(":stop").sum())
+    return [
+        f"sma_cross 10/30 on {names} {timeframe}, {len(result.timestamps):,} bars, 0.1 % fee "
+        f"per side, half the equity per symbol, 5 % stop-loss:",
+        f"  {int(m['n_trades']):,} trades ({stops} stopped out), return "
+        f"{m['total_return_pct']:+.1f} % vs buy-and-hold {m['buy_and_hold_return_pct']:+.1f} %, "
+        f"max drawdown {m['max_drawdown_pct']:.1f} %, fees {m['fees_paid']:,.0f}",
+        f"  report {html}; trades {json_path}",
+    ]
