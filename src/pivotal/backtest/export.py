@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from datetime import date, datetime
 from enum import Enum
@@ -42,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from pivotal.backtest.result import BacktestResult
+from pivotal.data.atomic import atomic_write_text
 
 FORMAT = "pivotal-backtest"
 FORMAT_VERSION = 1
@@ -226,29 +226,6 @@ def json_safe(value: Any) -> Any:
     if hasattr(value, "model_dump"):  # pydantic settings
         return json_safe(value.model_dump(mode="json"))
     return str(value)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` via a fsynced temp file in the same directory.
-
-    On any error the temp file is removed and an existing ``path`` is left untouched.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
 
 
 def _missing(value: Any) -> bool:

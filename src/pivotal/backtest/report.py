@@ -46,10 +46,11 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from pivotal.backtest.export import atomic_write_text, json_safe
+from pivotal.backtest.export import json_safe
 from pivotal.backtest.metrics import METRIC_LABELS, format_metrics, result_metrics
 from pivotal.backtest.result import BacktestResult
 from pivotal.core.candles import Candles
+from pivotal.data.atomic import atomic_write_text
 
 MAX_DISPLAY_BARS = 20_000
 TABLE_EDGE_ROWS = 500

@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
-import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from pivotal.core.errors import ModelError
+from pivotal.data.atomic import atomic_write, atomic_write_text
 from pivotal.features.inputs.encoder import InputLayout
 from pivotal.features.inputs.spec import InputSpec
 from pivotal.features.scalers import FeatureLayout, Scaler, scaler_from_state
@@ -57,34 +56,6 @@ FORMAT = "pivotal-checkpoint"
 FORMAT_VERSION = 1
 DATA_SPAN_KEYS = ("symbol", "exchange", "timeframe", "start", "end")
 Layout = FeatureLayout | InputLayout | Mapping[str, Any]
-
-
-# --- atomic files ----------------------------------------------------------------------------
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` through ``write(file)`` into a temp file, fsync it, then rename it.
-
-    On any error the temp file is removed and ``path`` is left as it was.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Atomically write UTF-8 ``text`` to ``path``."""
-    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 # --- plain metadata --------------------------------------------------------------------------

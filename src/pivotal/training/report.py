@@ -17,7 +17,6 @@ from __future__ import annotations
 import html
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ import numpy.typing as npt
 from rich.markup import escape
 from rich.table import Table
 
+from pivotal.data.atomic import atomic_write_text
 from pivotal.training.metrics import (
     HIGHER_IS_BETTER,
     calibration_curve,
@@ -428,23 +428,6 @@ _STYLE = (
 )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_html(
     report: EvaluationReport,
     path: str | os.PathLike[str],
@@ -511,5 +494,5 @@ def write_html(
         + "</body></html>\n"
     )
     target = Path(path).expanduser()
-    _atomic_write_text(target, document)
+    atomic_write_text(target, document)
     return target
