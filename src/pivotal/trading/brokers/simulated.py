@@ -88,10 +88,23 @@ from pivotal.core.orders import (
     OrderRequest,
     OrderSide,
     OrderStatus,
-    OrderType,
     TimeInForce,
 )
 from pivotal.trading.brokers.config import SimulatedBrokerConfig
+from pivotal.trading.brokers.working import (
+    LIMIT,
+    MARGIN_TOLERANCE,
+    MARKET,
+    NO_SHORT,
+    PHASE,
+    STOP,
+    TAKE_PROFIT,
+    Book,
+    Working,
+    first_trade,
+    px,
+    qty,
+)
 from pivotal.trading.portfolio import Portfolio
 from pivotal.trading.records import FILL_COLUMNS, FILL_DTYPES, empty_fill_frame
 from pivotal.trading.slippage import SlippageModel, slippage_from_config
@@ -102,112 +115,6 @@ if TYPE_CHECKING:
     from pivotal.core.types import COBData
 
 __all__ = ["FILL_COLUMNS", "SimulatedBroker"]
-
-#: Columns of :meth:`SimulatedBroker.fills_frame`; equal to
-#: ``pivotal.backtest.result.FILL_COLUMNS`` (repeated here: ``backtest`` is a higher layer).
-_MARKET, _STOP, _TAKE_PROFIT, _LIMIT = 0, 1, 2, 3
-_PHASE = {
-    OrderType.MARKET: _MARKET,
-    OrderType.STOP_MARKET: _STOP,
-    OrderType.TAKE_PROFIT: _TAKE_PROFIT,
-    OrderType.LIMIT: _LIMIT,
-}
-_MARGIN_TOLERANCE = 1e-12
-_NO_SHORT = "short selling is disabled (allow_short=False): the rest would open a short"
-
-
-def _first_trade(
-    times: np.ndarray, prices: np.ndarray, start: int, end: int
-) -> tuple[int, float] | None:
-    """Time and price of the first trade with ``start <= time < end``, or None."""
-    k = int(np.searchsorted(times, start, side="left"))
-    if k < len(times) and times[k] < end:
-        return int(times[k]), float(prices[k])
-    return None
-
-
-def _px(value: float) -> str:
-    return f"{value:.12g}"
-
-
-def _qty(value: float) -> str:
-    return repr(round(value, 12))
-
-
-class _Book:
-    """One symbol's candles and working orders (internal, mutable)."""
-
-    __slots__ = (
-        "active",
-        "budget_bar",
-        "budget_lots",
-        "close",
-        "has_position",
-        "high",
-        "last_index",
-        "low",
-        "maker",
-        "n",
-        "open",
-        "symbol",
-        "taker",
-        "timestamp",
-        "trade_price",
-        "trade_time",
-        "volume",
-    )
-
-    def __init__(self, symbol: str, candles: Candles, maker: float, taker: float) -> None:
-        self.symbol = symbol
-        self.timestamp = candles.timestamp
-        self.open = candles.open
-        self.high = candles.high
-        self.low = candles.low
-        self.close = candles.close
-        self.volume = candles.volume
-        self.n = len(candles)
-        self.maker = maker
-        self.taker = taker
-        self.active: list[_Working] = []
-        self.last_index = -1
-        self.has_position = False
-        self.budget_bar = -1
-        self.budget_lots = 0
-        self.trade_time: np.ndarray | None = None
-        self.trade_price: np.ndarray | None = None
-
-
-class _Working:
-    """An order's mutable working state beside its frozen :class:`Order` snapshot."""
-
-    __slots__ = (
-        "average",
-        "book",
-        "eligible_ms",
-        "filled_lots",
-        "filled_qty",
-        "lots",
-        "order",
-        "phase",
-        "quantity",
-        "request",
-        "seq",
-    )
-
-    def __init__(
-        self, order: Order, seq: int, book: _Book | None, eligible_ms: int, phase: int
-    ) -> None:
-        self.order = order
-        self.request = order.request
-        self.seq = seq
-        self.book = book
-        self.eligible_ms = eligible_ms
-        self.phase = phase
-        self.lots: int | None = None
-        self.quantity: float | None = None
-        self.filled_lots = 0
-        self.filled_qty = 0.0
-        self.average: float | None = None
 
 
 class SimulatedBroker:
@@ -248,14 +155,14 @@ class SimulatedBroker:
         self._touch = cfg.limit_fill_on_touch
         self._allow_short = cfg.allow_short
         self._at_close = cfg.fill_timing == "current_close"
-        self._books: dict[str, _Book] = {}
+        self._books: dict[str, Book] = {}
         for symbol, series in candles.items():
             if not isinstance(series, Candles):
                 raise TypeError(
                     f"candles of {symbol!r} must be a Candles, got {type(series).__name__}"
                 )
             maker, taker = cfg.fees.rates(symbol)
-            self._books[symbol] = _Book(symbol, series, maker, taker)
+            self._books[symbol] = Book(symbol, series, maker, taker)
         for symbol, tape in (trades or {}).items():
             book = self._known(symbol, "trades")
             if len(tape) and np.any(np.diff(tape.timestamp) < 0):
@@ -268,13 +175,13 @@ class SimulatedBroker:
             cfg, closes={s: c.close for s, c in candles.items()}, books=books
         )
         self._portfolio = Portfolio(cfg.initial_cash, cfg.currency, cfg.leverage)
-        self._orders: dict[str, _Working] = {}
+        self._orders: dict[str, Working] = {}
         self._events: list[OrderEvent | Fill] = []
         self._fills: list[tuple[int, int, str, str, float, float, float, str, str, str]] = []
         self._seq = 0
         self._auto_id = 0
 
-    def _known(self, symbol: str, what: str) -> _Book:
+    def _known(self, symbol: str, what: str) -> Book:
         book = self._books.get(symbol)
         if book is None:
             raise ValueError(
@@ -316,7 +223,7 @@ class SimulatedBroker:
             updated_ms=now,
             quantity=None,
         )
-        work = _Working(order, self._seq, book, now + self._latency, _PHASE[request.type])
+        work = Working(order, self._seq, book, now + self._latency, PHASE[request.type])
         self._orders[cid] = work
         reason = self._refusal_at_submit(work, book, now)
         if reason is not None or book is None:
@@ -326,7 +233,7 @@ class SimulatedBroker:
             return work.order
         self._transition(work, OrderStatus.OPEN, "submitted", now, quantity=work.quantity)
         book.active.append(work)
-        if self._at_close and work.phase == _MARKET:
+        if self._at_close and work.phase == MARKET:
             i = book.last_index
             self._execute(work, book, i, now, float(book.close[i]), Liquidity.TAKER, "at close")
             self._end_opportunity(work, now)
@@ -453,7 +360,7 @@ class SimulatedBroker:
             if cid not in self._orders:
                 return cid
 
-    def _work(self, client_order_id: str) -> _Working:
+    def _work(self, client_order_id: str) -> Working:
         work = self._orders.get(client_order_id)
         if work is None:
             raise KeyError(
@@ -461,7 +368,7 @@ class SimulatedBroker:
             )
         return work
 
-    def _bad_index(self, book: _Book, index: int) -> None:
+    def _bad_index(self, book: Book, index: int) -> None:
         if not 0 <= index < book.n:
             raise IndexError(f"bar {index} is outside {book.symbol}'s {book.n} candles")
         raise ValueError(
@@ -481,7 +388,7 @@ class SimulatedBroker:
     def _position_lots(self, position: float) -> int:
         return round(position / self._lot)
 
-    def _refusal_at_submit(self, work: _Working, book: _Book | None, now: int) -> str | None:
+    def _refusal_at_submit(self, work: Working, book: Book | None, now: int) -> str | None:
         request = work.request
         if book is None:
             return f"unknown symbol {request.symbol!r}; this broker trades {sorted(self._books)}"
@@ -501,14 +408,14 @@ class SimulatedBroker:
         position = self._portfolio.quantity(book.symbol)
         sign = request.side.sign
         if request.reduce_only:
-            if work.phase in (_STOP, _TAKE_PROFIT) and self._protects_entry(book, work):
+            if work.phase in (STOP, TAKE_PROFIT) and self._protects_entry(book, work):
                 return None  # attached to an entry that has not filled yet
             if position == 0.0:
                 return f"reduce-only order while flat: there is no {book.symbol} position to reduce"
             if position * sign > 0:
                 return (
                     f"reduce-only {request.side.value} would increase the "
-                    f"{'long' if position > 0 else 'short'} position of {_qty(position)}"
+                    f"{'long' if position > 0 else 'short'} position of {qty(position)}"
                 )
         elif sign < 0 and not self._allow_short:
             held = max(self._position_lots(position), 0)
@@ -520,10 +427,10 @@ class SimulatedBroker:
             if work.lots is not None and work.lots > held:
                 return (
                     f"short selling is disabled (allow_short=False): selling "
-                    f"{_qty(work.quantity or 0.0)} would open a short from a position of "
-                    f"{_qty(position)}"
+                    f"{qty(work.quantity or 0.0)} would open a short from a position of "
+                    f"{qty(position)}"
                 )
-        if self._at_close and work.phase == _MARKET and book.last_index < 0:
+        if self._at_close and work.phase == MARKET and book.last_index < 0:
             return "no price yet: fill_timing='current_close' needs a bar passed to on_bar first"
         if work.lots is not None and not request.reduce_only:
             if request.limit_price is not None:
@@ -532,14 +439,14 @@ class SimulatedBroker:
                 ref = float(book.close[book.last_index])
             else:
                 return None  # no price known yet: the margin is checked at the fill
-            rate = book.maker if work.phase == _LIMIT else book.taker
+            rate = book.maker if work.phase == LIMIT else book.taker
             shortfall = self._margin_shortfall(book, sign, work.quantity or 0.0, ref, rate)
             if shortfall is not None:
                 return f"insufficient margin: {shortfall}"
         return None
 
     def _margin_shortfall(
-        self, book: _Book, sign: int, quantity: float, price: float, rate: float
+        self, book: Book, sign: int, quantity: float, price: float, rate: float
     ) -> str | None:
         """None when the account can carry ``quantity`` more at ``price``, else the reason.
 
@@ -551,20 +458,20 @@ class SimulatedBroker:
         position = portfolio.quantity(book.symbol)
         closing = min(quantity, abs(position)) if position * sign < 0 else 0.0
         opening = quantity - closing
-        if opening <= _MARGIN_TOLERANCE * quantity:
+        if opening <= MARGIN_TOLERANCE * quantity:
             return None
         need = (opening * price + quantity * price * rate) / self._leverage
         room = portfolio.available
         if closing:
             room += closing * portfolio.mark_price(book.symbol) / self._leverage
-        if need > room * (1.0 + _MARGIN_TOLERANCE):
+        if need > room * (1.0 + MARGIN_TOLERANCE):
             return (
-                f"{_qty(quantity)} {book.symbol} at {_px(price)} needs {_px(need)} "
-                f"{portfolio.currency} of margin and fees, {_px(room)} available"
+                f"{qty(quantity)} {book.symbol} at {px(price)} needs {px(need)} "
+                f"{portfolio.currency} of margin and fees, {px(room)} available"
             )
         return None
 
-    def _affordable_lots(self, work: _Working, book: _Book, price: float, rate: float) -> int:
+    def _affordable_lots(self, work: Working, book: Book, price: float, rate: float) -> int:
         """Lots an ``equity_fraction`` order buys at ``price`` (backtesting.py's sizing)."""
         portfolio = self._portfolio
         base = portfolio.available
@@ -576,7 +483,7 @@ class SimulatedBroker:
         return int(lots) if lots > 0 else 0
 
     # -- bar processing -----------------------------------------------------------------
-    def _process_bar(self, book: _Book, i: int) -> None:
+    def _process_bar(self, book: Book, i: int) -> None:
         ts: int = book.timestamp.item(i)
         if book.has_position:
             self._portfolio.mark(book.symbol, book.open.item(i))
@@ -587,7 +494,7 @@ class SimulatedBroker:
                     work, OrderStatus.EXPIRED, f"expired: GTD time {expire} reached", ts
                 )
         late = ts + self._bar_ms if book.trade_time is not None else ts
-        due = [w for w in book.active if w.eligible_ms <= (late if w.phase == _MARKET else ts)]
+        due = [w for w in book.active if w.eligible_ms <= (late if w.phase == MARKET else ts)]
         if not due:
             return
         if len(due) > 1:
@@ -601,10 +508,10 @@ class SimulatedBroker:
             phase = work.phase
             request = work.request
             buy = request.side is OrderSide.BUY
-            if phase == _MARKET:
+            if phase == MARKET:
                 fill_ts, ref = ts, opening
                 if book.trade_time is not None and book.trade_price is not None:
-                    found = _first_trade(
+                    found = first_trade(
                         book.trade_time,
                         book.trade_price,
                         max(work.eligible_ms, ts),
@@ -615,7 +522,7 @@ class SimulatedBroker:
                     elif work.eligible_ms > ts:
                         continue  # eligible only by a trade later in the bar: there is none
                 self._execute(work, book, i, fill_ts, ref, Liquidity.TAKER, "")
-            elif phase == _LIMIT:
+            elif phase == LIMIT:
                 limit = request.limit_price or 0.0
                 if buy:
                     hit = low <= limit if self._touch else low < limit
@@ -624,15 +531,15 @@ class SimulatedBroker:
                     hit = high >= limit if self._touch else high > limit
                     ref = max(opening, limit)
                 if hit:
-                    note = f"limit {_px(limit)} reached"
+                    note = f"limit {px(limit)} reached"
                     if ref != limit:
-                        note += f" (gap: filled at open {_px(opening)})"
+                        note += f" (gap: filled at open {px(opening)})"
                     self._execute(work, book, i, ts, ref, Liquidity.MAKER, note)
             else:
                 if request.reduce_only and not self._reduces(book, request.side):
                     continue  # protects an entry that has not filled yet (or is swept below)
                 trigger = request.stop_price or 0.0
-                upward = buy if phase == _STOP else not buy
+                upward = buy if phase == STOP else not buy
                 if upward:
                     if not high >= trigger:
                         continue
@@ -641,22 +548,22 @@ class SimulatedBroker:
                     continue
                 else:
                     ref = min(opening, trigger)
-                work.phase = _MARKET  # triggered: any remainder is a market order
-                kind = "stop" if phase == _STOP else "take-profit"
-                note = f"{kind} triggered at {_px(trigger)}"
+                work.phase = MARKET  # triggered: any remainder is a market order
+                kind = "stop" if phase == STOP else "take-profit"
+                note = f"{kind} triggered at {px(trigger)}"
                 if ref != trigger:
-                    note += f" (gap: filled at open {_px(opening)})"
+                    note += f" (gap: filled at open {px(opening)})"
                 self._execute(work, book, i, ts, ref, Liquidity.TAKER, note)
             self._end_opportunity(work, ts)
         if not book.has_position:
             self._sweep_protective(book, ts, "entry ended")
 
-    def _reduces(self, book: _Book, side: OrderSide) -> bool:
+    def _reduces(self, book: Book, side: OrderSide) -> bool:
         """Whether an order on ``side`` would reduce the symbol's current position."""
         return self._portfolio.quantity(book.symbol) * side.sign < 0
 
     @staticmethod
-    def _protects_entry(book: _Book, work: _Working) -> bool:
+    def _protects_entry(book: Book, work: Working) -> bool:
         """An active non-reduce-only order on the opposite side, submitted before ``work``."""
         entry_side = work.request.side.opposite
         return any(
@@ -667,7 +574,7 @@ class SimulatedBroker:
             for other in book.active
         )
 
-    def _sweep_protective(self, book: _Book, ts: int, reason: str) -> None:
+    def _sweep_protective(self, book: Book, ts: int, reason: str) -> None:
         """While flat, cancel reduce-only orders that protect no active entry."""
         for other in list(book.active):
             if (
@@ -677,7 +584,7 @@ class SimulatedBroker:
             ):
                 self._transition(other, OrderStatus.CANCELLED, reason, ts)
 
-    def _end_opportunity(self, work: _Working, ts: int) -> None:
+    def _end_opportunity(self, work: Working, ts: int) -> None:
         if work.request.time_in_force is TimeInForce.IOC and work.order.status.is_active:
             self._transition(
                 work,
@@ -686,7 +593,7 @@ class SimulatedBroker:
                 ts,
             )
 
-    def _budget(self, book: _Book, i: int) -> int | None:
+    def _budget(self, book: Book, i: int) -> int | None:
         """Lots still fillable in bar ``i`` under ``max_volume_fraction`` (None = no cap)."""
         if self._volume_fraction is None:
             return None
@@ -696,15 +603,15 @@ class SimulatedBroker:
             book.budget_lots = self._to_lots(self._volume_fraction * volume) if volume > 0 else 0
         return book.budget_lots
 
-    def _refuse(self, work: _Working, reason: str, ts: int) -> None:
+    def _refuse(self, work: Working, reason: str, ts: int) -> None:
         """Reject an order that has filled nothing, cancel the rest of one that has."""
         status = OrderStatus.REJECTED if work.filled_lots == 0 else OrderStatus.CANCELLED
         self._transition(work, status, reason, ts)
 
     def _execute(
         self,
-        work: _Working,
-        book: _Book,
+        work: Working,
+        book: Book,
         i: int,
         ts: int,
         reference: float,
@@ -737,12 +644,12 @@ class SimulatedBroker:
         if work.lots is None:
             lots = self._affordable_lots(work, book, price, rate)
             if lots == 0:
-                self._refuse(work, f"insufficient funds: 0 lots affordable at {_px(price)}", ts)
+                self._refuse(work, f"insufficient funds: 0 lots affordable at {px(price)}", ts)
                 return
             if side is OrderSide.SELL and not self._allow_short and not request.reduce_only:
                 lots = min(lots, max(held, 0))
                 if lots == 0:
-                    self._refuse(work, _NO_SHORT, ts)
+                    self._refuse(work, NO_SHORT, ts)
                     return
             work.lots = lots
             work.quantity = self._lot * lots
@@ -762,7 +669,7 @@ class SimulatedBroker:
                 work.quantity = work.filled_qty + abs(position)
         elif side is OrderSide.SELL and not self._allow_short and fill > max(held, 0):
             fill = max(held, 0)
-            cut = _NO_SHORT
+            cut = NO_SHORT
             if fill == 0:
                 self._refuse(work, cut, ts)
                 return
@@ -819,7 +726,7 @@ class SimulatedBroker:
         work.filled_qty = previous + quantity
         work.filled_lots += fill
         done = work.filled_lots >= (work.lots or 0)
-        text = f"filled {_qty(quantity)} of {_qty(work.quantity or 0.0)} at {_px(price)}"
+        text = f"filled {qty(quantity)} of {qty(work.quantity or 0.0)} at {px(price)}"
         self._transition(
             work,
             OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED,
@@ -837,7 +744,7 @@ class SimulatedBroker:
 
     # -- lifecycle ----------------------------------------------------------------------
     def _transition(
-        self, work: _Working, status: OrderStatus, reason: str, ts: int, **changes: object
+        self, work: Working, status: OrderStatus, reason: str, ts: int, **changes: object
     ) -> None:
         """Move ``work`` to ``status`` through ``ORDER_TRANSITIONS`` and emit its event."""
         previous = work.order.status
