@@ -1,0 +1,1 @@
+"""Reinforcement learning: a Gymnasium trading environment on the simulator, and the DQN agent."""

@@ -1,0 +1,348 @@
+"""The trading environment: Gymnasium's contract over the real simulator (Qlib's simulator part).
+
+:class:`TradingEnv` drives a :class:`~pivotal.trading.brokers.simulated.SimulatedBroker` and a
+:class:`~pivotal.trading.risk.RiskManager` exactly as
+:class:`~pivotal.backtest.engine.BacktestEngine` does, one anchor candle per step:
+
+- ``reset``: a fresh broker and risk manager (a :class:`~pivotal.core.clock.ReplayClock`);
+  the clock moves to the episode's first bar's close and the broker processes that bar.
+- ``step(action)`` at bar t's close: the action (0 HOLD, 1 BUY, 2 SELL, 3 CLOSE) becomes a
+  :class:`~pivotal.core.types.TradingAction`, ``RiskManager.review`` turns it into orders
+  (position-target semantics, sizing, caps, halts, protective stops) with the
+  :class:`~pivotal.trading.risk.MarketState` the backtester builds (close, ATR of
+  ``settings.atr_period``, taker fee, lot size), each order goes to ``broker.submit``; then
+  the clock moves to bar t+1's close and ``broker.on_bar`` processes it (market orders fill
+  at its open with the default ``next_open`` timing, stops trigger intrabar, the position is
+  marked at its close). The reward (:mod:`pivotal.rl.rewards`) compares the equity at t+1's
+  close with the equity at t's close. With a drawdown or daily-loss limit the risk manager
+  observes each bar's equity before the decision, as in the backtester (without them what it
+  observes cannot change a review, and it is not told).
+
+**Fast path.** When the action cannot change the position under position-target semantics
+(HOLD; BUY while long; SELL while short, or while flat with shorting off; CLOSE while flat),
+``review`` returns no orders and has no side effect, so it is skipped and the broker only
+advances. ``fast_path=False`` always reviews; a test shows both give identical episodes.
+
+**Observation** ``(frames, features + 4 + k)`` float32: the standardized market window of
+:class:`~pivotal.rl.observations.MarketObservations`, then the position state broadcast to
+every frame (side -1/0/+1, ``|quantity| × close / equity``, unrealized PnL / equity, bars in
+the trade / ``episode_length``; equity ≤ 0 is replaced by the initial cash in these
+shares), then the ``k`` extra features. NaN anywhere raises ``DataError``.
+
+**Episodes.** The env uses steps ``[start, stop)`` of the observations (e.g. the training
+span); an episode needs ``episode_length + 1`` of them. ``terminated`` when equity ≤ 0,
+``truncated`` after ``episode_length`` steps or at the range's last step. Starts are random
+(the env's seeded ``np_random``) or sequential: each reset continues at the step where the
+previous episode stopped, back to ``start`` when too few steps remain, and a reset with a
+seed restarts at ``start``. ``options={"start": step}`` forces a start.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, TypedDict
+
+import gymnasium as gym
+import numpy as np
+import numpy.typing as npt
+import talib
+
+from pivotal.core.clock import ReplayClock
+from pivotal.core.orders import Fill, Liquidity
+from pivotal.core.symbols import Symbol
+from pivotal.core.types import Action, TradingAction
+from pivotal.rl.config import EnvConfig
+from pivotal.rl.observations import MarketObservations
+from pivotal.rl.rewards import RewardTracker
+from pivotal.trading.brokers.simulated import SimulatedBroker
+from pivotal.trading.risk import MarketState, RiskManager
+
+__all__ = ["ACTIONS", "StepInfo", "TradingEnv"]
+
+#: Discrete action ``i`` means ``ACTIONS[i]`` (seed 000's four actions).
+ACTIONS: tuple[Action, ...] = (Action.HOLD, Action.BUY, Action.SELL, Action.CLOSE)
+HOLD, BUY, SELL, CLOSE = 0, 1, 2, 3
+SOURCE = "rl"
+
+
+class StepInfo(TypedDict):
+    """The ``info`` of ``reset``/``step``. Money in the quote currency, times in UTC ms.
+
+    ``time``: close of the current bar; ``step``: index into the observations; ``bar``:
+    index of the anchor candle; ``position``: signed base units; ``fees``: paid so far this
+    episode; ``fills`` / ``traded_notional``: this step's fills and their notional.
+    """
+
+    time: int
+    step: int
+    bar: int
+    equity: float
+    cash: float
+    position: float
+    fees: float
+    fills: int
+    traded_notional: float
+
+
+class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
+    """One symbol's trading episodes over ``observations`` (module docstring)."""
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's attribute)
+
+    def __init__(
+        self,
+        observations: MarketObservations,
+        config: EnvConfig,
+        *,
+        start: int | None = None,
+        stop: int | None = None,
+        fast_path: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(observations, MarketObservations):
+            raise TypeError(
+                f"observations must be MarketObservations, got {type(observations).__name__}"
+            )
+        if str(observations.anchor) != config.timeframe:
+            raise ValueError(
+                f"config.timeframe is {config.timeframe} but the observations step on "
+                f"{observations.anchor} candles; build them with the same anchor"
+            )
+        if observations.frames != config.frames:
+            raise ValueError(
+                f"config.frames is {config.frames} but the observations have "
+                f"{observations.frames} frames; build them with the same frames"
+            )
+        streams = tuple(str(s) for s in observations.streams)
+        wanted = tuple(str(t) for t in config.timeframes)
+        if streams != wanted:
+            raise ValueError(
+                f"the observations encode streams {list(streams)} but the config names "
+                f"{list(wanted)} (timeframe, then streams)"
+            )
+        n = len(observations)
+        self.start = 0 if start is None else int(start)
+        self.stop = n if stop is None else int(stop)
+        if not 0 <= self.start < self.stop <= n:
+            raise ValueError(
+                f"step range [{self.start}, {self.stop}) is outside the observations' "
+                f"[0, {n}); pass 0 <= start < stop <= {n}"
+            )
+        length = config.episode_length
+        if self.stop - self.start < length + 1:
+            raise ValueError(
+                f"an episode of {length} steps needs {length + 1} steps of data, but the range "
+                f"[{self.start}, {self.stop}) has {self.stop - self.start}; shorten "
+                "episode_length or widen the range"
+            )
+        observations.check_extra_covers(self.start, self.stop)
+        self.observations = observations
+        self.config = config
+        self.fast_path = bool(fast_path)
+        self.action_space = gym.spaces.Discrete(len(ACTIONS))
+        self.observation_space = gym.spaces.Box(
+            -np.inf, np.inf, shape=(observations.frames, observations.width), dtype=np.float32
+        )
+        self.render_mode = None
+
+        settings = config.settings
+        candles = observations.candles
+        self._symbol = config.symbol
+        self._trading_symbol = Symbol.parse(config.symbol)
+        self._candles = {config.symbol: candles}
+        self._bar_ms = observations.anchor.ms
+        self._open_ms = candles.timestamp
+        self._close = candles.close
+        self._atr = talib.ATR(candles.high, candles.low, candles.close, settings.atr_period)
+        self._taker = settings.broker.fees.rate(config.symbol, Liquidity.TAKER)
+        self._lot = settings.broker.lot_size
+        self._initial = float(settings.broker.initial_cash)
+        self._allow_short = settings.risk.allow_short
+        self._halts = settings.risk.max_drawdown is not None or (
+            settings.risk.daily_loss_limit is not None
+        )
+        self._bar0 = int(observations.bars[0])
+        self._reward = RewardTracker(config)
+        self._cursor = self.start
+        self._t = -1  # current step; -1 before the first reset
+        self._done = True
+
+    # -- gymnasium API -----------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[npt.NDArray[np.float32], StepInfo]:
+        self._reset_state(seed, options)
+        return self._observe(), self._info(0, 0.0)
+
+    def step(
+        self, action: int | np.integer[Any]
+    ) -> tuple[npt.NDArray[np.float32], float, bool, bool, StepInfo]:
+        if self._done:
+            raise RuntimeError("the episode has ended (or never started): call reset() first")
+        a = int(action)
+        if not 0 <= a < len(ACTIONS):
+            raise ValueError(
+                f"action must be 0..{len(ACTIONS) - 1} (HOLD, BUY, SELL, CLOSE), got {a}"
+            )
+        reward, terminated, truncated, fills, notional = self._advance(a)
+        return self._observe(), reward, terminated, truncated, self._info(fills, notional)
+
+    # -- simulation (shared with the vector env) ----------------------------------------------
+    def _reset_state(self, seed: int | None, options: dict[str, Any] | None) -> None:
+        """Everything ``reset`` does but the observation."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self._cursor = self.start
+        self._begin(self._choose_start(options))
+
+    def _choose_start(self, options: dict[str, Any] | None) -> int:
+        last = self.stop - 1 - self.config.episode_length  # latest start that fits
+        if options and options.get("start") is not None:
+            first = int(options["start"])
+            if not self.start <= first <= last:
+                raise ValueError(
+                    f"options['start'] = {first} leaves no room for {self.config.episode_length} "
+                    f"steps in [{self.start}, {self.stop}); use {self.start}..{last}"
+                )
+            return first
+        if self.config.random_start:
+            return int(self.np_random.integers(self.start, last + 1))
+        return self._cursor if self._cursor <= last else self.start
+
+    def _begin(self, first: int) -> None:
+        """A fresh broker and risk manager; process the episode's first bar."""
+        bar = self._bar0 + first
+        settings = self.config.settings
+        self._clock = ReplayClock(int(self._open_ms[bar]))
+        self._broker = SimulatedBroker(
+            self._candles, self._clock, settings.broker, bar_ms=self._bar_ms
+        )
+        self._portfolio = self._broker.portfolio
+        self._risk = RiskManager(settings.risk)
+        close_ms = int(self._open_ms[bar]) + self._bar_ms
+        self._clock.advance_to(close_ms)
+        self._broker.on_bar(self._symbol, bar)
+        self._equity = self._portfolio.equity
+        if self._halts:
+            self._risk.observe(close_ms, self._equity)
+        self._reward.reset(self._equity)
+        self._t0 = first
+        self._t = first
+        self._cursor = first
+        self._entry = -1
+        self._done = False
+
+    def _advance(self, a: int) -> tuple[float, bool, bool, int, float]:
+        """Decide at the current bar's close, process the next bar; ``(reward, terminated,
+        truncated, fills, traded notional)``."""
+        t = self._t
+        bar = self._bar0 + t
+        broker = self._broker
+        portfolio = self._portfolio
+        symbol = self._symbol
+        q0 = portfolio.quantity(symbol)
+        if not (self.fast_path and self._no_change(a, q0)):
+            close_ms = int(self._open_ms[bar]) + self._bar_ms
+            atr = float(self._atr[bar])
+            market = MarketState(
+                symbol=symbol,
+                timestamp=close_ms,
+                price=float(self._close[bar]),
+                atr=None if math.isnan(atr) else atr,
+                taker_fee=self._taker,
+                lot_size=self._lot,
+            )
+            action = TradingAction(self._trading_symbol, close_ms, ACTIONS[a], 1.0, SOURCE)
+            decision = self._risk.review(action, broker.account(), market)
+            for request in decision.orders:
+                broker.submit(request)
+        nxt = bar + 1
+        next_close = int(self._open_ms[nxt]) + self._bar_ms
+        self._clock.advance_to(next_close)
+        broker.on_bar(symbol, nxt)
+        fills = 0
+        notional = 0.0
+        for event in broker.drain_events():
+            if isinstance(event, Fill):
+                fills += 1
+                notional += event.quantity * event.price
+        e0 = self._equity
+        e1 = portfolio.equity
+        self._equity = e1
+        if self._halts:
+            self._risk.observe(next_close, e1)
+        q1 = portfolio.quantity(symbol)
+        if q1 == 0.0:
+            self._entry = -1
+        elif q0 == 0.0 or (q0 > 0.0) != (q1 > 0.0):
+            self._entry = t + 1
+        self._t = t + 1
+        self._cursor = t + 1
+        reward = self._reward(e0, e1, notional)
+        terminated = e1 <= 0.0
+        truncated = not terminated and (
+            self._t - self._t0 >= self.config.episode_length or self._t >= self.stop - 1
+        )
+        self._done = terminated or truncated
+        return reward, terminated, truncated, fills, notional
+
+    def _no_change(self, a: int, q: float) -> bool:
+        """True when ``review`` would return no orders (position-target semantics)."""
+        if a == HOLD:
+            return True
+        if a == BUY:
+            return q > 0.0
+        if a == SELL:
+            return q < 0.0 or (q == 0.0 and not self._allow_short)
+        return q == 0.0
+
+    def _state(self) -> tuple[float, float, float, float]:
+        """The position state of :data:`~pivotal.rl.observations.STATE_FEATURES` now."""
+        q = self._portfolio.quantity(self._symbol)
+        if q == 0.0:
+            return (0.0, 0.0, 0.0, 0.0)
+        equity = self._equity if self._equity > 0.0 else self._initial
+        close = float(self._close[self._bar0 + self._t])
+        held = (self._t - self._entry + 1) if self._entry >= 0 else 0
+        return (
+            1.0 if q > 0.0 else -1.0,
+            abs(q) * close / equity,
+            self._portfolio.unrealized_pnl / equity,
+            held / self.config.episode_length,
+        )
+
+    def _observe(self) -> npt.NDArray[np.float32]:
+        step = np.array([self._t], dtype=np.int64)
+        return self.observations.observe(step, [self._state()])[0]
+
+    def _info(self, fills: int, notional: float) -> StepInfo:
+        portfolio = self._portfolio
+        bar = self._bar0 + self._t
+        return StepInfo(
+            time=int(self._open_ms[bar]) + self._bar_ms,
+            step=self._t,
+            bar=bar,
+            equity=self._equity,
+            cash=portfolio.cash,
+            position=portfolio.quantity(self._symbol),
+            fees=portfolio.fees_paid,
+            fills=fills,
+            traded_notional=notional,
+        )
+
+    # -- read-only views ----------------------------------------------------------------------
+    @property
+    def broker(self) -> SimulatedBroker:
+        """The current episode's broker (fills, trades); ``RuntimeError`` before a reset."""
+        if self._t < 0:
+            raise RuntimeError("no episode yet: call reset() first")
+        return self._broker
+
+    @property
+    def current_step(self) -> int:
+        """The current step (index into the observations); -1 before the first reset."""
+        return self._t
+
+    @property
+    def episode_start(self) -> int:
+        return self._t0

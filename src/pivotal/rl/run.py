@@ -1,0 +1,294 @@
+"""From stored candles to a trained DQN agent, and its evaluation through the backtester.
+
+A :class:`DQNJob` names the market, the range and every setting. The range is split in
+time: the agent trains on the first part (random episodes), is validated on the next part
+(one greedy pass; the best agents by validation return are kept by the CheckpointManager)
+and is evaluated on the last, held-out part **through the backtester** (the same simulated
+broker and risk manager), beside buy-and-hold and a seeded random agent with the same fees.
+Input scaling is fitted on the training part only; a purge of ``frames`` bars separates the
+parts so no input window straddles two of them. The job is written next to the checkpoints
+(``dqn.job.json``) so ``pivotal evaluate`` rebuilds everything from the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from pivotal.backtest.api import attach_metrics
+from pivotal.backtest.engine import run_backtest
+from pivotal.backtest.result import BacktestResult
+from pivotal.backtest.strategies import make_strategy
+from pivotal.config.models import StrictModel
+from pivotal.core.candles import Candles
+from pivotal.core.errors import DataError
+from pivotal.core.symbols import Symbol
+from pivotal.core.timeframes import Timeframe
+from pivotal.data.atomic import atomic_write_text
+from pivotal.data.series import SeriesKey
+from pivotal.data.store import MarketDataStore
+from pivotal.features.inputs.spec import InputSpec
+from pivotal.rl.cnn_features import cnn_features
+from pivotal.rl.config import EnvConfig
+from pivotal.rl.dqn import DQNAgent, DQNConfig, DQNResult, train_dqn
+from pivotal.rl.env import TradingEnv
+from pivotal.rl.observations import MarketObservations
+from pivotal.rl.source import PolicySource, random_policy
+from pivotal.rl.vector import VectorTradingEnv
+from pivotal.training.checkpoint_manager import CheckpointManager
+
+__all__ = [
+    "JOB_FILE",
+    "DQNEvaluation",
+    "DQNJob",
+    "DQNOutcome",
+    "build_observations",
+    "evaluate_agent",
+    "read_job",
+    "split_steps",
+    "train_dqn_job",
+]
+
+JOB_FILE = "dqn.job.json"
+
+
+class DQNJob(StrictModel):
+    """Everything that decides a DQN run besides the seed inside ``dqn``."""
+
+    exchange: str = "binance"
+    since: int | None = None
+    until: int | None = None
+    train_fraction: float = Field(default=0.7, gt=0, lt=1)
+    validation_fraction: float = Field(default=0.15, gt=0, lt=1)
+    envs: int = Field(default=4, ge=1, le=256)
+    eval_every: int = Field(default=5_000, ge=1)
+    cnn_checkpoint: str | None = None
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    dqn: DQNConfig = Field(default_factory=DQNConfig)
+
+    @field_validator("validation_fraction")
+    @classmethod
+    def _fractions(cls, value: float, info: Any) -> float:
+        train = info.data.get("train_fraction", 0.7)
+        if train + value >= 1:
+            raise ValueError(
+                f"train_fraction {train} + validation_fraction {value} leave no test range; "
+                "their sum must be below 1"
+            )
+        return value
+
+    @property
+    def timeframes(self) -> tuple[Timeframe, ...]:
+        return tuple(Timeframe.parse(t) for t in self.env.timeframes)
+
+    @property
+    def warmup_bars(self) -> int:
+        return self.env.frames + 100  # indicator warm-up before the first window
+
+
+@dataclass(frozen=True)
+class DQNOutcome:
+    result: DQNResult
+    job: DQNJob
+    folder: Path
+    best_checkpoint: Path | None
+    evaluation: DQNEvaluation
+
+
+@dataclass(frozen=True)
+class DQNEvaluation:
+    """The agent, buy-and-hold and a random agent on the held-out range (backtester)."""
+
+    agent: BacktestResult
+    buy_and_hold: BacktestResult
+    random: BacktestResult
+    candles: Mapping[str, Candles]
+    start_ms: int
+    end_ms: int
+
+    def table(self) -> list[tuple[str, float, float, float]]:
+        keys = (
+            "total_return_pct",
+            "max_drawdown_pct",
+            "sharpe",
+            "n_trades",
+            "win_rate_pct",
+            "fees_paid",
+        )
+        return [
+            (k, self.agent.metrics[k], self.buy_and_hold.metrics[k], self.random.metrics[k])
+            for k in keys
+        ]
+
+
+def _read(store: MarketDataStore, job: DQNJob) -> dict[Timeframe, Candles]:
+    symbol = Symbol.parse(job.env.symbol)
+    out: dict[Timeframe, Candles] = {}
+    for tf in job.timeframes:
+        start = None if job.since is None else job.since - job.warmup_bars * tf.ms
+        candles = store.read_candles(SeriesKey(job.exchange, symbol, tf), start, job.until)
+        if not len(candles):
+            raise DataError(
+                f"no {job.exchange} {symbol} {tf} candles stored in the requested range; "
+                "import or download them first (pivotal data import / download)"
+            )
+        out[tf] = candles
+    return out
+
+
+def build_observations(candles: Mapping[Timeframe, Candles], job: DQNJob) -> MarketObservations:
+    """The market observations of the job (CNN features joined when it names a checkpoint)."""
+    spec = InputSpec.candles(list(job.timeframes), frames=job.env.frames, min_frames=job.env.frames)
+    extra = None
+    if job.cnn_checkpoint is not None:
+        features = cnn_features(job.cnn_checkpoint, candles)
+        extra = (features.times, features.values, features.names)
+    return MarketObservations(candles, spec, extra=extra)
+
+
+def split_steps(observations: MarketObservations, job: DQNJob) -> tuple[int, int, int, int]:
+    """``(train_stop, val_start, val_stop, test_start)`` step indices, purged by ``frames``."""
+    times = observations.times
+    first = 0 if job.since is None else int(np.searchsorted(times, job.since))
+    n = len(times) - first
+    purge = job.env.frames
+    train_stop = first + int(n * job.train_fraction)
+    val_start = train_stop + purge
+    val_stop = first + int(n * (job.train_fraction + job.validation_fraction))
+    test_start = val_stop + purge
+    if val_stop - val_start < 2 or len(times) - test_start < 2:
+        raise ValueError(
+            f"{n:,} steps are too few for train/validation/test parts with a {purge}-bar purge; "
+            "widen --since/--until or reduce --frames"
+        )
+    if train_stop - first < job.env.episode_length + 1:
+        raise ValueError(
+            f"the training part has {train_stop - first:,} steps, fewer than one episode of "
+            f"{job.env.episode_length}; reduce --episode-length or widen the range"
+        )
+    return train_stop, val_start, val_stop, test_start
+
+
+def _greedy_return(observations: MarketObservations, job: DQNJob, start: int, stop: int):  # type: ignore[no-untyped-def]
+    """A function scoring an agent by its equity return over ``[start, stop)`` (greedy)."""
+    config = job.env.model_copy(update={"episode_length": stop - start - 1, "random_start": False})
+
+    def score(agent: DQNAgent) -> float:
+        env = TradingEnv(observations, config, start=start, stop=stop)
+        obs, info = env.reset(seed=0, options={"start": start})
+        done = False
+        while not done:
+            action = int(agent.act(obs[None])[0])
+            obs, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+        return float(info["equity"]) / float(job.env.settings.broker.initial_cash) - 1.0
+
+    return score
+
+
+def train_dqn_job(
+    store: MarketDataStore,
+    job: DQNJob,
+    folder: Path,
+    *,
+    keep: int = 5,
+    log_dir: Path | None = None,
+    progress: bool = False,
+) -> DQNOutcome:
+    """Train, keep the best agents by validation return, evaluate the best on the test part."""
+    candles = _read(store, job)
+    observations = build_observations(candles, job)
+    train_stop, val_start, val_stop, test_start = split_steps(observations, job)
+    observations.fit_scaler(int(observations.times[train_stop]))
+    first = 0 if job.since is None else int(np.searchsorted(observations.times, job.since))
+    envs = VectorTradingEnv(observations, job.env, job.envs, start=first, stop=train_stop)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / JOB_FILE, job.model_dump_json(indent=2) + "\n")
+    manager = CheckpointManager(folder, "dqn", keep=keep, metric="val_return", mode="max")
+    result = train_dqn(
+        envs,
+        job.dqn,
+        eval_fn=_greedy_return(observations, job, val_start, val_stop),
+        eval_every=job.eval_every,
+        log_dir=log_dir,
+        checkpoints=manager,
+        progress=progress,
+    )
+    best = result.best_path
+    agent = DQNAgent.load(best) if best is not None else result.agent
+    evaluation = _evaluate(agent, observations, candles, job, test_start)
+    return DQNOutcome(result, job, folder, best, evaluation)
+
+
+def read_job(checkpoint: Path) -> DQNJob:
+    """The job saved beside a DQN checkpoint (``dqn.job.json`` in its folder)."""
+    path = Path(checkpoint).parent / JOB_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: a DQN checkpoint is evaluated with the job saved beside it by "
+            "`pivotal train dqn`; keep the checkpoint in its folder"
+        )
+    return DQNJob.model_validate(json.loads(path.read_text()))
+
+
+def evaluate_agent(store: MarketDataStore, checkpoint: Path) -> DQNEvaluation:
+    """Rebuild the job's data, refit the scaler on its training part (deterministic), and
+    backtest the agent greedily on the held-out part beside the two baselines."""
+    job = read_job(checkpoint)
+    candles = _read(store, job)
+    observations = build_observations(candles, job)
+    train_stop, _, _, test_start = split_steps(observations, job)
+    observations.fit_scaler(int(observations.times[train_stop]))
+    shape = (observations.frames, observations.width)
+    agent = DQNAgent.load(checkpoint, observation_shape=shape)
+    return _evaluate(agent, observations, candles, job, test_start)
+
+
+def _evaluate(
+    agent: DQNAgent,
+    observations: MarketObservations,
+    candles: Mapping[Timeframe, Candles],
+    job: DQNJob,
+    test_start: int,
+) -> DQNEvaluation:
+    anchor = job.timeframes[0]
+    start_ms = int(observations.times[test_start]) - anchor.ms  # open of the first test bar
+    bars = candles[anchor].between(start_ms, None)
+    symbol = job.env.symbol
+    market = {symbol: bars}
+    settings = job.env.settings
+    common = {
+        "observations": observations,
+        "symbol": symbol,
+        "episode_length": job.env.episode_length,
+        "initial_cash": settings.broker.initial_cash,
+    }
+
+    def greedy(obs: np.ndarray) -> int:
+        return int(agent.act(obs)[0])
+
+    runs = {
+        "agent": PolicySource(greedy, name="dqn", **common),  # type: ignore[arg-type]
+        "random": PolicySource(random_policy(job.dqn.seed), name="random", **common),  # type: ignore[arg-type]
+        "buy_and_hold": make_strategy("buy_and_hold", {}),
+    }
+    results = {
+        name: attach_metrics(
+            run_backtest(market, source, timeframe=anchor, settings=settings), market, anchor
+        )
+        for name, source in runs.items()
+    }
+    return DQNEvaluation(
+        agent=results["agent"],
+        buy_and_hold=results["buy_and_hold"],
+        random=results["random"],
+        candles=market,
+        start_ms=start_ms,
+        end_ms=int(bars.timestamp[-1]) + anchor.ms,
+    )
