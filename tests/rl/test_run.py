@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from pivotal.core import Candles, Symbol, Timeframe
 from pivotal.data.duckdb_store import open_store
@@ -158,3 +159,8 @@ def test_a_range_too_short_for_an_episode_is_refused(tmp_path: Path) -> None:
     observations = build_observations({Timeframe.M1: candles}, job)
     with pytest.raises(ValueError, match="fewer than one episode"):
         split_steps(observations, job)
+
+
+def test_a_job_that_would_never_learn_is_refused() -> None:
+    with pytest.raises(ValidationError, match="never learn"):
+        DQNJob.model_validate({"dqn": {"total_steps": 1_000, "learning_starts": 5_000}})

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pivotal.backtest.api import attach_metrics
 from pivotal.backtest.engine import run_backtest
@@ -83,6 +83,16 @@ class DQNJob(StrictModel):
             )
         return value
 
+    @model_validator(mode="after")
+    def _learns(self) -> DQNJob:
+        if self.dqn.total_steps <= self.dqn.learning_starts:
+            raise ValueError(
+                f"total_steps {self.dqn.total_steps} is not above learning_starts "
+                f"{self.dqn.learning_starts}: the agent would never learn; raise --steps or "
+                "lower dqn.learning_starts"
+            )
+        return self
+
     @property
     def timeframes(self) -> tuple[Timeframe, ...]:
         return tuple(Timeframe.parse(t) for t in self.env.timeframes)
@@ -116,7 +126,7 @@ class DQNEvaluation:
         keys = (
             "total_return_pct",
             "max_drawdown_pct",
-            "sharpe",
+            "exposure_time_pct",
             "n_trades",
             "win_rate_pct",
             "fees_paid",

@@ -144,17 +144,63 @@ def train(
     tensorboard: Annotated[
         bool, typer.Option("--tensorboard/--no-tensorboard", help="Log to data-dir/runs.")
     ] = True,
+    cnn: Annotated[
+        Path | None,
+        typer.Option("--cnn", exists=True, dir_okay=False, help="dqn: PivotCNN checkpoint."),
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="dqn: env steps.")] = None,
+    envs: Annotated[int | None, typer.Option("--envs", min=1, help="dqn: parallel envs.")] = None,
+    episode_length: Annotated[
+        int | None, typer.Option("--episode-length", min=1, help="dqn: steps per episode.")
+    ] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Train MODEL on stored candles; keep the best checkpoints; evaluate beside baselines.
 
     The split is chronological (70/15/15 by default) with a purge gap; scalers fit on the
-    training range only and travel inside the checkpoint with the whole job.
+    training range only and travel inside the checkpoint with the whole job. MODEL ``dqn``
+    trains the reinforcement-learning agent in the trading environment and evaluates it
+    through the backtester beside buy-and-hold and a random agent.
     """
     from pivotal.training.run import train_job
 
     ctx = load_context(config, data_dir)
+    if model == "dqn":
+        from pivotal.apps.cli import rl_cmd
+
+        rl_options = {
+            "symbol": symbol,
+            "exchange": exchange,
+            "timeframe": timeframe,
+            "streams": tuple(split_list(streams)) if streams else None,
+            "frames": frames,
+            "total_steps": steps,
+            "envs": envs,
+            "episode_length": episode_length,
+            "seed": seed,
+            "device": device,
+            "learning_rate": lr,
+            "batch_size": batch_size,
+            "cnn_checkpoint": str(cnn) if cnn else None,
+            **_times(since, until),
+        }
+        ignored = {"--epochs": epochs, "--optimizer": optimizer, "--scheduler": scheduler}
+        given = [name for name, value in ignored.items() if value is not None]
+        if given or param:
+            raise typer.BadParameter(f"{', '.join(given) or '--param'} does not apply to dqn")
+        the_dqn = rl_cmd.build_dqn_job(job, rl_options)
+        rl_cmd.train_dqn(
+            ctx,
+            the_dqn,
+            out or ctx.data_dir / "models" / "dqn",
+            keep=keep,
+            log_dir=ctx.data_dir / "runs" / "dqn" if tensorboard else None,
+            html=html or ctx.data_dir / "reports" / "dqn.html",
+        )
+        return
+    if any(v is not None for v in (cnn, steps, envs, episode_length)):
+        raise typer.BadParameter("--cnn/--steps/--envs/--episode-length apply to dqn only")
     run_dir = ctx.data_dir / "runs" / model
     the_job = build_job(
         model,
@@ -204,9 +250,15 @@ def evaluate(
     data_dir: DataDirOption = None,
 ) -> None:
     """Evaluate a checkpoint on its test range (rebuilt from the store) beside baselines."""
+    from pivotal.rl.run import JOB_FILE
     from pivotal.training.run import evaluate_checkpoint
 
     ctx = load_context(config, data_dir)
+    if (checkpoint.parent / JOB_FILE).is_file():
+        from pivotal.apps.cli import rl_cmd
+
+        rl_cmd.evaluate_dqn(ctx, checkpoint, html)
+        return
     with ctx.store(read_only=True) as store:
         evaluation = evaluate_checkpoint(store, checkpoint)
     show_evaluation(evaluation, html)
