@@ -218,3 +218,32 @@ def test_checkpoint_without_a_job_and_bad_arguments(
     first = int(candles[M1].timestamp[0])
     with pytest.raises(DataError):  # a range before any complete sample
         cnn_features(trained.best_checkpoint, candles, since=first, until=first + 3 * M1.ms)
+
+
+def test_the_agent_observes_the_cnn_outputs_of_the_same_step(
+    trained: TrainOutcome, candles: dict[Timeframe, Candles], features: CNNFeatures
+) -> None:
+    """Seed 003's cross-feeding for the RL model: a DQN job naming the checkpoint gets the
+    CNN's outputs and hidden state of each step, joined by close time, in its observation."""
+    from gymnasium.utils.env_checker import check_env
+
+    from pivotal.rl.env import TradingEnv
+    from pivotal.rl.run import DQNJob, build_observations
+
+    job = DQNJob.model_validate(
+        {
+            "cnn_checkpoint": str(trained.best_checkpoint),
+            "env": {"frames": 8, "streams": ["5m"], "episode_length": 50},
+            "dqn": {"total_steps": 10, "learning_starts": 0},
+        }
+    )
+    plain = build_observations(candles, job.model_copy(update={"cnn_checkpoint": None}))
+    with_cnn = build_observations(candles, job)
+    assert with_cnn.width == plain.width + len(features.names)
+    with_cnn.fit_scaler(int(with_cnn.times[len(with_cnn) // 2]))
+    step = len(with_cnn) - 10
+    row = int(np.searchsorted(features.times, with_cnn.times[step]))
+    observed = with_cnn.observe([step], [(0.0, 0.0, 0.0, 0.0)])[0]
+    np.testing.assert_array_equal(observed[-1, -len(features.names) :], features.values[row])
+    env = TradingEnv(with_cnn, job.env, start=len(with_cnn) // 2)
+    check_env(env, skip_render_check=True)
