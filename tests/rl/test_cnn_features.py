@@ -220,6 +220,7 @@ def test_checkpoint_without_a_job_and_bad_arguments(
         cnn_features(trained.best_checkpoint, candles, since=first, until=first + 3 * M1.ms)
 
 
+@pytest.mark.filterwarnings("ignore:.*Box observation space (minimum|maximum) value")
 def test_the_agent_observes_the_cnn_outputs_of_the_same_step(
     trained: TrainOutcome, candles: dict[Timeframe, Candles], features: CNNFeatures
 ) -> None:
