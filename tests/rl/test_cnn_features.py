@@ -17,6 +17,7 @@ from pivotal.core.timeframes import Timeframe
 from pivotal.data.resample import resample
 from pivotal.rl.cnn_features import CNNFeatures, cnn_features
 from pivotal.testing.planted import planted_candles
+from pivotal.testing.threads import one_torch_thread
 from pivotal.testing.training import store_candles, tiny_job
 from pivotal.training.run import TrainOutcome, train_job
 
@@ -26,11 +27,9 @@ M1, M5 = Timeframe.parse("1m"), Timeframe.parse("5m")
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from pivotal.features.inputs import ColumnsConfig
 from pivotal.models import available
 from pivotal.testing.planted import planted_candles
 from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
+from pivotal.testing.threads import one_torch_thread
 from pivotal.testing.training import (
     PLANTED_LABELS,
     TINY_COLUMNS,
@@ -54,11 +55,9 @@ MODELS = tuple(name for name in available() if not name.startswith("test_"))
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture

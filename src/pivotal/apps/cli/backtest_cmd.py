@@ -20,6 +20,7 @@ from pivotal.apps.cli.common import (
     console,
     format_time,
     load_context,
+    parse_name_values,
     parse_time,
     split_list,
 )
@@ -32,16 +33,6 @@ ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", "-p", help="Strategy parameter NAME=VALUE, e.g. fast=10; repeat."),
 ]
-
-
-def _params(items: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise typer.BadParameter(f"--param takes NAME=VALUE, got {item!r}")
-        out[name.strip()] = yaml.safe_load(value)
-    return out
 
 
 def _settings(file: Path | None, overrides: dict[str, dict[str, Any]]) -> BacktestSettings:
@@ -200,7 +191,7 @@ def backtest(
         result = run(
             candles,
             strategy,
-            _params(param),
+            parse_name_values(param),
             timeframe=tf,
             settings=settings,
             engine=engine,  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -121,3 +121,17 @@ def progress_bar(transient: bool = False) -> Iterator[Progress]:
         transient=transient,
     ) as progress:
         yield progress
+
+
+def parse_name_values(items: list[str] | None, option: str = "--param") -> dict[str, Any]:
+    """``NAME=VALUE`` options (repeatable) → a dict; each value is read as YAML (numbers,
+    booleans, lists), so ``fast=10`` gives ``{"fast": 10}``."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{option} takes NAME=VALUE, got {item!r}")
+        out[name.strip()] = yaml.safe_load(value)
+    return out

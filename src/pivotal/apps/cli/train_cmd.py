@@ -21,6 +21,7 @@ from pivotal.apps.cli.common import (
     UntilOption,
     console,
     load_context,
+    parse_name_values,
     parse_time,
     split_list,
 )
@@ -60,16 +61,6 @@ def _read_job_file(path: Path | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise typer.BadParameter(f"{path}: a TrainJob file must be a mapping of settings")
     return data
-
-
-def _params(items: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise typer.BadParameter(f"--param takes NAME=VALUE, got {item!r}")
-        out[name.strip()] = yaml.safe_load(value)
-    return out
 
 
 def build_job(model: str, job_file: Path | None, **options: Any) -> TrainJob:
@@ -217,7 +208,7 @@ def train(
         scheduler=scheduler,
         device=device,
         seed=seed,
-        params=_params(param),
+        params=parse_name_values(param),
         log_dir=run_dir if tensorboard else None,
         **_times(since, until),
     )
@@ -306,7 +297,7 @@ def optimize(
         frames=frames,
         epochs=epochs,
         device=device,
-        params=_params(param),
+        params=parse_name_values(param),
         **_times(since, until),
     )
     with ctx.store(read_only=True) as store:
