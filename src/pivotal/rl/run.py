@@ -27,11 +27,8 @@ from pivotal.backtest.result import BacktestResult
 from pivotal.backtest.strategies import make_strategy
 from pivotal.config.models import StrictModel
 from pivotal.core.candles import Candles
-from pivotal.core.errors import DataError
-from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.data.atomic import atomic_write_text
-from pivotal.data.series import SeriesKey
 from pivotal.data.store import MarketDataStore
 from pivotal.features.inputs.spec import InputSpec
 from pivotal.rl.cnn_features import cnn_features
@@ -42,6 +39,7 @@ from pivotal.rl.observations import MarketObservations
 from pivotal.rl.source import PolicySource, random_policy
 from pivotal.rl.vector import VectorTradingEnv
 from pivotal.training.checkpoint_manager import CheckpointManager
+from pivotal.training.pipeline import read_streams
 
 __all__ = [
     "JOB_FILE",
@@ -138,18 +136,9 @@ class DQNEvaluation:
 
 
 def _read(store: MarketDataStore, job: DQNJob) -> dict[Timeframe, Candles]:
-    symbol = Symbol.parse(job.env.symbol)
-    out: dict[Timeframe, Candles] = {}
-    for tf in job.timeframes:
-        start = None if job.since is None else job.since - job.warmup_bars * tf.ms
-        candles = store.read_candles(SeriesKey(job.exchange, symbol, tf), start, job.until)
-        if not len(candles):
-            raise DataError(
-                f"no {job.exchange} {symbol} {tf} candles stored in the requested range; "
-                "import or download them first (pivotal data import / download)"
-            )
-        out[tf] = candles
-    return out
+    return read_streams(
+        store, job.exchange, job.env.symbol, job.timeframes, job.since, job.until, job.warmup_bars
+    )
 
 
 def build_observations(candles: Mapping[Timeframe, Candles], job: DQNJob) -> MarketObservations:

@@ -59,6 +59,7 @@ class PolicySource:
         self._episode_length = int(episode_length)
         self._initial = float(initial_cash)
         self._steps: npt.NDArray[np.int64] | None = None
+        self._covered: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
         self._previous = 0.0
         self._entry = -1
 
@@ -78,17 +79,22 @@ class PolicySource:
                 "observations; build them over the backtest range"
             )
         self._steps = np.where(known, at, -1).astype(np.int64)
+        self._covered = np.flatnonzero(known)
         self._previous = 0.0
         self._entry = -1
 
+    def _prepared(self) -> npt.NDArray[np.int64]:
+        if self._steps is None:
+            raise RuntimeError(f"{self.name}: call prepare(symbol, candles) before the run")
+        return self._steps
+
     def next_wake(self, symbol: str, bar_index: int) -> int:
-        assert self._steps is not None
-        covered = np.flatnonzero(self._steps[bar_index:] >= 0)
-        return bar_index + int(covered[0]) if len(covered) else len(self._steps)
+        steps = self._prepared()
+        at = int(np.searchsorted(self._covered, bar_index))
+        return int(self._covered[at]) if at < len(self._covered) else len(steps)
 
     def decide(self, context: DecisionContext) -> Sequence[TradingAction]:
-        assert self._steps is not None
-        step = int(self._steps[context.bar_index])
+        step = int(self._prepared()[context.bar_index])
         if step < 0:
             return ()
         observation = self._obs.observe([step], [self._state(context, step)])

@@ -262,19 +262,41 @@ class Prepared:
         }
 
 
-def _read(store: MarketDataStore, job: TrainJob) -> dict[Timeframe, Candles]:
-    symbol = Symbol.parse(job.symbol)
+def read_streams(
+    store: MarketDataStore,
+    exchange: str,
+    symbol: str | Symbol,
+    timeframes: tuple[Timeframe, ...],
+    since: int | None,
+    until: int | None,
+    warmup: int,
+) -> dict[Timeframe, Candles]:
+    """Each stream's candles from ``warmup`` bars before ``since`` to ``until``; a stream with
+    no candles in the range raises ``DataError`` saying how to get them."""
+    symbol = Symbol.parse(symbol)
     out = {}
-    for tf in job.timeframes:
-        start = None if job.since is None else job.since - (job.warmup_bars + job.frames) * tf.ms
-        candles = store.read_candles(SeriesKey(job.exchange, symbol, tf), start, job.until)
+    for tf in timeframes:
+        start = None if since is None else since - warmup * tf.ms
+        candles = store.read_candles(SeriesKey(exchange, symbol, tf), start, until)
         if not len(candles):
             raise DataError(
-                f"no {job.exchange} {symbol} {tf} candles stored in the requested range; "
+                f"no {exchange} {symbol} {tf} candles stored in the requested range; "
                 f"import or download them first (pivotal data import / download)"
             )
         out[tf] = candles
     return out
+
+
+def _read(store: MarketDataStore, job: TrainJob) -> dict[Timeframe, Candles]:
+    return read_streams(
+        store,
+        job.exchange,
+        job.symbol,
+        job.timeframes,
+        job.since,
+        job.until,
+        job.warmup_bars + job.frames,
+    )
 
 
 def _fit_scaling(
