@@ -7,8 +7,9 @@ follow, with the wall clock and an exchange broker in place of these two):
 2. the broker processes the bar for each symbol that has one (market orders fill at its
    open, stops/limits trigger intrabar, positions are marked at its close);
 3. the risk manager observes the new equity (drawdown breaker, daily loss, VaR);
-4. the decision source is asked for actions for each symbol whose wake-up bar this is; each
-   action goes through ``RiskManager.review`` and the orders it returns to ``Broker.submit``;
+4. the decision source is asked for actions for each symbol whose wake-up bar this is; the
+   :class:`~pivotal.trading.execution.ActionExecutor` puts each action through
+   ``RiskManager.review`` and the orders it returns to ``Broker.submit``;
 5. equity at the bar's close is recorded.
 
 **Quiet bars are skipped, not approximated.** When no order is active and no decision
@@ -35,13 +36,13 @@ from pivotal.backtest.result import BacktestResult
 from pivotal.backtest.timeline import Timeline
 from pivotal.core.candles import Candles
 from pivotal.core.clock import ReplayClock
-from pivotal.core.orders import Fill, Liquidity, OrderEvent
 from pivotal.core.ports import DecisionContext, DecisionSource
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.trades import Trades
 from pivotal.core.types import COBData
 from pivotal.trading.brokers.simulated import SimulatedBroker
-from pivotal.trading.risk import MarketState, RiskManager
+from pivotal.trading.execution import ActionExecutor, alert_record, broker_event_record
+from pivotal.trading.risk import RiskManager
 
 __all__ = ["BacktestEngine", "run_backtest"]
 
@@ -89,6 +90,12 @@ class BacktestEngine:
             books=books,
         )
         self.risk = RiskManager(self.settings.risk)
+        self._executor = ActionExecutor(
+            self.broker,
+            self.risk,
+            fees=self.settings.broker.fees,
+            lot_size=self.settings.broker.lot_size,
+        )
         self._atr = {
             s: talib.ATR(c.high, c.low, c.close, timeperiod=self.settings.atr_period)
             for s, c in self.candles.items()
@@ -231,34 +238,17 @@ class BacktestEngine:
             higher=self._higher_view(symbol, t_close),
         )
         actions = self.source.decide(context)
-        account = context.account
         self._decisions += 1
-        fees = self.settings.broker.fees
-        atr = float(self._atr[symbol][j])
-        for action in actions:
-            market = MarketState(
+        self._events.extend(
+            self._executor.execute(
+                actions,
+                context.account,
                 symbol=symbol,
                 timestamp=t_close,
                 price=float(bars.close[j]),
-                atr=None if np.isnan(atr) else atr,
-                taker_fee=fees.rate(symbol, Liquidity.TAKER),
-                lot_size=self.settings.broker.lot_size,
+                atr=float(self._atr[symbol][j]),
             )
-            decision = self.risk.review(action, account, market)
-            if not decision.approved or decision.resized:
-                self._events.append(
-                    {
-                        "timestamp": t_close,
-                        "kind": "risk_refused" if not decision.approved else "risk_resized",
-                        "symbol": symbol,
-                        "action": str(action.action),
-                        "message": decision.reason,
-                    }
-                )
-            for request in decision.orders:
-                self.broker.submit(request)
-            if decision.orders:
-                account = self.broker.account()
+        )
 
     def _on_timeline(self, frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
         """Per-symbol bar indices → timeline steps (the same when there is one symbol)."""
@@ -285,40 +275,8 @@ class BacktestEngine:
         return view
 
     def _collect_events(self) -> None:
-        for event in self.broker.drain_events():
-            if isinstance(event, Fill):
-                self._events.append(
-                    {
-                        "timestamp": event.timestamp,
-                        "kind": "fill",
-                        "symbol": event.symbol,
-                        "side": str(event.side),
-                        "quantity": event.quantity,
-                        "price": event.price,
-                        "fee": event.fee,
-                        "client_order_id": event.client_order_id,
-                    }
-                )
-            elif isinstance(event, OrderEvent):
-                self._events.append(
-                    {
-                        "timestamp": event.timestamp,
-                        "kind": "order",
-                        "symbol": event.order.symbol,
-                        "status": str(event.status),
-                        "client_order_id": event.order.client_order_id,
-                        "message": event.reason,
-                    }
-                )
-        for alert in self.risk.drain_alerts():
-            self._events.append(
-                {
-                    "timestamp": alert.timestamp,
-                    "kind": f"risk_{alert.kind}",
-                    "symbol": alert.symbol,
-                    "message": alert.message,
-                }
-            )
+        self._events.extend(broker_event_record(e) for e in self.broker.drain_events())
+        self._events.extend(alert_record(a) for a in self.risk.drain_alerts())
 
 
 def run_backtest(

@@ -10,6 +10,8 @@ re-importing a file changes nothing.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -322,6 +324,21 @@ class DuckDBStore:
 
     def _begin(self) -> None:
         self._con.execute("BEGIN TRANSACTION")
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The store's connection inside one transaction, holding the store's lock: commits
+        when the block ends, rolls back (and re-raises) when it raises. For modules that keep
+        their own tables in this database (:mod:`pivotal.data.inference_history`); do not
+        close the connection or commit inside the block."""
+        with self._lock:
+            self._begin()
+            try:
+                yield self._con
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
 
 
 def _lo(start: int | None) -> int:

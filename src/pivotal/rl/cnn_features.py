@@ -12,6 +12,9 @@ the bulk :class:`~pivotal.features.inputs.EncodedInputDataset`, then the checkpo
 per-channel standardisation (never refitted). The checkpoint's stored feature layout is
 checked against the inputs' layout (:func:`~pivotal.training.checkpoints.load_checkpoint`),
 so a checkpoint trained on other channels is refused with the list of differences.
+:func:`build_inputs` builds those inputs and :class:`FeatureColumns` maps a forward pass's
+outputs to the columns below; the orchestrator's PivotCNN expert uses both, so its per-step
+features are the rows computed here.
 
 Columns of :attr:`CNNFeatures.values`, in this order (``k`` = 1..levels):
 
@@ -53,7 +56,14 @@ from pivotal.models.networks.pivot_cnn import ACTIONS
 from pivotal.training.checkpoints import load_checkpoint, read_checkpoint
 from pivotal.training.pipeline import Scaling, TrainJob
 
-__all__ = ["ACTION_HEAD", "CNNFeatures", "cnn_features"]
+__all__ = [
+    "ACTION_HEAD",
+    "CNNFeatures",
+    "FeatureColumns",
+    "build_inputs",
+    "cnn_features",
+    "read_job_and_scaling",
+]
 
 ACTION_HEAD = "action_logits"
 """The output a model needs for :func:`cnn_features`: BUY/SELL/HOLD logits (PivotCNN)."""
@@ -93,7 +103,13 @@ class CNNFeatures:
             raise KeyError(f"no column {name!r}; columns: {list(self.names)}") from None
 
 
-def _job_and_scaling(path: Path) -> tuple[str, TrainJob, Scaling]:
+def read_job_and_scaling(path: str | Path) -> tuple[str, TrainJob, Scaling]:
+    """``(registry name, job, fitted scaling)`` a ``pivotal train`` checkpoint stores.
+
+    ``FileNotFoundError`` / ``ModelError`` for a missing / corrupt file; ``ValueError`` for a
+    checkpoint that stores no job and scaling (its inputs cannot be rebuilt).
+    """
+    path = Path(path)
     meta = read_checkpoint(path)  # FileNotFoundError / ModelError for missing / corrupt files
     pipeline = meta.pipeline or {}
     if "job" not in pipeline or "scaling" not in pipeline:
@@ -109,17 +125,45 @@ def _job_and_scaling(path: Path) -> tuple[str, TrainJob, Scaling]:
 
 
 def _candles_for(
-    candles: Mapping[Timeframe, Candles], job: TrainJob, path: Path
+    candles: Mapping[Timeframe, Candles], job: TrainJob, source: str
 ) -> dict[Timeframe, Candles]:
     given = {Timeframe.parse(tf): c for tf, c in candles.items()}
     missing = [str(tf) for tf in job.timeframes if tf not in given]
     if missing:
         raise ValueError(
-            f"checkpoint {path} reads {job.symbol} {', '.join(map(str, job.timeframes))} "
+            f"{source} reads {job.symbol} {', '.join(map(str, job.timeframes))} "
             f"candles, but no {', '.join(missing)} candles were given; pass every timeframe "
             "of the job (resample the base candles with pivotal.data.resample)"
         )
     return {tf: given[tf] for tf in job.timeframes}
+
+
+def build_inputs(
+    job: TrainJob,
+    candles: Mapping[Timeframe, Candles],
+    *,
+    since: int | None = None,
+    until: int | None = None,
+    source: str = "the checkpoint",
+) -> EncodedInputDataset:
+    """The bulk, unscaled inputs of ``job`` over ``candles`` (module docstring), exactly as
+    training builds them: one sample per anchor close in ``[since, until)`` (UTC ms; default:
+    every close of the given anchor candles, the last one included).
+
+    ``ValueError`` for a missing timeframe (named, ``source`` says whose job it is), no
+    anchor candles or an empty range; ``DataError`` when no sample is complete in the range.
+    """
+    streams = _candles_for(candles, job, source)
+    extra = {tf: candle_columns(c, tf, job.columns) for tf, c in streams.items()}
+    anchor = streams[job.anchor]
+    if not len(anchor):
+        raise ValueError(f"no {job.anchor} candles were given; pass the anchor's history")
+    start = int(anchor.timestamp[0]) if since is None else int(since)
+    # default: up to and including the last given candle's close (the range is half-open)
+    end = int(anchor.timestamp[-1]) + job.anchor.ms + 1 if until is None else int(until)
+    if start >= end:
+        raise ValueError(f"since ({start}) must be before until ({end})")
+    return EncodedInputDataset(job.spec(), streams, start, end, anchor=job.anchor, extra=extra)
 
 
 def _check_model(model: PivotalModel, name: str, outputs: Mapping[str, torch.Tensor]) -> None:
@@ -164,19 +208,55 @@ def _names(
     return tuple(keys), tuple(names)
 
 
-def _columns(
-    outputs: Mapping[str, torch.Tensor], keys: tuple[str, ...], scaling: Scaling
-) -> npt.NDArray[np.float32]:
-    parts = []
-    for key in keys:
-        value = outputs[key].detach().float().cpu()
-        if key in (ACTION_HEAD, "logits"):
-            value = torch.softmax(value, dim=1)
-        array = value.numpy()
-        if key == "regression":
-            array = scaling.unscale_targets(array)
-        parts.append(array.astype(np.float32, copy=False))
-    return np.concatenate(parts, axis=1)
+@dataclass(frozen=True, slots=True)
+class FeatureColumns:
+    """How one PivotCNN's output tensors become the feature columns (module docstring).
+
+    ``keys``: the output tensors read, in column order; ``names``: the column names;
+    ``scaling``: the checkpoint's scaling (regression targets are unscaled with it).
+    Build it with :meth:`of` from one forward pass's outputs; :meth:`rows` then maps the
+    outputs of any batch to its rows. :func:`cnn_features` and the orchestrator's PivotCNN
+    expert share it, so a row is the same whichever computed it.
+    """
+
+    keys: tuple[str, ...]
+    names: tuple[str, ...]
+    scaling: Scaling
+
+    @classmethod
+    def of(
+        cls,
+        model: PivotalModel,
+        outputs: Mapping[str, torch.Tensor],
+        job: TrainJob,
+        scaling: Scaling,
+        *,
+        model_name: str,
+        hidden: bool = True,
+    ) -> FeatureColumns:
+        """The columns of ``model`` (outputs ``outputs`` of any batch). ``hidden``: add the
+        conv features (``"conv_features"``, else ``"hidden"``). ``ValueError`` for a model
+        without an action head or one that needs a context vector."""
+        _check_model(model, model_name, outputs)
+        hidden_key = None
+        if hidden:
+            hidden_key = "conv_features" if "conv_features" in outputs else "hidden"
+        keys, names = _names(outputs, job, model, hidden_key)
+        return cls(keys, names, scaling)
+
+    def rows(self, outputs: Mapping[str, torch.Tensor]) -> npt.NDArray[np.float32]:
+        """float32 ``(batch, len(names))``: softmax of the action and class logits, the
+        pivot heads as they are, regression targets in their own units, hidden as it is."""
+        parts = []
+        for key in self.keys:
+            value = outputs[key].detach().float().cpu()
+            if key in (ACTION_HEAD, "logits"):
+                value = torch.softmax(value, dim=1)
+            array = value.numpy()
+            if key == "regression":
+                array = self.scaling.unscale_targets(array)
+            parts.append(array.astype(np.float32, copy=False))
+        return np.concatenate(parts, axis=1)
 
 
 def cnn_features(
@@ -206,40 +286,25 @@ def cnn_features(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     path = Path(checkpoint_path)
-    name, job, scaling = _job_and_scaling(path)
-    streams = _candles_for(candles, job, path)
-    extra = {tf: candle_columns(c, tf, job.columns) for tf, c in streams.items()}
-    anchor = streams[job.anchor]
-    if not len(anchor):
-        raise ValueError(f"no {job.anchor} candles were given; pass the anchor's history")
-    start = int(anchor.timestamp[0]) if since is None else int(since)
-    # default: up to and including the last given candle's close (the range is half-open)
-    end = int(anchor.timestamp[-1]) + job.anchor.ms + 1 if until is None else int(until)
-    if start >= end:
-        raise ValueError(f"since ({start}) must be before until ({end})")
-    inputs = EncodedInputDataset(job.spec(), streams, start, end, anchor=job.anchor, extra=extra)
+    name, job, scaling = read_job_and_scaling(path)
+    inputs = build_inputs(job, candles, since=since, until=until, source=f"checkpoint {path}")
     model, _ = load_checkpoint(path, expected_layout=inputs.layout, map_location=device)
     mean = torch.as_tensor(scaling.inputs.mean, dtype=torch.float32)
     std = torch.as_tensor(scaling.inputs.std, dtype=torch.float32)
 
     n = len(inputs)
-    keys: tuple[str, ...] = ()
-    names: tuple[str, ...] = ()
-    values: npt.NDArray[np.float32] | None = None
+    if n == 0:  # the dataset refuses an empty range, so this is a broken invariant
+        raise RuntimeError("the input dataset produced no samples")
     model.eval()
     with torch.inference_mode():
-        for lo in range(0, n, batch_size):
+        first = min(batch_size, n)
+        x = (inputs.get_batch(np.arange(first)) - mean) / std
+        outputs = model(x.to(device), None)
+        columns = FeatureColumns.of(model, outputs, job, scaling, model_name=name, hidden=hidden)
+        values = np.empty((n, len(columns.names)), dtype=np.float32)
+        values[:first] = columns.rows(outputs)
+        for lo in range(first, n, batch_size):
             x = (inputs.get_batch(np.arange(lo, min(lo + batch_size, n))) - mean) / std
-            outputs = model(x.to(device), None)
-            if values is None:
-                _check_model(model, name, outputs)
-                hidden_key = None
-                if hidden:
-                    hidden_key = "conv_features" if "conv_features" in outputs else "hidden"
-                keys, names = _names(outputs, job, model, hidden_key)
-                values = np.empty((n, len(names)), dtype=np.float32)
-            values[lo : lo + len(x)] = _columns(outputs, keys, scaling)
-    if values is None:  # the dataset refuses an empty range, so this is a broken invariant
-        raise RuntimeError("the input dataset produced no samples")
+            values[lo : lo + len(x)] = columns.rows(model(x.to(device), None))
     times = inputs.times(np.arange(n)).astype(np.int64, copy=False)
-    return CNNFeatures(times, values, names, str(path))
+    return CNNFeatures(times, values, columns.names, str(path))

@@ -7,7 +7,10 @@ and is evaluated on the last, held-out part **through the backtester** (the same
 broker and risk manager), beside buy-and-hold and a seeded random agent with the same fees.
 Input scaling is fitted on the training part only; a purge of ``frames`` bars separates the
 parts so no input window straddles two of them. The job is written next to the checkpoints
-(``dqn.job.json``) so ``pivotal evaluate`` rebuilds everything from the checkpoint alone.
+(``dqn.job.json``) so ``pivotal evaluate`` rebuilds everything from the checkpoint alone, and
+so is the observation scaler fitted on the training part with the observation's feature
+names (``dqn.scaler.json``), so the agent can observe other data (the orchestrator) exactly
+as it was trained.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pivotal.core.timeframes import Timeframe
 from pivotal.data.atomic import atomic_write_text
 from pivotal.data.store import MarketDataStore
 from pivotal.features.inputs.spec import InputSpec
+from pivotal.features.scalers import StandardScaler, scaler_from_state
 from pivotal.rl.cnn_features import cnn_features
 from pivotal.rl.config import EnvConfig
 from pivotal.rl.dqn import DQNAgent, DQNConfig, DQNResult, train_dqn
@@ -43,17 +47,24 @@ from pivotal.training.pipeline import read_streams
 
 __all__ = [
     "JOB_FILE",
+    "SCALER_FILE",
     "DQNEvaluation",
     "DQNJob",
     "DQNOutcome",
     "build_observations",
     "evaluate_agent",
+    "read_feature_names",
     "read_job",
+    "read_scaler",
+    "refit_scaler",
     "split_steps",
     "train_dqn_job",
+    "write_scaler",
 ]
 
 JOB_FILE = "dqn.job.json"
+SCALER_FILE = "dqn.scaler.json"
+SCALER_FORMAT = 1
 
 
 class DQNJob(StrictModel):
@@ -209,6 +220,7 @@ def train_dqn_job(
     envs = VectorTradingEnv(observations, job.env, job.envs, start=first, stop=train_stop)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / JOB_FILE, job.model_dump_json(indent=2) + "\n")
+    write_scaler(folder, observations)
     manager = CheckpointManager(folder, "dqn", keep=keep, metric="val_return", mode="max")
     result = train_dqn(
         envs,
@@ -234,6 +246,63 @@ def read_job(checkpoint: Path) -> DQNJob:
             "`pivotal train dqn`; keep the checkpoint in its folder"
         )
     return DQNJob.model_validate(json.loads(path.read_text()))
+
+
+def write_scaler(folder: Path, observations: MarketObservations) -> Path:
+    """Atomically write the fitted observation scaler of ``observations`` and the names of
+    an observation's features (market, position state, extra) to ``folder/dqn.scaler.json``.
+    ``ValueError`` when no scaler is fitted."""
+    if observations.scaler is None:
+        raise ValueError("the observations have no fitted scaler: call fit_scaler(...) first")
+    payload = {
+        "format": SCALER_FORMAT,
+        "scaler": observations.scaler.state_dict(),
+        "feature_names": list(observations.feature_names),
+    }
+    return atomic_write_text(Path(folder) / SCALER_FILE, json.dumps(payload, indent=2) + "\n")
+
+
+def _scaler_payload(checkpoint: Path) -> dict[str, Any]:
+    path = Path(checkpoint).parent / SCALER_FILE
+    if not path.is_file():
+        raise ValueError(
+            f"{path} not found: the DQN in {Path(checkpoint).parent} was trained by a pivotal "
+            "that did not save its observation scaler; retrain it with this version, or write "
+            "the scaler from the job's data with pivotal.rl.run.refit_scaler(store, checkpoint)"
+        )
+    payload = json.loads(path.read_text())
+    if not isinstance(payload, dict) or payload.get("format") != SCALER_FORMAT:
+        raise ValueError(
+            f"{path} is not a DQN scaler file of format {SCALER_FORMAT}; rewrite it with "
+            "pivotal.rl.run.refit_scaler(store, checkpoint)"
+        )
+    return payload
+
+
+def read_scaler(checkpoint: Path) -> StandardScaler:
+    """The observation scaler saved beside a DQN checkpoint (``dqn.scaler.json``), fitted on
+    the job's training part. ``ValueError`` (saying how to get one) when there is none."""
+    payload = _scaler_payload(Path(checkpoint))
+    scaler = scaler_from_state(payload["scaler"])
+    if not isinstance(scaler, StandardScaler):
+        raise ValueError(f"the scaler beside {checkpoint} is a {scaler.kind} scaler, not standard")
+    return scaler
+
+
+def read_feature_names(checkpoint: Path) -> tuple[str, ...]:
+    """Names of the features of the observations the DQN beside ``checkpoint`` was trained
+    on (last axis: market, position state, then extra such as the CNN features)."""
+    return tuple(_scaler_payload(Path(checkpoint))["feature_names"])
+
+
+def refit_scaler(store: MarketDataStore, checkpoint: Path) -> Path:
+    """Rebuild the job's data from ``store``, refit the scaler on its training part exactly
+    as training did (deterministic) and write it beside ``checkpoint``; returns the file."""
+    job = read_job(checkpoint)
+    observations = build_observations(_read(store, job), job)
+    train_stop = split_steps(observations, job)[0]
+    observations.fit_scaler(int(observations.times[train_stop]))
+    return write_scaler(Path(checkpoint).parent, observations)
 
 
 def evaluate_agent(store: MarketDataStore, checkpoint: Path) -> DQNEvaluation:

@@ -5,7 +5,8 @@ from the exchange (with fallback), else the seeded simulator (said loudly) — a
 is stored with gaps and basic statistics. Stage 2: compute the indicator set and the 5-level
 Williams pivots of the hourly series and write a pivot chart per symbol. Stage 4: backtest
 an SMA cross on two symbols in one account through the simulated broker and the risk
-manager, with an HTML report.
+manager, with an HTML report. Stage 6: the orchestrator end to end (see
+:mod:`pivotal.apps.cli.demo_orchestrator`).
 """
 
 from __future__ import annotations
@@ -42,10 +43,16 @@ def demo(
         "BTC/USDT,ETH/USDT"
     ),
     days: Annotated[int, typer.Option("--days", min=1, help="Days of 1m candles to download.")] = 3,
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="Shorter training and trading spans (a smoke run)."),
+    ] = False,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Run the main job end to end: ingest data and summarise what is stored."""
+    """Run the main job end to end: data, features, a backtest, then the orchestrator
+    (train a PivotCNN and a DQN, learn, trade a held-out month) with HTML reports."""
+    from pivotal.apps.cli.demo_orchestrator import orchestrator_step
     from pivotal.apps.cli.demo_steps import (
         backtest_step,
         download_recent,
@@ -78,6 +85,16 @@ def demo(
             console.print(line, highlight=False)
         console.rule("backtest (stage 4)")
         for line in backtest_step(store, ctx.data_dir / "reports"):
+            console.print(line, highlight=False)
+        console.rule("orchestrator (stage 6)")
+        if quick:
+            console.print("[yellow]--quick: short training, learning and trading spans[/]")
+        for line in orchestrator_step(
+            store,
+            ctx.data_dir / "reports",
+            say=lambda text: console.print(text, highlight=False),
+            quick=quick,
+        ):
             console.print(line, highlight=False)
     style = "bold yellow" if "SIMULATED" in used else "green"
     console.print(

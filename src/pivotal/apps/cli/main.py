@@ -11,10 +11,12 @@ from pivotal.apps.cli import (
     backtest_cmd,
     config_cmd,
     data_cmd,
+    decisions_cmd,
     demo_cmd,
     features_cmd,
     models_cmd,
     pivots_cmd,
+    run_cmd,
     train_cmd,
 )
 from pivotal.apps.cli.common import err_console
@@ -33,10 +35,12 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(pivots_cmd.app, name="pivots")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(decisions_cmd.app, name="decisions")
 app.command("train")(train_cmd.train)
 app.command("evaluate")(train_cmd.evaluate)
 app.command("optimize")(train_cmd.optimize)
 app.command("backtest")(backtest_cmd.backtest)
+app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 
 

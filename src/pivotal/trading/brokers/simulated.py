@@ -675,10 +675,13 @@ class SimulatedBroker:
                 return
         if budget is not None:
             fill = min(fill, budget)
-        if fill == remaining and work.quantity is not None:
+        if fill == abs(held) and held * side.sign < 0:
+            # closes the position exactly, leaving no float dust (checked before the order's
+            # own remainder: a protective stop sized at decision time may differ from the
+            # position by a fraction of a lot, and its remainder would leave that fraction)
+            quantity = abs(position)
+        elif fill == remaining and work.quantity is not None:
             quantity = work.quantity - work.filled_qty
-        elif fill == abs(held) and held * side.sign < 0:
-            quantity = abs(position)  # closes the position exactly, leaving no float dust
         else:
             quantity = fill * self._lot
         shortfall = self._margin_shortfall(book, side.sign, quantity, price, rate)

@@ -1,0 +1,418 @@
+"""A trained PivotCNN checkpoint (``pivotal train pivot_cnn``) as an orchestrator expert.
+
+:class:`PivotCNNExpert` reads the checkpoint's model, training job and fitted scaling.
+``prepare`` builds the symbol's causal bulk inputs exactly as the job (and
+:func:`~pivotal.rl.cnn_features.cnn_features`) builds them: the job's timeframes, frames and
+per-candle columns in an :class:`~pivotal.features.inputs.EncodedInputDataset`, one sample
+per anchor-candle close. ``infer`` standardises the sample of the request's close time with
+the checkpoint's scaling (never refitted) and runs the network once:
+
+- ``output``: :func:`~pivotal.models.outputs.to_model_outputs`'s
+  :class:`~pivotal.core.types.ModelOutput` (``action``, ``action_probabilities``,
+  ``pivot_points``, regression and class predictions, ``hidden``/``conv_features``/
+  ``recurrent_state`` hidden states), plus ``hidden_states["features"]``: the float32 row
+  that :func:`~pivotal.rl.cnn_features.cnn_features` gives for that close time (same
+  :class:`~pivotal.rl.cnn_features.FeatureColumns`, with hidden columns), named by
+  ``metadata["feature_names"]``. The DQN expert reads that row.
+- ``tensors``: ``{"x": float32 (1, streams, frames, channels)}``, the standardised input.
+
+Online learning (seed 003 §4.6): :meth:`PivotCNNExpert.fit` trains **only the action head**
+(``action_logits``, BUY/SELL/HOLD) on matured outcomes with cross-entropy and Adam, in eval
+mode (no dropout; normalisation statistics untouched), the rest of the network frozen. So the
+hidden states and pivot/regression outputs other experts read (the DQN was trained on them)
+stay as they were; only the ``cnn_p_buy/sell/hold`` columns move. Stage 3's supervised job
+leaves that head untrained, so this is where it learns.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from pivotal.core.candles import Candles
+from pivotal.core.errors import ModelError
+from pivotal.core.timeframes import Timeframe
+from pivotal.core.types import ModelOutput
+from pivotal.features.inputs.dataset import EncodedInputDataset
+from pivotal.features.inputs.spec import InputSpec
+from pivotal.features.inputs.validation import format_time
+from pivotal.models.base import PivotalModel
+from pivotal.models.networks.pivot_cnn import ACTIONS
+from pivotal.models.outputs import to_model_outputs
+from pivotal.orchestrator.contracts import Inference, InferenceRequest, TrainingExample
+from pivotal.rl.cnn_features import (
+    ACTION_HEAD,
+    FeatureColumns,
+    build_inputs,
+    read_job_and_scaling,
+)
+from pivotal.training.checkpoints import (
+    Checkpoint,
+    layout_differences,
+    layout_to_dict,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from pivotal.training.pipeline import Scaling, TrainJob
+
+__all__ = ["PivotCNNExpert"]
+
+logger = logging.getLogger(__name__)
+
+ONLINE_OPTIMIZER = "adam:action_logits"
+"""``pipeline["online_optimizer"]`` of checkpoints this expert saves: their optimizer state is
+its online Adam over the action head (a ``pivotal train`` checkpoint's is the trainer's)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Bulk:
+    """One symbol's prepared inputs: the dataset and its sample close times (UTC ms)."""
+
+    inputs: EncodedInputDataset
+    times: npt.NDArray[np.int64]
+
+
+class PivotCNNExpert:
+    """A PivotCNN checkpoint behind the orchestrator (module docstring).
+
+    ``checkpoint``: a ``pivotal train pivot_cnn`` checkpoint (or one this expert saved);
+    ``name``: the expert's unique name (``ModelOutput.model_name``); ``device``: where the
+    network runs. ``learning_rate`` (Adam, per step), ``batch_size`` (examples per gradient
+    step) and ``seed`` (example order) drive :meth:`fit`; they are plain attributes the
+    learning loop may set.
+    """
+
+    model_type = "cnn"
+    depends_on: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        *,
+        name: str = "pivot_cnn",
+        device: str = "cpu",
+        learning_rate: float = 1e-3,
+        batch_size: int = 64,
+        seed: int = 0,
+    ) -> None:
+        if not name:
+            raise ValueError("an expert needs a non-empty name")
+        self.name = name
+        self.device = device
+        self.learning_rate = float(learning_rate)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self._data: dict[str, _Bulk] = {}
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._load(Path(checkpoint))
+
+    # -- loading -----------------------------------------------------------------------------
+    def _load(self, path: Path) -> None:
+        registry_name, job, scaling = read_job_and_scaling(path)
+        model, ckpt = load_checkpoint(path, map_location=self.device)
+        if ckpt.feature_layout is None:
+            raise ValueError(
+                f"checkpoint {path} stores no feature layout, so its inputs cannot be checked; "
+                "train the model with `pivotal train`"
+            )
+        model.eval()
+        probe = torch.zeros((1, model.shape.streams, model.shape.frames, model.shape.channels))
+        with torch.inference_mode():
+            outputs = model(probe.to(self.device), None)
+        columns = FeatureColumns.of(model, outputs, job, scaling, model_name=registry_name)
+        self._path = path
+        self._job: TrainJob = job
+        self._scaling: Scaling = scaling
+        self._model: PivotalModel = model
+        self._checkpoint: Checkpoint = ckpt
+        self._columns = columns
+        self._mean = torch.as_tensor(scaling.inputs.mean, dtype=torch.float32)
+        self._std = torch.as_tensor(scaling.inputs.std, dtype=torch.float32)
+        self._optimizer = None
+        self.spec: InputSpec = job.spec()
+
+    @property
+    def checkpoint(self) -> Path:
+        """The checkpoint the weights were last loaded from."""
+        return self._path
+
+    @property
+    def job(self) -> TrainJob:
+        return self._job
+
+    @property
+    def model(self) -> PivotalModel:
+        return self._model
+
+    @property
+    def timeframes(self) -> tuple[Timeframe, ...]:
+        """The job's timeframes: anchor first, then its streams."""
+        return self._job.timeframes
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of ``hidden_states["features"]`` (cnn_features' columns, hidden included)."""
+        return self._columns.names
+
+    # -- inference ---------------------------------------------------------------------------
+    def prepare(self, symbol: str, candles: Mapping[Timeframe, Candles]) -> None:
+        """Build ``symbol``'s bulk inputs from its candle history (every job timeframe)."""
+        inputs = build_inputs(self._job, candles, source=f"expert {self.name!r}")
+        diffs = layout_differences(
+            self._checkpoint.feature_layout or {}, layout_to_dict(inputs.layout)
+        )
+        if diffs:
+            raise ValueError(
+                f"expert {self.name!r}: checkpoint {self._path} was trained on another feature "
+                f"layout than its job builds now: {'; '.join(diffs)}; retrain the model"
+            )
+        times = inputs.times(np.arange(len(inputs))).astype(np.int64, copy=False)
+        self._data[symbol] = _Bulk(inputs, times)
+
+    def infer(self, request: InferenceRequest) -> Inference:
+        """The output at ``request.timestamp`` from the prepared sample closing then."""
+        bulk = self._bulk(request.symbol)
+        t = int(request.timestamp)
+        i = int(np.searchsorted(bulk.times, t))
+        if i >= len(bulk.times) or int(bulk.times[i]) != t:
+            raise ValueError(
+                f"expert {self.name!r} has no {request.symbol} sample closing at "
+                f"{format_time(t)}: its prepared samples close from "
+                f"{format_time(int(bulk.times[0]))} to {format_time(int(bulk.times[-1]))} every "
+                f"{self._job.anchor}; call prepare() with candles up to that time"
+            )
+        x = (bulk.inputs.get_batch(np.array([i], dtype=np.int64)) - self._mean) / self._std
+        output = self._run(request.symbol, t, x)
+        return Inference(output, {"x": x.numpy()})
+
+    def replay(self, symbol: str, timestamp: int, tensors: Mapping[str, Any]) -> ModelOutput:
+        """The output of the current weights on a stored ``tensors["x"]``."""
+        return self._run(symbol, int(timestamp), self._stored_x(tensors, "replay"))
+
+    def _run(self, symbol: str, timestamp: int, x: torch.Tensor) -> ModelOutput:
+        with torch.inference_mode():
+            outputs = self._model(x.to(self.device), None)
+            base = to_model_outputs(
+                self._model, outputs, model_name=self.name, symbols=symbol, timestamps=timestamp
+            )[0]
+            row = self._columns.rows(outputs)[0]
+        hidden = dict(base.hidden_states or {})
+        hidden["features"] = row
+        metadata = {**base.metadata, "feature_names": self._columns.names}
+        return replace(base, hidden_states=hidden, metadata=metadata)
+
+    def _bulk(self, symbol: str) -> _Bulk:
+        bulk = self._data.get(symbol)
+        if bulk is None:
+            raise ValueError(
+                f"expert {self.name!r} has no inputs for {symbol}: call prepare({symbol!r}, "
+                f"candles) first (prepared: {sorted(self._data)})"
+            )
+        return bulk
+
+    def _stored_x(self, tensors: Mapping[str, Any], where: str) -> torch.Tensor:
+        if "x" not in tensors:
+            raise ValueError(
+                f"expert {self.name!r} {where}: tensors hold {sorted(tensors)}, not 'x' (the "
+                "standardised input its inference stored)"
+            )
+        x = np.asarray(tensors["x"])
+        shape = self._model.shape
+        want = (shape.streams, shape.frames, shape.channels)
+        if x.ndim != 4 or tuple(x.shape[1:]) != want:
+            raise ValueError(
+                f"expert {self.name!r} {where}: x must be (batch, {want[0]}, {want[1]}, "
+                f"{want[2]}), got {x.shape}; it was stored by another model"
+            )
+        return torch.from_numpy(np.array(x, dtype=np.float32, order="C"))  # own, writable
+
+    def fallback(self) -> PivotCNNExpert | None:
+        """A fresh expert from the checkpoint last loaded (the weights before any online
+        update), sharing this one's prepared inputs when the job's inputs are the same; None
+        when that checkpoint cannot be loaded any more (logged)."""
+        try:
+            fresh = PivotCNNExpert(
+                self._path,
+                name=self.name,
+                device=self.device,
+                learning_rate=self.learning_rate,
+                batch_size=self.batch_size,
+                seed=self.seed,
+            )
+        except (OSError, ModelError, ValueError) as exc:
+            logger.warning("expert %r: no fallback from %s: %s", self.name, self._path, exc)
+            return None
+        if self._same_inputs(fresh._job, fresh._checkpoint):
+            fresh._data = dict(self._data)
+        return fresh
+
+    def _same_inputs(self, job: TrainJob, ckpt: Checkpoint) -> bool:
+        return (
+            job.spec() == self._job.spec()
+            and job.columns == self._job.columns
+            and ckpt.feature_layout == self._checkpoint.feature_layout
+        )
+
+    # -- learning (TrainableExpert) ----------------------------------------------------------
+    def _head(self) -> list[torch.nn.Parameter]:
+        params = [
+            p
+            for n, p in self._model.named_parameters()
+            if ACTION_HEAD in n.split(".")[:-1]  # e.g. head.outputs.action_logits.weight
+        ]
+        if not params:
+            raise ValueError(
+                f"expert {self.name!r}: the model has no {ACTION_HEAD!r} layer to train"
+            )
+        return params
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self._head(), lr=self.learning_rate)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Deep copies of the weights and the online optimizer's state."""
+        return {
+            "model": copy.deepcopy(self._model.state_dict()),
+            "optimizer": None
+            if self._optimizer is None
+            else copy.deepcopy(self._optimizer.state_dict()),
+        }
+
+    def restore(self, snapshot: Any) -> None:
+        """Put back the weights and optimizer state of :meth:`snapshot`."""
+        if not isinstance(snapshot, Mapping) or "model" not in snapshot:
+            raise TypeError(
+                f"expert {self.name!r}: restore takes what snapshot() returned, got "
+                f"{type(snapshot).__name__}"
+            )
+        self._model.load_state_dict(snapshot["model"])
+        self._model.eval()
+        state = snapshot.get("optimizer")
+        if state is None:
+            self._optimizer = None
+        else:
+            self._optimizer = self._new_optimizer()
+            self._optimizer.load_state_dict(copy.deepcopy(state))
+
+    def _examples(
+        self, examples: Sequence[TrainingExample], where: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not examples:
+            raise ValueError(f"expert {self.name!r} {where}: no examples given")
+        xs = [self._stored_x(e.tensors, where) for e in examples]
+        labels = []
+        for e in examples:
+            label = e.outcome.label.value
+            if label not in ACTIONS:
+                raise ValueError(
+                    f"expert {self.name!r} {where}: outcome label {label} of {e.symbol} at "
+                    f"{format_time(e.timestamp)} is not one of the action head's {ACTIONS}"
+                )
+            labels.append(ACTIONS.index(label))  # mapped by name, not by position
+        return torch.cat(xs), torch.as_tensor(labels, dtype=torch.int64)
+
+    def fit(self, examples: Sequence[TrainingExample], *, epochs: int = 1) -> float:
+        """Train the action head on ``examples`` (their stored ``x`` and outcome labels) for
+        ``epochs`` passes in shuffled mini-batches of ``batch_size`` (order seeded by
+        ``seed``); returns the mean cross-entropy over all steps (per example)."""
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+        if self.batch_size < 1 or not self.learning_rate > 0:
+            raise ValueError(
+                f"batch_size must be >= 1 and learning_rate > 0, got {self.batch_size} and "
+                f"{self.learning_rate}"
+            )
+        x, y = self._examples(examples, "fit")
+        head = self._head()
+        if self._optimizer is None:
+            self._optimizer = self._new_optimizer()
+        for group in self._optimizer.param_groups:
+            group["lr"] = self.learning_rate
+        trained = {id(p) for p in head}
+        frozen = [p for p in self._model.parameters() if id(p) not in trained]
+        flags = [p.requires_grad for p in frozen]
+        rng = np.random.default_rng(self.seed)
+        total, count = 0.0, 0
+        self._model.eval()
+        try:
+            for p in frozen:
+                p.requires_grad_(False)
+            with torch.enable_grad():
+                for _ in range(epochs):
+                    order = torch.from_numpy(rng.permutation(len(y)))
+                    for lo in range(0, len(y), self.batch_size):
+                        idx = order[lo : lo + self.batch_size]
+                        logits = self._model(x[idx].to(self.device), None)[ACTION_HEAD]
+                        loss = F.cross_entropy(logits, y[idx].to(self.device))
+                        self._optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        self._optimizer.step()
+                        total += float(loss.detach()) * len(idx)
+                        count += len(idx)
+        finally:
+            for p, flag in zip(frozen, flags, strict=True):
+                p.requires_grad_(flag)
+            self._model.eval()
+        return total / count
+
+    def score(self, examples: Sequence[TrainingExample]) -> float:
+        """Accuracy in [0, 1] of the current action head on ``examples`` (argmax == label)."""
+        x, y = self._examples(examples, "score")
+        correct = 0
+        with torch.inference_mode():
+            for lo in range(0, len(y), 512):
+                logits = self._model(x[lo : lo + 512].to(self.device), None)[ACTION_HEAD]
+                correct += int((logits.argmax(dim=1).cpu() == y[lo : lo + 512]).sum())
+        return correct / len(y)
+
+    def save(self, path: Path, *, metrics: Mapping[str, float]) -> Path:
+        """Atomically write the current weights as a checkpoint that is again a valid
+        ``PivotCNNExpert`` (and :func:`~pivotal.rl.cnn_features.cnn_features`) checkpoint:
+        the job, scaling, layout and spec of the loaded one, these ``metrics``, and the online
+        optimizer's state."""
+        ckpt = self._checkpoint
+        pipeline = dict(ckpt.pipeline or {})
+        pipeline["online_optimizer"] = ONLINE_OPTIMIZER if self._optimizer is not None else None
+        saved = save_checkpoint(
+            path,
+            model=self._model,
+            training_config=ckpt.training_config,
+            optimizer=self._optimizer,
+            scaler_state=ckpt.scaler_state,
+            feature_layout=ckpt.feature_layout,
+            input_spec=ckpt.input_spec,
+            metrics=dict(metrics),
+            data_span=ckpt.data_span,
+            model_name=ckpt.model_name,
+            epoch=ckpt.epoch,
+            pipeline=pipeline,
+        )
+        return saved.path
+
+    def load(self, path: Path) -> None:
+        """Load the weights (and online optimizer state, if it saved one) of a checkpoint;
+        from now on :meth:`fallback` reloads from ``path``. The checkpoint's job must build
+        the same inputs as the current one, else ``ValueError`` (build a new expert)."""
+        path = Path(path)
+        job = read_job_and_scaling(path)[1]
+        if not self._same_inputs(job, read_checkpoint(path)):
+            raise ValueError(
+                f"expert {self.name!r}: checkpoint {path} builds other inputs (timeframes, "
+                "frames, columns or layout) than the loaded one; make a new expert for it"
+            )
+        self._load(path)  # keeps the prepared inputs: they are the same
+        pipeline = self._checkpoint.pipeline or {}
+        state = self._checkpoint.optimizer_state
+        if pipeline.get("online_optimizer") == ONLINE_OPTIMIZER and state is not None:
+            self._optimizer = self._new_optimizer()
+            self._optimizer.load_state_dict(state)

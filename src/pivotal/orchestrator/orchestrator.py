@@ -1,0 +1,346 @@
+"""The orchestrator: seed 003's central coordination hub, as a ``DecisionSource``.
+
+At each closed bar of a traded symbol (``decide``), in this order:
+
+1. **Data.** The closed candles of every timeframe that closes now are published to the
+   :class:`~pivotal.orchestrator.subscriptions.DataSubscriptionManager`, which applies them
+   to the :class:`~pivotal.orchestrator.frame.MarketFrame` (the full base frame, current to
+   this close) and reports which streams changed.
+2. **Input.** The frame builds the standardized ``BaseDataInput`` at this close; its
+   ``last_predictions`` are every model's newest output from *earlier* steps, from the
+   :class:`~pivotal.orchestrator.output_store.ModelOutputStore` (cross-model feeding).
+3. **Inference.** The :class:`~pivotal.orchestrator.coordinator.ModelInferenceCoordinator`
+   validates the input against each expert's spec, runs the experts whose streams changed
+   in dependency order (PivotCNN, then the DQN with the CNN's output of this same step),
+   independent ones in parallel, and isolates a model that raises, hangs or emits NaN.
+4. **Decision.** The :class:`~pivotal.orchestrator.decisions.DecisionMaker` combines the
+   votes through its gate (confidence-weighted vote, or a learned gate) into one action with
+   a confidence and per-model contributions.
+5. **Learning.** The :class:`~pivotal.orchestrator.learning.LearningLoop` matures earlier
+   predictions against this close, updates trainable models online (promote or roll back)
+   and tracks accuracy.
+6. **History.** The step (input package, tensors, outputs, hidden states, decision) goes to
+   the :class:`~pivotal.data.inference_history.InferenceHistory` in batches.
+
+The orchestrator reads time only from the decision context and reaches the market only
+through what the run loop gives it, so the backtester (replay clock + simulated broker) and
+the live loop (wall clock + exchange broker) drive this same object.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from pivotal.core.candles import Candles
+from pivotal.core.orders import AccountSnapshot
+from pivotal.core.ports import DecisionContext
+from pivotal.core.symbols import Symbol
+from pivotal.core.timeframes import Timeframe
+from pivotal.core.types import ModelOutput, TradingAction
+from pivotal.data.inference_history import InferenceHistory, InferenceRecord
+from pivotal.data.resample import resample
+from pivotal.features.inputs.spec import InputPart, InputSpec
+from pivotal.orchestrator.config import OrchestratorConfig
+from pivotal.orchestrator.contracts import VOTE_ACTIONS, Decision, Expert, Inference
+from pivotal.orchestrator.coordinator import ModelInferenceCoordinator, StepResult
+from pivotal.orchestrator.decisions import DecisionMaker, decisions_frame
+from pivotal.orchestrator.frame import MarketFrame
+from pivotal.orchestrator.learning import LearningLoop
+from pivotal.orchestrator.output_store import ModelOutputStore
+from pivotal.orchestrator.records import record_of_step, replay_decision
+from pivotal.orchestrator.subscriptions import (
+    DataSubscriptionManager,
+    StreamKey,
+    StreamKind,
+    StreamUpdate,
+)
+
+__all__ = ["Orchestrator"]
+
+logger = logging.getLogger(__name__)
+
+_HISTORY_BATCH = 512
+#: Learning events after which a model's weights differ from before.
+_NEW_WEIGHTS = frozenset({"promoted", "retrain_promoted", "checkpoint_loaded"})
+
+
+def _union_spec(experts: Sequence[Expert]) -> InputSpec:
+    """One input that serves every expert: all their timeframes, the most frames, the parts
+    any of them requires. Each expert is still validated against its own spec."""
+    timeframes: list[Timeframe] = []
+    for expert in experts:
+        for tf in expert.spec.timeframes:
+            if tf not in timeframes:
+                timeframes.append(tf)
+    timeframes.sort(key=lambda tf: tf.ms)
+    frames = max(e.spec.frames for e in experts)
+    required: frozenset[InputPart] = frozenset().union(*(e.spec.required for e in experts))
+    return InputSpec(
+        timeframes=tuple(timeframes),
+        frames=frames,
+        min_frames=1,
+        reference_symbol=None,
+        required=required - {InputPart.PREDICTIONS},
+    )
+
+
+def _decision_output(decision: Decision, name: str) -> ModelOutput:
+    """A decision as a ``ModelOutput`` (so the learning loop scores it like a model)."""
+    return ModelOutput(
+        model_type="ensemble",
+        model_name=name,
+        symbol=Symbol.parse(decision.symbol),
+        timestamp=decision.timestamp,
+        confidence=min(1.0, max(0.0, float(decision.confidence))),
+        predictions={
+            "action": decision.action.value,
+            "action_probabilities": {
+                a.value: float(p) for a, p in zip(VOTE_ACTIONS, decision.probabilities, strict=True)
+            },
+        },
+    )
+
+
+class Orchestrator:
+    """Experts + gate + learning loop + history behind the ``DecisionSource`` protocol.
+
+    ``experts``: the models, unique names, any dependency order (the coordinator sorts them).
+    ``base_timeframe``: the bars the run loop calls ``decide`` on. ``data``: optional candle
+    histories per symbol and timeframe known in advance (a backtest's store read, warm-up
+    included); timeframes an expert needs that are not given are resampled from the base
+    candles. ``history``: where every step is stored (None: not stored).
+    ``trade_from``: no action is sent before this time (UTC ms; models still run, so their
+    outputs and the learning loop are warm by then).
+    """
+
+    def __init__(
+        self,
+        experts: Sequence[Expert],
+        config: OrchestratorConfig | None = None,
+        *,
+        base_timeframe: Timeframe | str,
+        data: Mapping[str, Mapping[Timeframe | str, Candles]] | None = None,
+        history: InferenceHistory | None = None,
+        trade_from: int | None = None,
+        seed: int = 0,
+        name: str = "orchestrator",
+    ) -> None:
+        if not experts:
+            raise ValueError("the orchestrator needs at least one expert")
+        self.name = name
+        self.config = config or OrchestratorConfig()
+        self.base = Timeframe.parse(base_timeframe)
+        self._data = {
+            str(s): {Timeframe.parse(tf): c for tf, c in streams.items()}
+            for s, streams in (data or {}).items()
+        }
+        self.history = history if self.config.history.enabled else None
+        self.trade_from = trade_from
+        self.frame = MarketFrame()
+        self.subscriptions = DataSubscriptionManager(self.frame, self.config.streams)
+        self.coordinator = ModelInferenceCoordinator(experts, self.config.inference)
+        self.order: tuple[str, ...] = tuple(n for level in self.coordinator.levels for n in level)
+        self.outputs = ModelOutputStore(self.config.output_capacity)
+        self.decision_maker = DecisionMaker(self.config.gate, self.order, seed=seed)
+        self.spec = _union_spec(experts)
+        self.timeframes: tuple[Timeframe, ...] = tuple(
+            sorted({tf for e in experts for tf in e.timeframes} | {self.base}, key=lambda t: t.ms)
+        )
+        self.learning: LearningLoop | None = None
+        if self.config.learning.enabled:
+            self.learning = LearningLoop(
+                self.config.learning,
+                self.coordinator.experts(),
+                gate=self.decision_maker.learned_gate,
+            )
+        self.decisions: list[Decision] = []
+        self.events: list[dict[str, Any]] = []
+        self._records: list[InferenceRecord] = []
+        self._closes: dict[str, dict[Timeframe, npt.NDArray[np.int64]]] = {}
+        self._streams: dict[str, dict[Timeframe, Candles]] = {}
+        self._loaded_best = False
+        self._versions: dict[str, int] = {name: 0 for name in self.order}
+        # steps per symbol: the learning loop's bar count, continuous across a learning span
+        # and the backtest that follows (whose bar indices restart at 0)
+        self._steps: dict[str, int] = {}
+        self.stored = 0
+
+    # -- DecisionSource -------------------------------------------------------------------
+    def warmup_bars(self) -> int:
+        """0: the frame may hold history from before the run (``data``); an expert whose
+        input is still incomplete is skipped with the reason, never fed a short window."""
+        return 0
+
+    def prepare(self, symbol: str, candles: Candles) -> None:
+        """Load ``symbol``'s candles (the run's base bars, plus ``data`` given up front)
+        into the frame and let every expert build its causal bulk inputs. A second call with
+        candles the frame already holds (the backtest after a learning span) changes
+        nothing."""
+        loaded = self._streams.get(symbol, {}).get(self.base)
+        if (
+            loaded is not None
+            and len(candles)
+            and len(loaded)
+            and int(candles.timestamp[-1]) <= int(loaded.timestamp[-1])
+        ):
+            return
+        streams = dict(self._data.get(symbol, {}))
+        base = streams.get(self.base)
+        if base is None or not len(base):
+            streams[self.base] = candles
+        elif len(candles) and int(candles.timestamp[-1]) > int(base.timestamp[-1]):
+            earlier = base.between(None, int(candles.timestamp[0]))
+            streams[self.base] = Candles.concat([earlier, candles])
+        for tf in self.timeframes:
+            if tf not in streams:
+                if tf.ms % self.base.ms:
+                    raise ValueError(
+                        f"an expert reads {tf} candles of {symbol}, which are not given and "
+                        f"cannot be resampled from {self.base}; pass them in data="
+                    )
+                streams[tf] = resample(streams[self.base], self.base, tf)
+        self._streams[symbol] = streams
+        self._closes[symbol] = {tf: c.timestamp + tf.ms for tf, c in streams.items()}
+        self.frame.load(symbol, streams)
+        for tf in streams:
+            self.subscriptions.subscribe(StreamKey(StreamKind.CANDLES, symbol, tf))
+        self.coordinator.prepare(symbol, streams)
+        if self.learning is not None and not self._loaded_best:
+            self._loaded_best = True
+            for event in self.learning.load_best():
+                self._event(event.kind, event.timestamp, event.symbol, event.model, event.message)
+
+    def next_wake(self, symbol: str, bar_index: int) -> int:
+        return bar_index
+
+    def decide(self, context: DecisionContext) -> Sequence[TradingAction]:
+        decision, _ = self.step(context)
+        if self.trade_from is not None and context.timestamp <= self.trade_from:
+            return ()
+        action = decision.trading_action(self.name)
+        return () if action is None else (action,)
+
+    # -- one step ---------------------------------------------------------------------------
+    def _publish(self, symbol: str, t: int) -> set[Timeframe]:
+        updated: set[Timeframe] = set()
+        for tf, closes in self._closes[symbol].items():
+            row = int(np.searchsorted(closes, t))
+            if row < len(closes) and int(closes[row]) == t:
+                bars = self._streams[symbol][tf][row : row + 1]
+                self.subscriptions.publish(
+                    StreamUpdate(StreamKey(StreamKind.CANDLES, symbol, tf), t, bars)
+                )
+                updated.add(tf)
+        self.subscriptions.drain()
+        return updated
+
+    def step(self, context: DecisionContext) -> tuple[Decision, StepResult]:
+        """Steps 1–6 of the module docstring at ``context``'s close; returns the decision and
+        the coordinator's step (outputs, inferences, skipped experts, events)."""
+        symbol, t = context.symbol, int(context.timestamp)
+        if symbol not in self._closes:
+            raise RuntimeError(f"{self.name}: prepare({symbol!r}, candles) was not called")
+        updated = self._publish(symbol, t)
+        inp = self.frame.input(symbol, self.spec, last_predictions=self.outputs.latest(symbol, t))
+        step = self.coordinator.run(symbol, t, inp, context.account, updated=updated)
+        for output in step.outputs.values():
+            self.outputs.record(output)
+        for event in step.events:
+            self._event(event.kind, event.timestamp, event.symbol, event.model, event.message)
+        decision = self.decision_maker.decide(symbol, t, step.outputs, step.skipped)
+        self.decisions.append(decision)
+        count = self._steps.get(symbol, 0)
+        self._steps[symbol] = count + 1
+        if self.learning is not None:
+            close = float(context.candles.close[-1])
+            inferences = dict(step.inferences)
+            if decision.contributions:  # the decision's own accuracy is tracked beside the models'
+                inferences[self.name] = Inference(_decision_output(decision, self.name))
+            for ev in self.learning.on_step(symbol, t, count, close, inferences):
+                self._event(ev.kind, ev.timestamp, ev.symbol, ev.model, ev.message)
+        if self.history is not None:
+            self._records.append(record_of_step(decision, inp, step.inferences, self.versions()))
+            if len(self._records) >= _HISTORY_BATCH:
+                self.flush()
+        return decision, step
+
+    # -- results ----------------------------------------------------------------------------
+    def versions(self) -> dict[str, int]:
+        """Each model's weight generation (bumped when the learning loop promotes)."""
+        return dict(self._versions)
+
+    def flush(self) -> int:
+        """Write buffered steps to the inference history (one transaction); returns count."""
+        if self.history is None or not self._records:
+            return 0
+        records, self._records = self._records, []
+        written = self.history.append(records)
+        self.stored += written
+        return written
+
+    def finish(self, now_ms: int | None = None) -> None:
+        """Flush the history, apply its retention policy, stop the workers."""
+        self.flush()
+        if self.history is not None and now_ms is not None:
+            cfg = self.config.history
+            self.history.apply_retention(
+                now_ms=now_ms,
+                max_age_ms=None if cfg.max_age_days is None else int(cfg.max_age_days * 86_400_000),
+                max_bytes=None if cfg.max_megabytes is None else int(cfg.max_megabytes * 2**20),
+            )
+        self.coordinator.close()
+
+    def learn(
+        self, symbol: str, candles: Candles, account: AccountSnapshot, *, progress: Any = None
+    ) -> int:
+        """Run every step of ``candles`` (base bars) without trading: models infer, outputs
+        feed the next steps, the learning loop matures predictions and trains, the history
+        stores the steps. ``account`` is the flat account the models see. Returns steps."""
+        self.prepare(symbol, candles)
+        for j in range(len(candles)):
+            context = DecisionContext(
+                timestamp=int(candles.timestamp[j]) + self.base.ms,
+                symbol=symbol,
+                bar_index=j,
+                candles=candles.head(j + 1),
+                account=account,
+            )
+            self.step(context)
+            if progress is not None:
+                progress()
+        return len(candles)
+
+    def decisions_frame(self, since: int | None = None) -> pd.DataFrame:
+        """Decisions as a frame (:func:`decisions_frame`), those after ``since`` only."""
+        chosen = self.decisions
+        if since is not None:
+            chosen = [d for d in chosen if d.timestamp > since]
+        return decisions_frame(chosen)
+
+    def accuracy_frame(self) -> pd.DataFrame | None:
+        return None if self.learning is None else self.learning.accuracy.frame()
+
+    def replay(self, record: InferenceRecord) -> Decision:
+        """The decision the current models and gate make on a stored record's tensors."""
+        return replay_decision(
+            record, self.coordinator.experts(), self.decision_maker.decide, self.order
+        )
+
+    def _event(self, kind: str, timestamp: int, symbol: str, model: str, message: str) -> None:
+        if kind in _NEW_WEIGHTS and model in self._versions:
+            self._versions[model] += 1
+        self.events.append(
+            {
+                "timestamp": int(timestamp),
+                "kind": str(kind),
+                "symbol": symbol,
+                "model": model,
+                "message": message,
+            }
+        )

@@ -1,0 +1,306 @@
+"""``pivotal run``: a run file → experts, orchestrator, run loop, results.
+
+A :class:`RunConfig` (YAML) names the mode, the market (exchange, symbols, base timeframe,
+range), the backtest settings (broker and risk) and the orchestrator (experts with their
+checkpoints, gate, inference, history, learning). :func:`run_backtest_mode` reads the
+candles from the store (with warm-up history before ``since``), builds the experts from
+their checkpoints, runs the orchestrator through the backtester (replay clock + simulated
+broker), and buy-and-hold beside it with the same settings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from pivotal.backtest.api import attach_metrics
+from pivotal.backtest.config import BacktestSettings
+from pivotal.backtest.engine import run_backtest
+from pivotal.backtest.result import BacktestResult
+from pivotal.backtest.strategies import make_strategy
+from pivotal.config.models import StrictModel
+from pivotal.core.candles import Candles
+from pivotal.core.errors import ConfigError, DataError
+from pivotal.core.symbols import Symbol
+from pivotal.core.timeframes import Timeframe
+from pivotal.data.inference_history import InferenceHistory
+from pivotal.data.store import MarketDataStore
+from pivotal.orchestrator.config import OrchestratorConfig
+from pivotal.orchestrator.contracts import Expert
+from pivotal.orchestrator.orchestrator import Orchestrator
+from pivotal.training.pipeline import read_streams
+
+__all__ = ["OrchestratedRun", "RunConfig", "build_experts", "load_run_config", "run_backtest_mode"]
+
+
+def parse_time_ms(value: str | int | None, name: str) -> int | None:
+    """``2024-01-01``, ``2024-01-01T12:00`` (UTC unless an offset is given) or epoch ms."""
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{name}: {value!r} is not a time; use YYYY-MM-DD, YYYY-MM-DDTHH:MM or epoch ms"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+class RunConfig(StrictModel):
+    """One run of the orchestrator (``pivotal run --config FILE``)."""
+
+    mode: Literal["backtest"] = Field(
+        default="backtest", description="backtest (paper and live arrive with Stage 7)"
+    )
+    exchange: str = "binance"
+    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"], min_length=1)
+    timeframe: str = Field(default="5m", description="base bars: the orchestrator decides on each")
+    since: int | str | None = None
+    until: int | str | None = None
+    learn_from: int | str | None = Field(
+        default=None,
+        description="run the models with learning on over [learn_from, since) before trading "
+        "(no orders); needs since",
+    )
+    warmup_bars: int = Field(
+        default=600, ge=0, description="bars per timeframe read before since (indicator warm-up)"
+    )
+    seed: int = 0
+    settings: BacktestSettings = Field(default_factory=BacktestSettings)
+    orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        return [str(Symbol.parse(s)) for s in value]
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe(cls, value: str) -> str:
+        return str(Timeframe.parse(value))
+
+    @field_validator("since", "until", "learn_from")
+    @classmethod
+    def _times(cls, value: int | str | None, info: Any) -> int | None:
+        return parse_time_ms(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _span(self) -> RunConfig:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError(f"since ({self.since}) must be before until ({self.until})")
+        if self.learn_from is not None and (self.since is None or self.learn_from >= self.since):
+            raise ValueError("learn_from must be before since (the learning span precedes trading)")
+        return self
+
+    @property
+    def base(self) -> Timeframe:
+        return Timeframe.parse(self.timeframe)
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read and validate a run file; ``ConfigError`` listing every problem with its key.
+
+    Relative checkpoint paths are resolved against the file's folder."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the run file: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a run file is a mapping (mode:, symbols:, orchestrator:, ...)")
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"{path}: invalid run file:\n  " + "\n  ".join(lines)) from None
+    experts = [
+        e.model_copy(
+            update={
+                "checkpoint": e.checkpoint
+                if e.checkpoint.is_absolute()
+                else path.parent / e.checkpoint
+            }
+        )
+        for e in config.orchestrator.experts
+    ]
+    orchestrator = config.orchestrator.model_copy(update={"experts": experts})
+    return config.model_copy(update={"orchestrator": orchestrator})
+
+
+def build_experts(config: OrchestratorConfig, *, device: str = "cpu") -> list[Expert]:
+    """The experts a config names, loaded from their checkpoints."""
+    from pivotal.orchestrator.experts import DQNExpert, PivotCNNExpert
+
+    if not config.experts:
+        raise ConfigError(
+            "the orchestrator has no experts: list them under orchestrator.experts "
+            "(name, kind: pivot_cnn | dqn, checkpoint)"
+        )
+    experts: list[Expert] = []
+    for e in config.experts:
+        if not e.checkpoint.is_file():
+            raise ConfigError(f"expert {e.name!r}: checkpoint {e.checkpoint} not found")
+        if e.kind == "pivot_cnn":
+            if e.depends_on:
+                raise ConfigError(f"expert {e.name!r}: a pivot_cnn reads no other model")
+            experts.append(PivotCNNExpert(e.checkpoint, name=e.name, device=device))
+        else:
+            if len(e.depends_on) > 1:
+                raise ConfigError(f"expert {e.name!r}: a dqn reads at most one CNN expert")
+            cnn = e.depends_on[0] if e.depends_on else None
+            experts.append(DQNExpert(e.checkpoint, name=e.name, cnn=cnn, device=device))
+    return experts
+
+
+@dataclass
+class OrchestratedRun:
+    """What a run produced (metrics attached to ``result`` and ``benchmark``)."""
+
+    config: RunConfig
+    result: BacktestResult
+    benchmark: dict[str, BacktestResult]
+    candles: dict[str, Candles]
+    decisions: pd.DataFrame
+    accuracy: pd.DataFrame | None
+    events: list[dict[str, Any]]
+    orchestrator: Orchestrator
+    stored: int
+    data_note: str = ""
+    seconds: float = field(default=math.nan)
+
+
+def _read(store: MarketDataStore, run: RunConfig, timeframes: set[Timeframe]) -> dict[str, Any]:
+    data = {}
+    for symbol in run.symbols:
+        data[symbol] = read_streams(
+            store,
+            run.exchange,
+            symbol,
+            tuple(sorted(timeframes, key=lambda t: t.ms)),
+            run.learn_from if run.learn_from is not None else run.since,
+            run.until,
+            run.warmup_bars,
+        )
+    return data
+
+
+def run_backtest_mode(
+    store: MarketDataStore,
+    run: RunConfig,
+    *,
+    experts: list[Expert] | None = None,
+    history: bool = True,
+    progress: bool = False,
+) -> OrchestratedRun:
+    """Backtest the orchestrator over the run's range (module docstring)."""
+    import time
+
+    started = time.perf_counter()
+    experts = experts if experts is not None else build_experts(run.orchestrator)
+    base = run.base
+    timeframes = {base} | {tf for e in experts for tf in e.timeframes}
+    data = _read(store, run, timeframes)
+    candles: dict[str, Candles] = {}
+    for symbol, streams in data.items():
+        bars = streams[base].between(run.since, run.until)
+        if len(bars) < 2:
+            raise DataError(
+                f"{symbol}: {len(bars)} {base} candles in the run's range; widen since/until "
+                "or import the data (pivotal data import)"
+            )
+        candles[symbol] = bars
+    hist = None
+    if history and run.orchestrator.history.enabled:
+        from pivotal.data.duckdb_store import DuckDBStore
+
+        if isinstance(store, DuckDBStore):
+            hist = InferenceHistory(
+                store, compression_level=run.orchestrator.history.compression_level
+            )
+    orchestrator = Orchestrator(
+        experts, run.orchestrator, base_timeframe=base, data=data, history=hist, seed=run.seed
+    )
+    try:
+        if run.learn_from is not None:
+            _learn(orchestrator, data, run, progress=progress)
+        result = run_backtest(
+            candles, orchestrator, timeframe=base, settings=run.settings, progress=progress
+        )
+    finally:
+        last = max(int(c.timestamp[-1]) + base.ms for c in candles.values())
+        orchestrator.finish(now_ms=last)
+    result = attach_metrics(result, candles, base)
+    hold = run_backtest(
+        candles, make_strategy("buy_and_hold", {}), timeframe=base, settings=run.settings
+    )
+    note = ", ".join(
+        f"{s} {base} {_day(c.timestamp[0])}..{_day(c.timestamp[-1] + base.ms)} ({len(c):,} bars)"
+        for s, c in candles.items()
+    )
+    return OrchestratedRun(
+        config=run,
+        result=result,
+        benchmark={"buy and hold": attach_metrics(hold, candles, base)},
+        candles=candles,
+        decisions=orchestrator.decisions_frame(since=run.since),
+        accuracy=orchestrator.accuracy_frame(),
+        events=list(orchestrator.events),
+        orchestrator=orchestrator,
+        stored=orchestrator.stored,
+        data_note=f"{run.exchange}: {note}",
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _learn(
+    orchestrator: Orchestrator, data: dict[str, Any], run: RunConfig, *, progress: bool
+) -> None:
+    """The learning span: every base bar of ``[learn_from, since)`` through the
+    orchestrator with a flat account (nothing traded)."""
+    from pivotal.core.orders import AccountSnapshot
+
+    cash = float(run.settings.broker.initial_cash)
+    spans = {s: streams[run.base].between(run.learn_from, run.since) for s, streams in data.items()}
+    total = sum(len(c) for c in spans.values())
+    bar = None
+    if progress:
+        from rich.progress import Progress
+
+        bar = Progress(transient=True)
+        task = bar.add_task("learning span", total=total)
+        bar.start()
+    try:
+        for symbol, bars in spans.items():
+            account = AccountSnapshot(
+                timestamp=int(bars.timestamp[0]) if len(bars) else 0,
+                currency="USDT",
+                cash=cash,
+                equity=cash,
+                margin_used=0.0,
+                available=cash,
+                leverage=1.0,
+                fees_paid=0.0,
+                realized_pnl=0.0,
+                unrealized_pnl=0.0,
+            )
+            tick = None if bar is None else (lambda: bar.advance(task))
+            orchestrator.learn(symbol, bars, account, progress=tick)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).strftime("%Y-%m-%d")
