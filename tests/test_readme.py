@@ -58,3 +58,16 @@ def test_every_command_in_the_tour_exists() -> None:
     for words in sorted(commands):
         result = runner.invoke(app, [*words, "--help"])
         assert result.exit_code == 0, (words, result.output)
+
+
+def test_the_readme_run_file_is_a_valid_run_config() -> None:
+    import yaml
+
+    from pivotal.orchestrator.run import RunConfig
+
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(mode: backtest.*?)```", text, re.S)
+    assert block is not None, "the README lost its run file example"
+    config = RunConfig.model_validate(yaml.safe_load(block.group(1)))
+    assert config.learn_from is not None and config.since is not None
+    assert [e.kind for e in config.orchestrator.experts] == ["pivot_cnn", "dqn"]

@@ -19,7 +19,9 @@ DATA = shared_data_dir()
 
 @pytest.mark.skipif(DATA is None, reason=SKIP_REASON)
 def test_demo_imports_the_real_data_and_says_so(tmp_path: Path) -> None:
-    result = run_cli(["demo", "--data", str(DATA), "--data-dir", str(tmp_path / "d")], cwd=tmp_path)
+    result = run_cli(
+        ["demo", "--quick", "--data", str(DATA), "--data-dir", str(tmp_path / "d")], cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "REAL market data imported from" in out
@@ -31,6 +33,17 @@ def test_demo_imports_the_real_data_and_says_so(tmp_path: Path) -> None:
     assert (tmp_path / "d" / "reports" / "binance_BTC_USDT_1h-pivots.html").is_file()
     assert "sma_cross 10/30 on BTC/USDT, ETH/USDT 1h" in out
     assert (tmp_path / "d" / "reports" / "backtest_sma_cross_BTC_USDT_ETH_USDT.html").is_file()
+    # stage 6: both models trained, the orchestrator traded the held-out span, report written
+    assert "PivotCNN trained" in out and "DQN trained" in out
+    assert "orchestrated: return" in out and "vs buy-and-hold" in out
+    assert "rolling prediction accuracy" in out
+    assert (tmp_path / "d" / "reports" / "orchestrator_BTCUSDT_ETHUSDT.html").is_file()
+    stored = run_cli(
+        ["decisions", "query", "--symbol", "ETH/USDT", "--data-dir", str(tmp_path / "d")],
+        cwd=tmp_path,
+    )
+    assert stored.returncode == 0, stored.stderr
+    assert "stored decisions match" in stored.stdout
     listed = run_cli(["data", "list", "--json", "--data-dir", str(tmp_path / "d")], cwd=tmp_path)
     assert '"timeframe": "1s"' in listed.stdout  # built from the real trades
 

@@ -181,7 +181,8 @@ class Orchestrator:
         """Load ``symbol``'s candles (the run's base bars, plus ``data`` given up front)
         into the frame and let every expert build its causal bulk inputs. A second call with
         candles the frame already holds (the backtest after a learning span) changes
-        nothing."""
+        nothing; one with newer candles (the backtest after a learning span, without
+        ``data``) extends the frame's history with them, so the warm-up is kept."""
         loaded = self._streams.get(symbol, {}).get(self.base)
         if (
             loaded is not None
@@ -192,11 +193,19 @@ class Orchestrator:
             return
         streams = dict(self._data.get(symbol, {}))
         base = streams.get(self.base)
+        if (
+            loaded is not None
+            and len(loaded)
+            and (base is None or not len(base) or loaded.timestamp[-1] > base.timestamp[-1])
+        ):
+            base = loaded  # an earlier prepare's history (a learning span): keep it
         if base is None or not len(base):
             streams[self.base] = candles
         elif len(candles) and int(candles.timestamp[-1]) > int(base.timestamp[-1]):
             earlier = base.between(None, int(candles.timestamp[0]))
             streams[self.base] = Candles.concat([earlier, candles])
+        else:
+            streams[self.base] = base
         for tf in self.timeframes:
             if tf not in streams:
                 if tf.ms % self.base.ms:
@@ -207,7 +216,11 @@ class Orchestrator:
                 streams[tf] = resample(streams[self.base], self.base, tf)
         self._streams[symbol] = streams
         self._closes[symbol] = {tf: c.timestamp + tf.ms for tf, c in streams.items()}
-        self.frame.load(symbol, streams)
+        if loaded is None:
+            self.frame.load(symbol, streams)
+        else:  # the frame only grows: rows it holds stay, newer ones are appended
+            for tf, bars in streams.items():
+                self.frame.append_candles(symbol, tf, bars)
         for tf in streams:
             self.subscriptions.subscribe(StreamKey(StreamKind.CANDLES, symbol, tf))
         self.coordinator.prepare(symbol, streams)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ from pivotal.backtest.result import BacktestResult
 from pivotal.backtest.strategies import make_strategy
 from pivotal.config.models import StrictModel
 from pivotal.core.candles import Candles
-from pivotal.core.errors import ConfigError, DataError
+from pivotal.core.errors import ConfigError, DataError, ModelError
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.data.inference_history import InferenceHistory
@@ -40,11 +40,19 @@ from pivotal.training.pipeline import read_streams
 __all__ = ["OrchestratedRun", "RunConfig", "build_experts", "load_run_config", "run_backtest_mode"]
 
 
-def parse_time_ms(value: str | int | None, name: str) -> int | None:
-    """``2024-01-01``, ``2024-01-01T12:00`` (UTC unless an offset is given) or epoch ms."""
-    if value is None or isinstance(value, int):
+def parse_time_ms(value: Any, name: str) -> int | None:
+    """``2024-01-01``, ``2024-01-01T12:00`` (UTC unless an offset is given), epoch ms, or a
+    ``date``/``datetime`` (YAML reads unquoted dates as those)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
-    text = str(value).strip()
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return int(aware.timestamp() * 1000)
+    if isinstance(value, date):
+        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp() * 1000)
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: {value!r} is not a time; use YYYY-MM-DD or epoch ms")
+    text = value.strip()
     if text.isdigit():
         return int(text)
     try:
@@ -91,17 +99,22 @@ class RunConfig(StrictModel):
     def _timeframe(cls, value: str) -> str:
         return str(Timeframe.parse(value))
 
-    @field_validator("since", "until", "learn_from")
+    @field_validator("since", "until", "learn_from", mode="before")
     @classmethod
-    def _times(cls, value: int | str | None, info: Any) -> int | None:
+    def _times(cls, value: Any, info: Any) -> int | None:
         return parse_time_ms(value, info.field_name)
 
     @model_validator(mode="after")
     def _span(self) -> RunConfig:
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise ValueError(f"since ({self.since}) must be before until ({self.until})")
-        if self.learn_from is not None and (self.since is None or self.learn_from >= self.since):
-            raise ValueError("learn_from must be before since (the learning span precedes trading)")
+        if self.learn_from is not None and self.since is None:
+            raise ValueError("learn_from needs since: the learning span is [learn_from, since)")
+        if self.learn_from is not None and self.since is not None and self.learn_from >= self.since:
+            raise ValueError(
+                f"learn_from ({self.learn_from}) must be before since ({self.since}): the "
+                "learning span precedes trading"
+            )
         return self
 
     @property
@@ -112,7 +125,8 @@ class RunConfig(StrictModel):
 def load_run_config(path: str | Path) -> RunConfig:
     """Read and validate a run file; ``ConfigError`` listing every problem with its key.
 
-    Relative checkpoint paths are resolved against the file's folder."""
+    Relative paths in it (expert checkpoints, ``orchestrator.learning.checkpoint_dir``) are
+    resolved against the file's folder; ``~`` is expanded."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -123,24 +137,31 @@ def load_run_config(path: str | Path) -> RunConfig:
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        lines = [f"{'.'.join(map(str, e['loc'])) or 'run file'}: {e['msg']}" for e in exc.errors()]
         raise ConfigError(f"{path}: invalid run file:\n  " + "\n  ".join(lines)) from None
+
+    def resolve(p: Path) -> Path:
+        p = p.expanduser()
+        return p if p.is_absolute() else path.parent / p
+
     experts = [
-        e.model_copy(
-            update={
-                "checkpoint": e.checkpoint
-                if e.checkpoint.is_absolute()
-                else path.parent / e.checkpoint
-            }
-        )
+        e.model_copy(update={"checkpoint": resolve(e.checkpoint)})
         for e in config.orchestrator.experts
     ]
-    orchestrator = config.orchestrator.model_copy(update={"experts": experts})
+    learning = config.orchestrator.learning
+    if learning.checkpoint_dir is not None:
+        learning = learning.model_copy(update={"checkpoint_dir": resolve(learning.checkpoint_dir)})
+    orchestrator = config.orchestrator.model_copy(update={"experts": experts, "learning": learning})
     return config.model_copy(update={"orchestrator": orchestrator})
 
 
 def build_experts(config: OrchestratorConfig, *, device: str = "cpu") -> list[Expert]:
-    """The experts a config names, loaded from their checkpoints."""
+    """The experts a config names, loaded from their checkpoints.
+
+    ``ConfigError`` naming the expert when the list is empty, a checkpoint is missing, a
+    dependency does not fit the kind, or a checkpoint cannot be loaded as that kind (not a
+    ``pivotal train`` checkpoint, a DQN without its job file beside it, a DQN trained on CNN
+    features listed without ``depends_on``, ...)."""
     from pivotal.orchestrator.experts import DQNExpert, PivotCNNExpert
 
     if not config.experts:
@@ -152,15 +173,18 @@ def build_experts(config: OrchestratorConfig, *, device: str = "cpu") -> list[Ex
     for e in config.experts:
         if not e.checkpoint.is_file():
             raise ConfigError(f"expert {e.name!r}: checkpoint {e.checkpoint} not found")
-        if e.kind == "pivot_cnn":
-            if e.depends_on:
-                raise ConfigError(f"expert {e.name!r}: a pivot_cnn reads no other model")
-            experts.append(PivotCNNExpert(e.checkpoint, name=e.name, device=device))
-        else:
-            if len(e.depends_on) > 1:
-                raise ConfigError(f"expert {e.name!r}: a dqn reads at most one CNN expert")
-            cnn = e.depends_on[0] if e.depends_on else None
-            experts.append(DQNExpert(e.checkpoint, name=e.name, cnn=cnn, device=device))
+        if e.kind == "pivot_cnn" and e.depends_on:
+            raise ConfigError(f"expert {e.name!r}: a pivot_cnn reads no other model")
+        if e.kind == "dqn" and len(e.depends_on) > 1:
+            raise ConfigError(f"expert {e.name!r}: a dqn reads at most one CNN expert")
+        try:
+            if e.kind == "pivot_cnn":
+                experts.append(PivotCNNExpert(e.checkpoint, name=e.name, device=device))
+            else:
+                cnn = e.depends_on[0] if e.depends_on else None
+                experts.append(DQNExpert(e.checkpoint, name=e.name, cnn=cnn, device=device))
+        except (ValueError, OSError, ModelError) as exc:
+            raise ConfigError(f"expert {e.name!r} (kind {e.kind}): {exc}") from exc
     return experts
 
 
@@ -243,7 +267,7 @@ def run_backtest_mode(
         orchestrator.finish(now_ms=last)
     result = attach_metrics(result, candles, base)
     hold = run_backtest(
-        candles, make_strategy("buy_and_hold", {}), timeframe=base, settings=run.settings
+        candles, make_strategy("buy_and_hold", {}), timeframe=base, settings=_holding(run)
     )
     note = ", ".join(
         f"{s} {base} {_day(c.timestamp[0])}..{_day(c.timestamp[-1] + base.ms)} ({len(c):,} bars)"
@@ -262,6 +286,22 @@ def run_backtest_mode(
         data_note=f"{run.exchange}: {note}",
         seconds=time.perf_counter() - started,
     )
+
+
+def _holding(run: RunConfig) -> BacktestSettings:
+    """The run's settings for the buy-and-hold benchmark: same cash, fees, sizing and
+    slippage, but no stop-loss, take-profit or halts (a stopped-out holding is not
+    buy-and-hold)."""
+    risk = run.settings.risk.model_copy(
+        update={
+            "stop_loss_pct": None,
+            "stop_loss_atr": None,
+            "take_profit_pct": None,
+            "max_drawdown": None,
+            "daily_loss_limit": None,
+        }
+    )
+    return run.settings.model_copy(update={"risk": risk})
 
 
 def _learn(
@@ -285,12 +325,12 @@ def _learn(
         for symbol, bars in spans.items():
             account = AccountSnapshot(
                 timestamp=int(bars.timestamp[0]) if len(bars) else 0,
-                currency="USDT",
+                currency=run.settings.broker.currency,
                 cash=cash,
                 equity=cash,
                 margin_used=0.0,
                 available=cash,
-                leverage=1.0,
+                leverage=float(run.settings.broker.leverage),
                 fees_paid=0.0,
                 realized_pnl=0.0,
                 unrealized_pnl=0.0,

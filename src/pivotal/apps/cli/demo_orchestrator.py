@@ -64,6 +64,7 @@ def orchestrator_step(
     from pivotal.orchestrator.config import (
         ExpertConfig,
         GateConfig,
+        HistoryConfig,
         LearningConfig,
         OrchestratorConfig,
     )
@@ -113,8 +114,13 @@ def orchestrator_step(
                 batch_size=64,
                 holdout=128,
                 epochs=2,
+                accuracy_window=300,
+                degradation_drop=0.2,
+                retrain_epochs=2,
+                buffer=2_000,
                 checkpoint_dir=folder / "online",
             ),
+            history=HistoryConfig(max_megabytes=256.0),
         ),
     )
     t = time.perf_counter()

@@ -76,15 +76,15 @@ def run(
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the orchestrator (experts → gate → risk → broker) as the run file says."""
-    from pivotal.orchestrator.report import write_orchestrator_report
-    from pivotal.orchestrator.run import load_run_config, run_backtest_mode
-
-    if mode not in MODES:
+    if mode not in MODES:  # before the heavy imports: a refusal is instant
         raise typer.BadParameter(
             f"mode {mode!r} is not available in this version: use backtest (paper and live "
             "trading arrive with the exchange brokers)",
             param_hint="--mode",
         )
+    from pivotal.orchestrator.report import write_orchestrator_report
+    from pivotal.orchestrator.run import load_run_config, run_backtest_mode
+
     run_config = load_run_config(config_file)
     if run_config.mode != mode:
         raise typer.BadParameter(
