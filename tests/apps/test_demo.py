@@ -18,6 +18,7 @@ DATA = shared_data_dir()
 
 
 @pytest.mark.skipif(DATA is None, reason=SKIP_REASON)
+@pytest.mark.timeout(900)  # the whole main job (import, features, backtest, orchestrator)
 def test_demo_imports_the_real_data_and_says_so(tmp_path: Path) -> None:
     result = run_cli(
         ["demo", "--quick", "--data", str(DATA), "--data-dir", str(tmp_path / "d")], cwd=tmp_path

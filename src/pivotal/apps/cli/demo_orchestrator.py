@@ -76,9 +76,9 @@ def orchestrator_step(
 
     span = spans(
         store,
-        train_days=20 if quick else 60,
-        learn_days=2 if quick else 7,
-        trade_days=3 if quick else 30,
+        train_days=10 if quick else 60,
+        learn_days=1 if quick else 7,
+        trade_days=2 if quick else 30,
     )
     if span is None:
         return ["no BTC/USDT and ETH/USDT 5m candles stored: the orchestrator step needs them"]
@@ -190,7 +190,7 @@ def _train_dqn(
     from pivotal.trading.brokers.config import SimulatedBrokerConfig
     from pivotal.trading.fees import FeeSchedule
 
-    steps = 1_500 if quick else 6_000
+    steps = 800 if quick else 6_000
     job = DQNJob(
         since=span.train_since,
         until=span.train_until,
