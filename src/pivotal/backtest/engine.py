@@ -23,17 +23,15 @@ checks the equity curve, trades and fills are identical.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import talib
 
 from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.result import BacktestResult
-from pivotal.backtest.timeline import Timeline
+from pivotal.backtest.timeline import Timeline, closed_streams, to_timeline_steps
 from pivotal.core.candles import Candles
 from pivotal.core.clock import ReplayClock
 from pivotal.core.ports import DecisionContext, DecisionSource
@@ -49,7 +47,6 @@ __all__ = ["BacktestEngine", "run_backtest"]
 #: Most pre-decision equity points held back from the risk manager when no halt depends on
 #: them (bounded so a long run's risk metrics stay current to within this many bars).
 _OBSERVE_BATCH = 65_536
-_NO_STREAMS: Mapping[Timeframe, Candles] = MappingProxyType({})
 
 
 class BacktestEngine:
@@ -165,9 +162,9 @@ class BacktestEngine:
             initial_cash=float(self.settings.broker.initial_cash),
             timestamps=np.asarray(ts, dtype=np.int64),
             equity=equity,
-            trades=self._on_timeline(broker.closed_trades(), ("entry_bar", "exit_bar")),
-            open_trades=self._on_timeline(broker.open_trades(), ("entry_bar",)),
-            fills=self._on_timeline(broker.fills_frame(), ("bar",)),
+            trades=to_timeline_steps(broker.closed_trades(), tl, ("entry_bar", "exit_bar")),
+            open_trades=to_timeline_steps(broker.open_trades(), tl, ("entry_bar",)),
+            fills=to_timeline_steps(broker.fills_frame(), tl, ("bar",)),
             events=tuple(self._events),
             settings={
                 "source": self.source.name,
@@ -235,7 +232,7 @@ class BacktestEngine:
             candles=bars.head(j + 1),
             account=self.broker.account(),
             open_orders=tuple(self.broker.open_orders(symbol)),
-            higher=self._higher_view(symbol, t_close),
+            higher=closed_streams(self.higher.get(symbol), t_close),
         )
         actions = self.source.decide(context)
         self._decisions += 1
@@ -249,30 +246,6 @@ class BacktestEngine:
                 atr=float(self._atr[symbol][j]),
             )
         )
-
-    def _on_timeline(self, frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-        """Per-symbol bar indices → timeline steps (the same when there is one symbol)."""
-        if len(self.candles) == 1 or frame.empty:
-            return frame
-        frame = frame.copy()
-        for column in columns:
-            bars = frame[column].to_numpy(dtype=np.int64)
-            steps = np.full(len(frame), -1, dtype=np.int64)
-            for symbol, bar_steps in self.timeline.bar_steps.items():
-                rows = (frame["symbol"].to_numpy() == symbol) & (bars >= 0)
-                steps[rows] = bar_steps[bars[rows]]
-            frame[column] = steps
-        return frame
-
-    def _higher_view(self, symbol: str, t_close: int) -> Mapping[Timeframe, Candles]:
-        streams = self.higher.get(symbol)
-        if not streams:
-            return _NO_STREAMS
-        view: dict[Timeframe, Candles] = {}
-        for tf, bars in streams.items():
-            closed = int(np.searchsorted(bars.timestamp + tf.ms, t_close, side="right"))
-            view[tf] = bars[:closed]
-        return view
 
     def _collect_events(self) -> None:
         self._events.extend(broker_event_record(e) for e in self.broker.drain_events())

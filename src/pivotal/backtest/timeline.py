@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from pivotal.core.candles import Candles
+from pivotal.core.timeframes import Timeframe
+
+NO_STREAMS: Mapping[Timeframe, Candles] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -70,3 +75,33 @@ class Timeline:
         """The timeline step of a symbol's bar (``len(self)`` when past its last bar)."""
         steps = self.bar_steps[symbol]
         return int(steps[bar_index]) if 0 <= bar_index < len(steps) else len(self)
+
+
+def closed_streams(
+    streams: Mapping[Timeframe, Candles] | None, now: int
+) -> Mapping[Timeframe, Candles]:
+    """Each timeframe's candles whose close (open + length) is at or before ``now``."""
+    if not streams:
+        return NO_STREAMS
+    view: dict[Timeframe, Candles] = {}
+    for tf, bars in streams.items():
+        closed = int(np.searchsorted(bars.timestamp + tf.ms, now, side="right"))
+        view[tf] = bars[:closed]
+    return view
+
+
+def to_timeline_steps(
+    frame: pd.DataFrame, timeline: Timeline, columns: tuple[str, ...]
+) -> pd.DataFrame:
+    """Per-symbol bar indices in ``columns`` → timeline steps (the same with one symbol)."""
+    if len(timeline.bar_steps) == 1 or frame.empty:
+        return frame
+    frame = frame.copy()
+    for column in columns:
+        bars = frame[column].to_numpy(dtype=np.int64)
+        steps = np.full(len(frame), -1, dtype=np.int64)
+        for symbol, bar_steps in timeline.bar_steps.items():
+            rows = (frame["symbol"].to_numpy() == symbol) & (bars >= 0)
+            steps[rows] = bar_steps[bars[rows]]
+        frame[column] = steps
+    return frame

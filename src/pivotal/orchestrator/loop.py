@@ -41,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -50,7 +49,7 @@ import pandas as pd
 import talib
 
 from pivotal.backtest.config import BacktestSettings
-from pivotal.backtest.timeline import Timeline
+from pivotal.backtest.timeline import NO_STREAMS, Timeline, closed_streams, to_timeline_steps
 from pivotal.core.candles import CANDLE_COLUMNS, Candles
 from pivotal.core.clock import Clock, ReplayClock
 from pivotal.core.ports import Broker, DecisionContext, DecisionSource
@@ -63,7 +62,6 @@ from pivotal.trading.risk import RiskManager
 
 __all__ = ["BarFeed", "LoopResult", "ReplayFeed", "TradingLoop", "replay"]
 
-_NO_STREAMS: Mapping[Timeframe, Candles] = MappingProxyType({})
 _BUFFER_ROWS = 1024
 
 
@@ -256,7 +254,7 @@ class TradingLoop:
             candles=view.head(j + 1),
             account=broker.account(),
             open_orders=tuple(broker.open_orders(symbol)),
-            higher=_NO_STREAMS if self.higher_view is None else self.higher_view(symbol, now),
+            higher=NO_STREAMS if self.higher_view is None else self.higher_view(symbol, now),
         )
         actions = self.source.decide(context)
         return self.executor.execute(
@@ -420,16 +418,16 @@ def replay(
         executor=executor,
         candles_view=candles.__getitem__,
         on_bar=broker.on_bar,
-        higher_view=(lambda s, now: _closed_streams(streams.get(s), now)) if streams else None,
+        higher_view=(lambda s, now: closed_streams(streams.get(s), now)) if streams else None,
         atr_period=settings.atr_period,
     )
     result = loop.run(feed, progress=progress)
     timeline = feed.timeline
     return dataclasses.replace(
         result,
-        trades=_on_timeline(broker.closed_trades(), timeline, ("entry_bar", "exit_bar")),
-        open_trades=_on_timeline(broker.open_trades(), timeline, ("entry_bar",)),
-        fills=_on_timeline(broker.fills_frame(), timeline, ("bar",)),
+        trades=to_timeline_steps(broker.closed_trades(), timeline, ("entry_bar", "exit_bar")),
+        open_trades=to_timeline_steps(broker.open_trades(), timeline, ("entry_bar",)),
+        fills=to_timeline_steps(broker.fills_frame(), timeline, ("bar",)),
     )
 
 
@@ -440,34 +438,6 @@ def _row(series: Candles, j: int) -> Candles:
     for name in CANDLE_COLUMNS:
         object.__setattr__(row, name, getattr(series, name)[j : j + 1])
     return row
-
-
-def _closed_streams(
-    streams: Mapping[Timeframe, Candles] | None, now: int
-) -> Mapping[Timeframe, Candles]:
-    """Each timeframe's candles whose close (open + length) is at or before ``now``."""
-    if not streams:
-        return _NO_STREAMS
-    view: dict[Timeframe, Candles] = {}
-    for tf, bars in streams.items():
-        closed = int(np.searchsorted(bars.timestamp + tf.ms, now, side="right"))
-        view[tf] = bars[:closed]
-    return view
-
-
-def _on_timeline(frame: pd.DataFrame, timeline: Timeline, columns: tuple[str, ...]) -> pd.DataFrame:
-    """Per-symbol bar indices → timeline steps (the same when there is one symbol)."""
-    if len(timeline.bar_steps) == 1 or frame.empty:
-        return frame
-    frame = frame.copy()
-    for column in columns:
-        bars = frame[column].to_numpy(dtype=np.int64)
-        steps = np.full(len(frame), -1, dtype=np.int64)
-        for symbol, bar_steps in timeline.bar_steps.items():
-            rows = (frame["symbol"].to_numpy() == symbol) & (bars >= 0)
-            steps[rows] = bar_steps[bars[rows]]
-        frame[column] = steps
-    return frame
 
 
 class _NoProgress:
