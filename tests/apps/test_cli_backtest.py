@@ -117,4 +117,6 @@ def test_missing_candles_say_how_to_get_them(tmp_path: Path) -> None:
         )
     done = run_cli(["backtest", "-s", "SOL/USDT", "-d", "data"], cwd=tmp_path)
     assert done.returncode != 0
-    assert "no 1m candles for SOL/USDT" in done.stderr and "pivotal data import" in done.stderr
+    message = " ".join(done.stderr.replace("│", " ").split())
+    assert "symbol SOL/USDT is not in the store (it has BTC/USDT)" in message
+    assert "pivotal data import" in message

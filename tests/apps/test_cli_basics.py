@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pivotal.data.duckdb_store import open_store
 from pivotal.testing.cli import run_cli
 
 
@@ -47,8 +48,9 @@ def test_missing_store_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_bad_symbol_flag_is_a_usage_error(tmp_path: Path) -> None:
+    open_store(tmp_path).close()
     result = run_cli(
-        ["data", "gaps", "-e", "binance", "-s", "BTCUSDT", "-t", "1m", "-d", str(tmp_path)],
+        ["data", "gaps", "-e", "binance", "-s", "BTC/US/DT", "-t", "1m", "-d", str(tmp_path)],
         cwd=tmp_path,
     )
     assert result.returncode == 2

@@ -52,4 +52,6 @@ def test_features_compute_on_a_missing_series_is_a_clear_error(tmp_path: Path) -
         pass
     result = compute_btc_1h(tmp_path)
     assert result.returncode == 2
-    assert "nothing stored" in result.stderr
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert "the store holds no candles yet, so none for BTC/USDT" in message
+    assert "pivotal data import" in message

@@ -39,6 +39,13 @@ def test_demo_imports_the_real_data_and_says_so(tmp_path: Path) -> None:
     assert "orchestrated: return" in out and "vs buy-and-hold" in out
     assert "rolling prediction accuracy" in out
     assert (tmp_path / "d" / "reports" / "orchestrator_BTCUSDT_ETHUSDT.html").is_file()
+    # the run file beside the report, the checkpoints where `models list` looks, next steps
+    assert (tmp_path / "d" / "reports" / "orchestrator_BTCUSDT_ETHUSDT.run.yaml").is_file()
+    assert f"pivotal models list --data-dir {tmp_path / 'd'}" in out
+    assert "next, try:" in out and out.count(f"--data-dir {tmp_path / 'd'}") >= 3
+    models = run_cli(["models", "list", "--data-dir", str(tmp_path / "d")], cwd=tmp_path)
+    assert models.returncode == 0, models.stderr
+    assert "pivot_cnn" in models.stdout and "val_return" in models.stdout  # the DQN too
     stored = run_cli(
         ["decisions", "query", "--symbol", "ETH/USDT", "--data-dir", str(tmp_path / "d")],
         cwd=tmp_path,

@@ -88,8 +88,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
 def ran(home: Home) -> subprocess.CompletedProcess[str]:
     """`pivotal run` once; the decisions tests read what it stored."""
     return run_cli(
-        ["run", "--mode", "backtest", "--config", "run.yaml", "--data-dir", "data",
-         "--report", "out.html"],
+        ["run", "run.yaml", "--mode", "backtest", "--data-dir", "data",
+         "--report", "out.html", "--json", "out.json"],
         cwd=home.root,
     )  # fmt: skip
 
@@ -120,7 +120,7 @@ def test_run_backtest_prints_the_summary_and_writes_the_report(
     assert "BTC/USDT 1m" in out and f"({N_TRADE:,} bars)" in out
     assert f"decisions: {N_TRADE:,} (" in out
     assert f"inference history: {N_LEARN + N_TRADE:,} steps stored" in out
-    assert "report: out.html" in out
+    assert "report: out.html" in out and "json: out.json" in out
     html = (home.root / "out.html").read_text(encoding="utf-8")
     assert "<html" in html.lower() and "plotly" in html.lower()
 
@@ -149,8 +149,13 @@ def test_decisions_query_filters_by_model_and_time(
     assert _matches(after.stdout) == N_TRADE
     before = _query(home, "--until", _iso(SINCE + MINUTE))
     assert _matches(before.stdout) == N_LEARN
-    nothing = _query(home, "--model", "no_such_model")
-    assert "no stored decisions match" in nothing.stdout
+    # an unknown model is a usage error naming the models the history holds
+    nothing = run_cli(
+        ["decisions", "query", "--data-dir", "data", "--model", "no_such_model"], cwd=home.root
+    )
+    assert nothing.returncode == 2
+    message = _words(nothing.stderr)
+    assert "no_such_model" in message and "dqn" in message and "pivot_cnn" in message
 
 
 def test_decisions_query_details_prints_each_record_as_json(
@@ -187,7 +192,7 @@ def test_decisions_query_on_an_empty_store_says_so(home: Home) -> None:
 
 @pytest.mark.parametrize("mode", ["live", "paper"])
 def test_paper_and_live_modes_are_refused(home: Home, mode: str) -> None:
-    done = run_cli(["run", "--mode", mode, "--config", "run.yaml", "-d", "data"], cwd=home.root)
+    done = run_cli(["run", "run.yaml", "--mode", mode, "-d", "data"], cwd=home.root)
     assert done.returncode == 2
     message = _words(done.stderr)
     assert "not available" in message and "paper and live" in message, done.stderr
@@ -196,7 +201,7 @@ def test_paper_and_live_modes_are_refused(home: Home, mode: str) -> None:
 
 def test_a_run_file_with_an_unknown_key_is_refused_by_name(home: Home) -> None:
     name = home.run_file("typo.yaml", extra="warmup: 10\n")
-    done = run_cli(["run", "--config", name, "-d", "data"], cwd=home.root)
+    done = run_cli(["run", name, "-d", "data"], cwd=home.root)
     assert done.returncode == 2
     message = _words(done.stderr)
     assert "config error" in message and "warmup" in message, done.stderr
@@ -205,7 +210,7 @@ def test_a_run_file_with_an_unknown_key_is_refused_by_name(home: Home) -> None:
 
 def test_a_dqn_listed_without_the_cnn_it_reads_is_a_config_error(home: Home) -> None:
     name = home.run_file("no_depends.yaml", dqn_reads_cnn=False)
-    done = run_cli(["run", "--config", name, "-d", "data", "--no-history"], cwd=home.root)
+    done = run_cli(["run", name, "-d", "data", "--no-history"], cwd=home.root)
     assert done.returncode == 2
     message = _words(done.stderr)
     assert "config error" in message and "'dqn'" in message, done.stderr

@@ -483,6 +483,7 @@ def test_json_trades_have_exactly_the_listed_keys() -> None:
         "fees",
         "symbol",
         "return_pct",
+        "exit_reason",
     }
     assert set(TRADE_KEYS) == expected_keys
     for record in document["trades"] + document["open_trades"]:

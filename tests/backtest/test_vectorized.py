@@ -175,7 +175,7 @@ def test_next_open_fills_by_hand() -> None:
     expected = [1000, 1000, cash_open + 82 * 0.5, cash_open + 82 * 1.5, cash_end, cash_end]
     np.testing.assert_allclose(result.equity, expected, rtol=1e-14)
     assert result.open_trades.empty
-    assert result.trades.columns.tolist() == list(TRADE_COLUMNS)
+    assert result.trades.columns.tolist() == [*TRADE_COLUMNS, "exit_reason"]
 
 
 def test_current_close_fills_by_hand() -> None:
@@ -298,6 +298,8 @@ def test_result_tables_and_settings() -> None:
         "bar_ms": None,
         "bars": 3_000,
         "signal_warmup": 20,
+        "gaps": "close",
+        "max_missing_bars": 5,
     }
     np.testing.assert_array_equal(result.timestamps, candles.timestamp)
 

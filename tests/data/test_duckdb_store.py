@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from pivotal.core import Candles, Symbol, Timeframe
+from pivotal.core.candles import CANDLE_COLUMNS
 from pivotal.core.trades import Trades
 from pivotal.data.duckdb_store import DuckDBStore, find_gaps
-from pivotal.data.series import SeriesKey
+from pivotal.data.series import CHANGE_TOLERANCE, SeriesKey
 from pivotal.data.store import MarketDataStore
 
 KEY = SeriesKey("binance", Symbol("BTC", "USDT"), Timeframe.M1)
@@ -60,7 +61,9 @@ def test_series_and_gaps(store: DuckDBStore) -> None:
     c = Candles.concat([candles(0, 10), candles(15 * 60_000, 5), candles(30 * 60_000, 1)])
     store.write_candles(KEY, c, source="unit")
     (info,) = store.series()
-    assert (info.rows, info.gaps, info.missing, info.source) == (16, 2, 15, "unit")
+    # 5 missing bars are bridged, 10 are a gap (pivotal.core.gaps, more than 5 missing bars)
+    assert (info.rows, info.gaps, info.missing, info.source) == (16, 1, 15, "unit")
+    assert info.missing_runs == 2
     assert (info.first, info.last) == (0, 30 * 60_000)
     gaps = store.gaps(KEY)
     assert [(g.start, g.end, g.missing) for g in gaps] == [
@@ -118,3 +121,51 @@ def test_trades_upsert_by_id(store: DuckDBStore) -> None:
     back = store.read_trades("binance", KEY.symbol)
     assert back.trade_id.tolist() == [7, 8, 9] and back.is_buyer_maker.tolist() == [1, 0, 1]
     assert store.trade_symbols() == [("binance", "BTC/USDT", 3, 1, 3)]
+
+
+def scaled(c: Candles, factor: float) -> Candles:
+    """The same candles with every price and the volume times ``factor``."""
+    return Candles(c.timestamp, *(getattr(c, n) * factor for n in CANDLE_COLUMNS[1:]))
+
+
+def sources(store: DuckDBStore) -> list[tuple[str, int, int, int]]:
+    return [(r.source, r.first, r.last, r.rows) for r in store.source_ranges(KEY)]
+
+
+def test_differences_within_the_tolerance_are_unchanged(store: DuckDBStore) -> None:
+    c = candles(0, 10)
+    store.write_candles(KEY, c, source="import:a")
+    rounding = store.write_candles(KEY, scaled(c, 1 + CHANGE_TOLERANCE / 10), source="import:b")
+    assert (rounding.updated, rounding.unchanged) == (0, 10)
+    assert store.read_candles(KEY).equals(c)  # untouched, label included
+    assert sources(store) == [("import:a", 0, 9 * 60_000, 10)]
+    real = store.write_candles(KEY, scaled(c, 1 + CHANGE_TOLERANCE * 10), source="import:b")
+    assert (real.updated, real.unchanged) == (10, 0)
+
+
+def test_derived_candles_never_replace_exchange_ones_unless_asked(store: DuckDBStore) -> None:
+    exchange = candles(0, 10)
+    store.write_candles(KEY, exchange, source="download:binance")
+    derived = Candles.concat([scaled(candles(0, 10), 1.01), candles(10 * 60_000, 5)])
+    kept = store.write_candles(KEY, derived, source="resampled:1s")
+    assert (kept.inserted, kept.updated, kept.unchanged, kept.kept) == (5, 0, 0, 10)
+    assert store.read_candles(KEY, 0, 10 * 60_000).equals(exchange)
+    assert sources(store) == [
+        ("download:binance", 0, 9 * 60_000, 10),
+        ("resampled:1s", 10 * 60_000, 14 * 60_000, 5),
+    ]
+    again = store.write_candles(KEY, scaled(derived, 1.02), source="aggregated:trades")
+    assert (again.updated, again.kept) == (5, 10)  # derived replaces derived
+    forced = store.write_candles(KEY, derived, source="resampled:1s", overwrite=True)
+    assert forced.updated == 15
+    assert sources(store) == [("resampled:1s", 0, 14 * 60_000, 15)]
+    # the exchange's candle wins back its slot, even where the values agree
+    back = store.write_candles(KEY, derived[:3], source="download:binance")
+    assert (back.updated, back.unchanged) == (0, 3)
+    assert sources(store)[0] == ("download:binance", 0, 2 * 60_000, 3)
+    (info,) = store.series()
+    assert [(s.source, s.rows) for s in info.sources] == [
+        ("resampled:1s", 12),
+        ("download:binance", 3),
+    ]
+    assert info.source == "resampled:1s 80 %, download:binance 20 %"

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from pivotal.core import Symbol, Timeframe
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS
 from pivotal.data.duckdb_store import DuckDBStore
 from pivotal.data.importers import ImportResult, NotCandlesError, ProgressEvent, import_files
 from pivotal.data.series import Gap, SeriesKey
@@ -102,7 +103,9 @@ def test_series_match_an_independent_pandas_computation(
         gaps = pandas_gaps(ts, key.timeframe.ms)
         info = infos[key]
         assert (info.rows, info.first, info.last) == (len(frame), ts[0], ts[-1]), key
-        assert (info.gaps, info.missing) == (len(gaps), sum(g.missing for g in gaps)), key
+        # every missing run (info.gaps counts only those longer than pivotal.core.gaps allows)
+        assert (info.missing_runs, info.missing) == (len(gaps), sum(g.missing for g in gaps)), key
+        assert info.gaps == sum(g.missing > DEFAULT_MAX_MISSING_BARS for g in gaps), key
         assert store.gaps(key) == gaps, key
         back = store.read_candles(key)
         for column in OHLCV:
@@ -122,7 +125,7 @@ def test_single_file_series_agree_with_the_manifest(imported: tuple) -> None:
         (entry,) = entries
         step = key.timeframe.ms
         info = infos[key]
-        assert (info.rows, info.gaps, info.missing) == (
+        assert (info.rows, info.missing_runs, info.missing) == (
             entry["rows"],
             entry["gaps"],
             entry["missing_bars"],

@@ -335,3 +335,21 @@ def test_real_streaming_over_a_month_equals_batch(btc_1m: Candles) -> None:
     assert Candles.concat([*parts, stream.flush()]).equals(
         resample(month, Timeframe.M1, Timeframe.H4)
     )
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), gap_prob=st.sampled_from([0.0, 0.01, 0.2]))
+def test_resample_complete_keeps_exactly_the_full_buckets(seed: int, gap_prob: float) -> None:
+    """What ``pivotal data resample`` stores: every full bucket, equal to :func:`resample`'s,
+    and the open time of every bucket that has some bars but not all, nothing else."""
+    from pivotal.data.resample import resample_complete
+
+    candles = make_candles(seed, 3_000, M, gap_prob=gap_prob)
+    built = resample_complete(candles, Timeframe.M1, Timeframe.M15)
+    everything = resample(candles, Timeframe.M1, Timeframe.M15, partial=True)
+    bars = pd.Series(candles.timestamp // (15 * M)).value_counts()
+    full = np.sort(bars[bars == 15].index.to_numpy() * 15 * M)
+    partial = np.sort(bars[bars < 15].index.to_numpy() * 15 * M)
+    assert built.candles.timestamp.tolist() == full.tolist()
+    assert built.partial.tolist() == partial.tolist() and built.skipped == len(partial)
+    assert built.candles.equals(everything[np.isin(everything.timestamp, full)])

@@ -199,7 +199,7 @@ def test_random_series_stream_equals_batch(x: np.ndarray, period: int) -> None:
 def test_feature_set_matches_batch_on_all_btc_bars() -> None:
     """1.58M bars: the running sums of SMA, WMA and the variances must not drift apart."""
     candles = load("BTC")
-    batch = compute_indicator_features(candles)
-    rows = StreamingIndicatorSet().update_many(candles)
+    batch = compute_indicator_features(candles, step_ms=60_000)
+    rows = StreamingIndicatorSet(step_ms=60_000).update_many(candles)
     for j, name in enumerate(FEATURE_COLUMNS):
         assert_same(rows[:, j], batch[name], name)

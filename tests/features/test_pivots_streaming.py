@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pivotal.core.gaps import infer_step_ms
 from pivotal.features.pivots import (
     Pivot,
     StreamingWilliamsPivots,
@@ -22,7 +23,10 @@ real_data = pytest.mark.skipif(DATA is None, reason=SKIP_REASON)
 
 
 def stream(high, low, timestamps=None, levels=5, strength=2) -> list[Pivot]:
-    detector = StreamingWilliamsPivots(levels, strength)
+    # With timestamps the batch restarts after gaps (step: the smallest spacing); so does the
+    # streaming detector when told the step.
+    step = infer_step_ms(timestamps) if timestamps is not None else None
+    detector = StreamingWilliamsPivots(levels, strength, step_ms=step)
     out: list[Pivot] = []
     for t in range(len(high)):
         ts = None if timestamps is None else int(timestamps[t])

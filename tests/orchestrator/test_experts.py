@@ -247,7 +247,12 @@ def test_cnn_features_at_every_close_equal_cnn_features(
         assert output.model_name == CNN and output.timestamp == t
         assert output.action in (Action.BUY, Action.SELL, Action.HOLD)
         assert set(output.predictions["action_probabilities"]) == {"BUY", "SELL", "HOLD"}
-        assert len(output.predictions["pivot_points"]) == 1
+        # the untrained pivot heads are no prediction; the regression is in real units
+        assert "pivot_points" not in output.predictions
+        raw = output.hidden_states["regression_scaled"]
+        scaling = cnn_expert._scaling
+        real = raw.astype(np.float64) * scaling.target_std + scaling.target_mean
+        assert list(output.predictions["regression"].values()) == pytest.approx(real.tolist())
         assert output.metadata["feature_names"] == features.names
         row_values = output.hidden_states["features"]
         assert row_values.dtype == np.float32

@@ -209,7 +209,10 @@ def test_a_sabotaged_candidate_is_rolled_back_bit_for_bit() -> None:
     updates = [e for e in events if e.kind in TRAINING]
     assert updates and {e.kind for e in updates} == {"rolled_back"}
     assert all(e.after is not None and e.before is not None for e in updates)
-    assert all(e.after < e.before for e in updates)  # type: ignore[operator]
+    # judged on holdout log-loss (lower is better): the sabotaged candidate is worse
+    assert all(e.metric == "holdout_log_loss" for e in updates)
+    assert all(e.after > e.before for e in updates)  # type: ignore[operator]
+    assert all(e.difference == e.after - e.before for e in updates)  # type: ignore[operator]
     assert _same_weights(sabotaged.state_dict(), start)
     # accuracy not harmed: the same as the same weights that never train
     reference = LinearExpert("lin", 4).attach(SYMBOL, market.close_times, market.features)
@@ -254,7 +257,7 @@ def test_checkpoints_keep_the_best_and_load_at_start(tmp_path: Path) -> None:
         step = loop.on_step(
             SYMBOL, ts, i, float(market.close[i]), {"lin": expert.predict(SYMBOL, ts)}
         )
-        promoted += [e.after for e in step if e.kind == "promoted" and e.after is not None]
+        promoted += [e.details["accuracy_candidate"] for e in step if e.kind == "promoted"]
         for event in step:
             if event.kind == "checkpoint_saved":
                 weights[Path(event.message).name] = expert.state_dict()
@@ -279,7 +282,11 @@ def test_checkpoints_keep_the_best_and_load_at_start(tmp_path: Path) -> None:
     kept[0].path.write_bytes(b"not a checkpoint")
     other = LinearExpert("lin", 4).attach(SYMBOL, market.close_times, market.features)
     events = LearningLoop(config, {"lin": other}, checkpoint_tag="_BTC").load_best()
-    assert [e.after for e in events] == [kept[1].value]
+    assert [(e.kind, e.after) for e in events] == [
+        ("checkpoint_skipped", None),  # the corrupt one, with the reason
+        ("checkpoint_loaded", kept[1].value),
+    ]
+    assert "cannot be loaded" in events[0].message
     assert _same_weights(other.state_dict(), weights[kept[1].path.name])
 
 

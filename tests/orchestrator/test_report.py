@@ -184,8 +184,11 @@ def test_report_shows_symbols_metrics_benchmark_models_and_decisions(
     assert "planted candles, seeds 1 and 2" in text
     for symbol in SYMBOLS:
         assert f"<h2>{symbol}</h2>" in text
-    for label in METRIC_LABELS.values():
+    # backtesting.py's geometric volatility and Sharpe are replaced by the daily-return ones
+    replaced = {METRIC_LABELS["volatility_ann_pct"], METRIC_LABELS["sharpe"]}
+    for label in set(METRIC_LABELS.values()) - replaced:
         assert html.escape(label) in text
+    assert "Sharpe ratio (daily returns)" in text
     assert "<th>buy and hold</th>" in text and "<th>strategy</th>" in text
     found = figures(path)
     for i, symbol in enumerate(SYMBOLS):
@@ -198,9 +201,13 @@ def test_report_shows_symbols_metrics_benchmark_models_and_decisions(
         for action, shape in (("BUY", "triangle-up"), ("SELL", "triangle-down")):
             expected = decisions[(decisions.symbol == symbol) & (decisions.action == action)]
             assert len(expected) > 0
-            markers = trace(found, f"{symbol} {action}")
-            assert markers["marker"]["symbol"] == shape
+            markers = trace(found, f"{symbol} every {action}")  # every decision, hidden
+            assert markers["marker"]["symbol"] == f"{shape}-open"
+            assert markers["visible"] == "legendonly"
             assert list(markers["x"]) == iso(expected["timestamp"].to_numpy())
+            changes = trace(found, f"{symbol} {action}")  # the changes of action, shown
+            assert changes.get("visible", True) is True
+            assert set(changes["x"]) <= set(markers["x"]) and len(changes["x"]) >= 1
             # drawn at the last close known at the decision time (the bar that just closed)
             series = market[symbol]
             at = np.searchsorted(series.timestamp, expected["timestamp"].to_numpy()) - 1
@@ -241,7 +248,8 @@ def test_downsampling_keeps_every_buy_and_sell(tmp_path: Path) -> None:
         acted = rows[rows.action != "HOLD"]
         for action in ("BUY", "SELL"):
             part = rows[rows.action == action]
-            assert list(trace(found, f"{symbol} {action}")["x"]) == iso(part.timestamp.to_numpy())
+            every = trace(found, f"{symbol} every {action}")["x"]
+            assert list(every) == iso(part.timestamp.to_numpy())
         candles = next(
             t for traces, _ in found.values() for t in traces if t["type"] == "candlestick"
         )
@@ -434,7 +442,7 @@ def test_real_data_report(tmp_path: Path) -> None:
     found = figures(path)
     for symbol in market:
         part = decisions[(decisions.symbol == symbol) & (decisions.action == "BUY")]
-        markers = trace(found, f"{symbol} BUY")
+        markers = trace(found, f"{symbol} every BUY")
         assert len(markers["x"]) == len(part)
         assert np.all(np.isfinite(values(markers["y"])))
 

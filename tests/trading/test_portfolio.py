@@ -64,7 +64,7 @@ def test_long_round_trip_by_hand() -> None:
     assert p.equity == p.cash
     assert p.realized_pnl == pytest.approx(40.0) and p.fees_paid == pytest.approx(0.44)
     trades = p.closed_trades()
-    assert list(trades.columns) == list(TRADE_COLUMNS)
+    assert list(trades.columns) == [*TRADE_COLUMNS, "exit_reason"]
     row = trades.iloc[0]
     assert (row.symbol, row.side, row.entry_time, row.exit_time) == (BTC, "long", 1_000, 5_000)
     assert (row.entry_bar, row.exit_bar) == (3, 7)

@@ -21,13 +21,16 @@ DAY = 86_400_000
 
 
 @cache
-def btc(tf: str, days: int) -> Candles:
+def btc(tf: str, days: int, first: int | None = None) -> Candles:
+    """``days`` of BTC candles from ``first`` (default: the file's first candle)."""
     data = shared_data_dir()
     if data is None:
         pytest.skip(SKIP_REASON)
     path = data / "ohlcv" / "binance-spot" / tf / f"BTC_USDT-{tf}.parquet"
-    first = int(pd.read_parquet(path, columns=["timestamp"]).timestamp.iloc[0])
-    frame = pd.read_parquet(path, columns=COLUMNS, filters=[("timestamp", "<", first + days * DAY)])
+    if first is None:
+        first = int(pd.read_parquet(path, columns=["timestamp"]).timestamp.iloc[0])
+    span = [("timestamp", ">=", first), ("timestamp", "<", first + days * DAY)]
+    frame = pd.read_parquet(path, columns=COLUMNS, filters=span)
     return Candles.from_frame(frame.reset_index(drop=True))
 
 
@@ -38,7 +41,10 @@ def log_return(close: np.ndarray, h: int) -> np.ndarray:
 
 
 def real_dataset() -> tuple[SupervisedDataset, Candles, np.ndarray, np.ndarray, np.ndarray]:
-    m1, h1 = btc("1m", 6), btc("1h", 40)
+    # the 1h context covers the same days as the 1m series (a 1h window years older than the
+    # sample would lie across a gap: such samples are dropped)
+    m1 = btc("1m", 6)
+    h1 = btc("1h", 40, int(m1.timestamp[0]) - 30 * DAY)
     spec = InputSpec.candles([M1, H1], frames=20, min_frames=20)
     start = int(m1.timestamp[0]) + DAY  # the 1h stream has 20 closed candles by then
     inputs = EncodedInputDataset(spec, {M1: m1, H1: h1}, start, start + 3 * DAY, anchor=M1)

@@ -69,9 +69,17 @@ def backtest(
             fraction=settings.risk.fraction,
             fill_timing=broker.fill_timing,
             bar_ms=Timeframe.parse(timeframe).ms,
+            gaps=settings.gaps,
+            max_missing_bars=settings.max_missing_bars,
         )
         result = dataclasses.replace(
-            result, settings={**result.settings, "source": strategy, "params": dict(source.params)}
+            result,
+            settings={
+                **result.settings,
+                "source": strategy,
+                "params": dict(source.params),
+                "timeframe": str(Timeframe.parse(timeframe)),
+            },
         )
     else:
         raise ValueError(f"unknown engine {engine!r}; use 'event' or 'vectorized'")

@@ -12,6 +12,13 @@ follow, with the wall clock and an exchange broker in place of these two):
    ``RiskManager.review`` and the orders it returns to ``Broker.submit``;
 5. equity at the bar's close is recorded.
 
+**Gaps** (:mod:`pivotal.core.gaps`). With the ``close`` policy (``settings.gaps``, the
+default), on a symbol's last bar before a gap step 4 is replaced for that symbol by a close:
+its active orders are cancelled and its position leaves through a reduce-only market order
+filled at that bar's close (exit reason ``gap``, :mod:`pivotal.trading.gaps`); the source is
+not asked, so no entry is taken there. With ``hold`` the position is carried through. Either
+way the result lists the gaps (``BacktestResult.gaps``).
+
 **Quiet bars are skipped, not approximated.** When no order is active and no decision
 source wants to wake before bar k, the bars in between cannot produce a fill or a
 decision; positions are constant there, so their equity is ``cash + Σ q·(close − entry)``
@@ -30,6 +37,7 @@ import numpy.typing as npt
 import talib
 
 from pivotal.backtest.config import BacktestSettings
+from pivotal.backtest.gaps import GapPlan
 from pivotal.backtest.result import BacktestResult
 from pivotal.backtest.timeline import Timeline, closed_streams, to_timeline_steps
 from pivotal.core.candles import Candles
@@ -40,6 +48,7 @@ from pivotal.core.trades import Trades
 from pivotal.core.types import COBData
 from pivotal.trading.brokers.simulated import SimulatedBroker
 from pivotal.trading.execution import ActionExecutor, alert_record, broker_event_record
+from pivotal.trading.gaps import flatten_before_gap
 from pivotal.trading.risk import RiskManager
 
 __all__ = ["BacktestEngine", "run_backtest"]
@@ -99,6 +108,15 @@ class BacktestEngine:
         }
         self._events: list[dict[str, Any]] = []
         self._decisions = 0
+        self.gap_plan = GapPlan.build(
+            self.candles, self.timeframe, self.settings.gaps, self.settings.max_missing_bars
+        )
+        closing: dict[int, list[str]] = {}
+        for symbol in self.candles:
+            for step in self.timeline.bar_steps[symbol][self.gap_plan.close_bars(symbol)]:
+                closing.setdefault(int(step), []).append(symbol)
+        self._closing = closing
+        self._gap_steps = np.array(sorted(closing), dtype=np.int64)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self, *, progress: bool = False) -> BacktestResult:
@@ -138,16 +156,20 @@ class BacktestEngine:
                 if j >= 0:
                     broker.on_bar(s, j)
             self._pre[k] = portfolio.equity
+            closing = self._closing.get(k, ())
+            for s in closing:
+                flatten_before_gap(broker, s)
             for s in symbols:
                 if wake_step[s] == k:
                     if self._halts or k + 1 - self._observed >= _OBSERVE_BATCH:
                         self._observe_until(k + 1)
                     j = int(index[s][k])
-                    self._decide(s, j, t_close)
+                    if s not in closing:
+                        self._decide(s, j, t_close)
                     wake_step[s] = self._wake_step(s, j + 1)
             equity[k] = portfolio.equity
             self._collect_events()
-            nxt = min(wake_step.values())
+            nxt = min(min(wake_step.values()), self._next_gap_step(k + 1))
             if nxt > k + 1 and not broker.has_active_orders():
                 end = min(nxt, n)
                 self._quiet_span(k + 1, end, equity)
@@ -174,6 +196,7 @@ class BacktestEngine:
                 **self.settings.model_dump(mode="json"),
             },
             engine="event",
+            gaps=tuple(self.gap_plan.records()),
         )
 
     # -- pieces --------------------------------------------------------------------------
@@ -189,6 +212,11 @@ class BacktestEngine:
                 "an earlier bar; it must return a bar index >= the one it was given"
             )
         return self.timeline.step_of(symbol, wake)
+
+    def _next_gap_step(self, step: int) -> int:
+        """The first step at or after ``step`` where a position is closed before a gap."""
+        at = int(np.searchsorted(self._gap_steps, step, side="left"))
+        return int(self._gap_steps[at]) if at < len(self._gap_steps) else len(self.timeline)
 
     def _observe_until(self, stop: int) -> None:
         """Hand the risk manager the pre-decision equity of steps not yet observed."""

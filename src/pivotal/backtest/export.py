@@ -11,11 +11,16 @@ Layout of the document (``format`` = ``"pivotal-backtest"``, ``version`` = 1)::
       "equity": {"n_points": 20000, "first_time_ms": ..., "last_time_ms": ...,
                  "first_time": "...Z", "last_time": "...Z"},
       "trades": [{...}, ...],              # closed round trips, TRADE_KEYS each
-      "open_trades": [{...}, ...]          # still open at the end, same keys
+      "open_trades": [{...}, ...],         # still open at the end, same keys
+      "gaps": [{...}, ...]                 # the gaps in the data the run met (see below)
     }
 
 A trade is ``{"symbol", "side", "entry_time", "exit_time", "entry_time_ms",
-"exit_time_ms", "entry_price", "exit_price", "size", "pnl", "fees", "return_pct"}``: times as
+"exit_time_ms", "entry_price", "exit_price", "size", "pnl", "fees", "return_pct",
+"exit_reason"}`` (``exit_reason``: ``exit``, ``stop``, ``take_profit``, ``gap``…, null while
+open; files written before it existed lack it and still read). A gap is ``{"symbol",
+"timeframe", "last_before", "first_after", "last_before_ms", "first_after_ms",
+"missing_bars"}`` (:meth:`pivotal.core.gaps.SeriesGap.as_dict`). Times are
 ISO-8601 UTC strings with milliseconds (``2025-05-20T00:00:00.000Z``) and as int UTC ms,
 prices and money in the quote currency, ``size`` in base units, ``return_pct`` in percent.
 A missing or non-finite number is ``null``. The full equity curve is not stored (it is the
@@ -58,7 +63,9 @@ TRADE_KEYS: tuple[str, ...] = (
     "pnl",
     "fees",
     "return_pct",
+    "exit_reason",
 )
+_OPTIONAL_TRADE_KEYS = frozenset({"exit_reason"})
 TOP_KEYS: tuple[str, ...] = (
     "format",
     "version",
@@ -114,6 +121,7 @@ def to_json_dict(result: BacktestResult) -> dict[str, Any]:
         "equity": equity,
         "trades": trade_records(result.trades),
         "open_trades": trade_records(result.open_trades),
+        "gaps": json_safe([dict(g) for g in result.gaps]),
     }
 
 
@@ -157,7 +165,12 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
         if not isinstance(records, list):
             raise ValueError(f"{source}: {name!r} must be a list of trades")
         for i, record in enumerate(records):
-            absent = [k for k in TRADE_KEYS if not isinstance(record, dict) or k not in record]
+            absent = [
+                k
+                for k in TRADE_KEYS
+                if k not in _OPTIONAL_TRADE_KEYS
+                and (not isinstance(record, dict) or k not in record)
+            ]
             if absent:
                 raise ValueError(f"{source}: {name}[{i}] is missing {absent}")
     return document
@@ -178,16 +191,16 @@ def trade_records(trades: pd.DataFrame) -> list[dict[str, Any]]:
         return []
     n = len(trades)
     columns: dict[str, list[Any]] = {}
-    for key in ("symbol", "side"):
+    for key in ("symbol", "side", "exit_reason"):
         values = trades[key] if key in trades.columns else pd.Series([None] * n)
-        columns[key] = [None if _missing(v) else str(v) for v in values]
+        columns[key] = [None if _missing(v) or v == "" else str(v) for v in values]
     for key in ("entry_time", "exit_time"):
         values = (
             pd.to_numeric(trades[key], errors="coerce").to_numpy(dtype=np.float64)
             if key in trades.columns
             else np.full(n, np.nan)
         )
-        known = np.isfinite(values)
+        known = np.isfinite(values) & (values >= 0)  # an open trade's exit time is -1
         whole = np.where(known, values, 0).astype(np.int64)
         iso = iso_utc(whole)
         columns[key] = [t if k else None for t, k in zip(iso, known, strict=True)]

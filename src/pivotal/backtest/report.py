@@ -10,7 +10,8 @@ The page, top to bottom:
    drawdown in percent;
 3. the metrics table (:func:`pivotal.backtest.metrics.format_metrics`);
 4. the closed trades (the first and last 500 when there are more than 1,000, saying so),
-   the positions still open at the end, and the run's settings.
+   the gaps in the data (also shaded on the chart), the positions still open at the end, and
+   the run's settings.
 
 Buy-and-hold is ``benchmark_equity`` when given, else an equal-weight basket of the
 symbols' closes on the run's timeline (each close taken as of the bar's open time, i.e.
@@ -48,6 +49,7 @@ from plotly.subplots import make_subplots
 
 from pivotal.backtest.export import json_safe
 from pivotal.backtest.metrics import METRIC_LABELS, format_metrics, result_metrics
+from pivotal.backtest.report_gaps import add_gap_bands, gap_section
 from pivotal.backtest.result import BacktestResult
 from pivotal.core.candles import Candles
 from pivotal.data.atomic import atomic_write_text
@@ -224,6 +226,7 @@ def build_figure(
         row=rows,
         col=1,
     )
+    add_gap_bands(figure, result.gaps, round(period))
     figure.update_xaxes(type="date", rangeslider_visible=False)
     figure.update_yaxes(title_text="%", row=rows, col=1)
     figure.update_layout(
@@ -496,6 +499,7 @@ def _page(result: BacktestResult, metrics: Mapping[str, Any], chart: str, title:
             "<h2>Trades</h2>",
             f"<p>{html.escape(note)}</p>",
             _trade_table(result.trades, edge=TABLE_EDGE_ROWS),
+            gap_section(result.gaps, result.trades),
             "<h2>Open positions at the end</h2>",
             _trade_table(result.open_trades, edge=TABLE_EDGE_ROWS) if n_open else "<p>None.</p>",
             "<h2>Settings</h2>",
@@ -508,7 +512,7 @@ def _page(result: BacktestResult, metrics: Mapping[str, Any], chart: str, title:
 
 
 _TRADE_HEADERS = ("#", "Symbol", "Side", "Entry (UTC)", "Exit (UTC)", "Entry price", "Exit price")
-_TRADE_HEADERS += ("Size", "PnL", "Fees", "Return [%]")
+_TRADE_HEADERS += ("Size", "PnL", "Fees", "Return [%]", "Exit reason")
 
 
 def _trade_table(trades: pd.DataFrame, *, edge: int) -> str:
@@ -553,6 +557,7 @@ def _trade_text_columns(part: pd.DataFrame) -> list[list[str]]:
         numbers("pnl", ",.2f"),
         numbers("fees", ",.2f"),
         numbers("return_pct", "+.3f"),
+        text("exit_reason"),
     ]
 
 

@@ -15,6 +15,10 @@ Conventions (the same as backtesting.py's, so the figures compare one to one):
   ``entry_bar``/``exit_bar`` index ``timestamps``.
 - A position still open at the end is listed in ``open_trades`` (marked at the last
   close, exit fee not deducted) and is part of ``final_equity``, not of ``trades``.
+- ``trades`` has an ``exit_reason`` column after those (``exit``, ``stop``, ``take_profit``,
+  ``gap``, ...). ``gaps`` lists the gaps in the data the run met, one dict per gap
+  (:meth:`pivotal.core.gaps.SeriesGap.as_dict` plus ``symbol`` and ``timeframe``); with
+  the ``close`` policy no trade spans one: it exits at the last bar before it, reason ``gap``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from pivotal.trading.records import (
+    EXIT_REASON,
     FILL_COLUMNS,
     TRADE_COLUMNS,
     empty_fill_frame,
@@ -35,6 +40,7 @@ from pivotal.trading.records import (
 )
 
 __all__ = [
+    "EXIT_REASON",
     "FILL_COLUMNS",
     "TRADE_COLUMNS",
     "BacktestResult",
@@ -67,6 +73,7 @@ class BacktestResult:
     events: tuple[Mapping[str, Any], ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
     engine: str = "event"
+    gaps: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.timestamps) != len(self.equity):

@@ -30,6 +30,11 @@ Semantics (prices and money in the quote asset, sizes in the base asset, times U
   paid); while flat, ``equity[i] = cash``.
   A trade's ``pnl = N*(x - e) - (N*x*fee + N*e*fee)`` and ``fees = N*x*fee + N*e*fee``, i.e.
   ``q*(exit - entry) - q*(entry + exit)*fee``. Reported prices are the raw market prices.
+- **Gaps** (:mod:`pivotal.core.gaps`): with ``gaps="close"`` (the default), on the last bar
+  ``g`` before a gap an entry signal is ignored and a position still open is sold at
+  ``close[g]`` (fill bar ``g``, stamped at its close, tag and exit reason ``gap``) unless an
+  exit decided before bar ``g`` closed it first; this is what the event engine does. With
+  ``"hold"`` positions are carried through gaps (backtesting.py's behaviour).
 - **End of data**: a position still open is listed in ``open_trades`` with no exit
   (``exit_bar`` and ``exit_time`` -1, ``exit_price`` NaN, as the event engine reports it);
   its ``pnl`` is the unrealized PnL at the last close minus the entry fee, its ``fees`` the
@@ -49,10 +54,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from pivotal.backtest.result import FILL_COLUMNS, TRADE_COLUMNS, BacktestResult
+from pivotal.backtest.result import EXIT_REASON, FILL_COLUMNS, TRADE_COLUMNS, BacktestResult
 from pivotal.backtest.signals import Signals
 from pivotal.core import Candles
 from pivotal.core.errors import DataError
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, GapPolicy, find_series_gaps, gap_after
+from pivotal.core.timeframes import Timeframe
 
 FillTiming = Literal["next_open", "current_close"]
 FILL_TIMINGS: tuple[str, ...] = ("next_open", "current_close")
@@ -105,6 +112,12 @@ def _check_prices(name: str, prices: npt.NDArray[np.float64]) -> None:
     )
 
 
+def _timeframe(bar_ms: int) -> str:
+    """The timeframe name of a bar length (e.g. ``"1m"``), else ``"<ms>ms"``."""
+    named = [tf for tf in Timeframe if tf.ms == bar_ms]
+    return str(named[0]) if named else f"{bar_ms}ms"
+
+
 def _close_offset(ts: npt.NDArray[np.int64], bar_ms: int | None, *, needed: bool) -> int:
     """How much later than its bar's open time a fill at the bar's close is stamped."""
     if bar_ms is not None:
@@ -134,6 +147,7 @@ class _Trades:
     exit_fees: list[float]  # closed trades only
     cash_open: list[float]  # cash while each trade is open (entry fee paid)
     cash_flat: list[float]  # cash after each exit (closed trades only)
+    at_gap: list[bool]  # per closed trade: closed at the close of the last bar before a gap
 
     @property
     def is_open(self) -> bool:
@@ -149,9 +163,13 @@ def _simulate(
     fee: float,
     lot: float,
     fraction: float,
+    closes: FloatArray,
+    gap_bars: list[int],
 ) -> _Trades:
-    """Walk the signals trade by trade (one Python iteration per trade, never per bar)."""
-    out = _Trades([], [], [], [], [], [], [], [], [])
+    """Walk the signals trade by trade (one Python iteration per trade, never per bar).
+
+    ``gap_bars`` are the last bars before gaps where a position is closed at ``closes``."""
+    out = _Trades([], [], [], [], [], [], [], [], [], [])
     ent = np.flatnonzero(entries).tolist()
     ext = np.flatnonzero(exits).tolist()
     last = len(entries) - shift  # decisions at bars >= last have no bar to fill in
@@ -162,6 +180,11 @@ def _simulate(
         if k_ent == len(ent) or ent[k_ent] >= last:
             return out
         i = ent[k_ent]
+        k_gap = bisect_left(gap_bars, i)
+        gap = gap_bars[k_gap] if k_gap < len(gap_bars) else None
+        if gap == i:
+            pos = i + 1  # no entry on the last bar before a gap
+            continue
         price = float(fill_prices[i + shift])
         e = price * lot
         # backtesting.py: adjusted price + commission(size, price) / |size| with size = fraction
@@ -178,18 +201,21 @@ def _simulate(
         out.entry_fees.append(paid)
         out.cash_open.append(cash)
         k_ext = bisect_left(ext, i + 1, k_ext)
-        if k_ext == len(ext) or ext[k_ext] >= last:
+        j = ext[k_ext] if k_ext < len(ext) and ext[k_ext] < last else None
+        if gap is not None and (j is None or j >= gap):
+            exit_bar, exit_price, pos = gap, float(closes[gap]), gap + 1
+        elif j is None:
             return out  # still open at the end
-        j = ext[k_ext]
-        exit_price = float(fill_prices[j + shift])
+        else:
+            exit_bar, exit_price, pos = j + shift, float(fill_prices[j + shift]), j + 1
         x = exit_price * lot
         charged = units * x * fee
         cash += units * (x - e) - charged
-        out.exit_bars.append(j + shift)
+        out.exit_bars.append(exit_bar)
         out.exit_prices.append(exit_price)
         out.exit_fees.append(charged)
         out.cash_flat.append(cash)
-        pos = j + 1
+        out.at_gap.append(exit_bar == gap)
 
 
 def _equity(
@@ -236,6 +262,7 @@ def _trade_frame(
     gross: FloatArray,
     fees: FloatArray,
     lot: float,
+    reasons: npt.NDArray[np.object_],
 ) -> pd.DataFrame:
     size = lots * lot
     pnl = gross - fees
@@ -253,9 +280,10 @@ def _trade_frame(
             "pnl": pnl,
             "fees": fees,
             "return_pct": pnl / (entry_prices * size) * 100.0,
+            EXIT_REASON: reasons,
         },
-        columns=list(TRADE_COLUMNS),
-    )
+        columns=[*TRADE_COLUMNS, EXIT_REASON],
+    ).astype({EXIT_REASON: object})
 
 
 def _tables(
@@ -265,17 +293,20 @@ def _tables(
     close: FloatArray,
     symbol: str,
     lot: float,
+    close_offset: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The closed-trade table, the open-trade table and the fill table.
 
     A fill in bar ``b`` is stamped ``ts[b] + time_offset``: 0 for fills at the open, the bar
-    duration for fills at the close.
+    duration for fills at the close; a gap exit always at its bar's close (``close_offset``).
     """
     c = len(trades.exit_bars)
     entry_bars = np.asarray(trades.entry_bars, dtype=np.int64)
     exit_bars = np.asarray(trades.exit_bars, dtype=np.int64)
     entry_times = ts[entry_bars] + time_offset
-    exit_times = ts[exit_bars] + time_offset
+    at_gap = np.asarray(trades.at_gap, dtype=bool)
+    exit_times = ts[exit_bars] + np.where(at_gap, close_offset, time_offset)
+    reasons = np.where(at_gap, "gap", "exit").astype(object)
     lots = np.asarray(trades.lots, dtype=np.float64)
     entry_prices = np.asarray(trades.entry_prices, dtype=np.float64)
     exit_prices = np.asarray(trades.exit_prices, dtype=np.float64)
@@ -286,7 +317,7 @@ def _tables(
     gross = lots[:c] * (exit_prices * lot - entry_prices[:c] * lot)
     closed = _trade_frame(
         symbol, entry_bars[:c], exit_bars, entry_times[:c], exit_times,
-        entry_prices[:c], exit_prices, lots[:c], gross, fees, lot,
+        entry_prices[:c], exit_prices, lots[:c], gross, fees, lot, reasons,
     )  # fmt: skip
     # a trade still open: no exit yet (bar and time -1, price NaN, as the event engine has
     # it); pnl = unrealized at the last close minus the entry fee paid
@@ -296,6 +327,7 @@ def _tables(
     still_open = _trade_frame(
         symbol, entry_bars[c:], no_exit, entry_times[c:], no_exit, entry_prices[c:],
         np.full(n_open, np.nan), lots[c:], open_gross, entry_fees[c:], lot,
+        np.full(n_open, "", dtype=object),
     )  # fmt: skip
 
     # fills in time order: entry, exit, entry, exit, ..., [entry of the open trade]
@@ -314,6 +346,7 @@ def _tables(
     side[0::2], side[1::2] = "buy", "sell"
     tag = np.empty(k, dtype=object)
     tag[0::2], tag[1::2] = "entry", "exit"
+    tag[1 : 2 * c : 2] = reasons
     if n_open:
         bars[-1], times[-1], prices[-1] = entry_bars[-1], entry_times[-1], entry_prices[-1]
         paid[-1], quantity[-1] = entry_fees[-1], lots[-1] * lot
@@ -346,6 +379,8 @@ def run_signals(
     fraction: float = 1.0,
     fill_timing: FillTiming = "next_open",
     bar_ms: int | None = None,
+    gaps: GapPolicy | str = GapPolicy.CLOSE,
+    max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
 ) -> BacktestResult:
     """Backtest long-only ``signals`` on ``candles``; see the module docstring for semantics.
 
@@ -360,7 +395,10 @@ def run_signals(
             ``buy()`` uses ``1 - 2.2e-16``.
         fill_timing: ``"next_open"`` (backtesting.py's default) or ``"current_close"``.
         bar_ms: the bar duration in ms, used to stamp fills at a close (``timestamp +
-            bar_ms``); None infers it as the smallest step between timestamps.
+            bar_ms``) and to find gaps; None infers it as the smallest step between timestamps.
+        gaps: ``"close"`` (default) closes a position at the last bar before each gap and
+            takes no entry there; ``"hold"`` carries positions through gaps.
+        max_missing_bars: a missing run of more than this many bars is a gap.
 
     Returns:
         A :class:`BacktestResult` with ``engine="vectorized"``, the equity curve, trades,
@@ -398,11 +436,19 @@ def run_signals(
     if shift:
         _check_prices("open", candles.open)
 
+    policy = GapPolicy.parse(gaps)
     ts = candles.timestamp
-    trades = _simulate(entries, exits, fill_prices, shift, cash, fee, lot, fraction)
+    step = _close_offset(ts, bar_ms, needed=False)
+    found = find_series_gaps(ts, step, max_missing_bars) if step else []
+    gap_bars: list[int] = []
+    if policy is GapPolicy.CLOSE and found:
+        gap_bars = np.flatnonzero(gap_after(ts, step, max_missing_bars)).tolist()
+    trades = _simulate(
+        entries, exits, fill_prices, shift, cash, fee, lot, fraction, candles.close, gap_bars
+    )
     equity = _equity(trades, candles.close, cash, lot, n)
     offset = 0 if shift else _close_offset(ts, bar_ms, needed=bool(trades.entry_bars))
-    trade_table, open_table, fills = _tables(trades, ts, offset, candles.close, symbol, lot)
+    trade_table, open_table, fills = _tables(trades, ts, offset, candles.close, symbol, lot, step)
     settings = {
         "symbol": symbol,
         "cash": cash,
@@ -413,6 +459,8 @@ def run_signals(
         "bar_ms": bar_ms,
         "bars": n,
         "signal_warmup": warmup,
+        "gaps": str(policy),
+        "max_missing_bars": max_missing_bars,
     }
     return BacktestResult(
         initial_cash=cash,
@@ -425,4 +473,5 @@ def run_signals(
         events=(),
         settings=settings,
         engine="vectorized",
+        gaps=tuple({"symbol": symbol, "timeframe": _timeframe(step), **g.as_dict()} for g in found),
     )

@@ -21,7 +21,7 @@ from pivotal.core.errors import ConfigError
 
 ENV_PREFIX = "PIVOTAL_"
 CONFIG_FILE_NAME = "pivotal.yaml"
-_NOT_KEYS = {"PIVOTAL_CONFIG", "PIVOTAL_SHARED_DATA"}
+_NOT_KEYS = {"PIVOTAL_CONFIG", "PIVOTAL_SHARED_DATA", "PIVOTAL_DEBUG"}  # not settings
 MASK = "********"
 
 

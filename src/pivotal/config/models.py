@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 
@@ -99,6 +100,17 @@ class MarketConfig(StrictModel):
         return [Timeframe.parse(v).value for v in value]
 
 
+class GapsConfig(StrictModel):
+    """What counts as a gap in a candle series (see ``pivotal.core.gaps``)."""
+
+    max_missing_bars: int = Field(
+        default=DEFAULT_MAX_MISSING_BARS,
+        ge=0,
+        description="A missing run of more than this many bars is a gap: indicators, pivots, "
+        "model windows and labels restart after it",
+    )
+
+
 class PivotalConfig(StrictModel):
     """The whole configuration (``pivotal.yaml``)."""
 
@@ -108,6 +120,7 @@ class PivotalConfig(StrictModel):
     markets: MarketConfig = Field(default_factory=MarketConfig)
     download: DownloadConfig = Field(default_factory=DownloadConfig)
     exchanges: dict[str, ExchangeConfig] = Field(default_factory=dict)
+    gaps: GapsConfig = Field(default_factory=GapsConfig)
 
     @field_validator("data_dir")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 _ASSET = r"[A-Z0-9]{1,20}"
@@ -83,6 +84,40 @@ class Symbol:
         raise ValueError(
             f"cannot split {text!r} into base and quote (known quotes: {', '.join(KNOWN_QUOTES)});"
             " give the symbol explicitly, e.g. --symbol BTC/USDT"
+        )
+
+    @classmethod
+    def resolve(cls, text: str, known: Iterable[Symbol] = ()) -> Symbol:
+        """A symbol as a user types it: ``BTC/USDT``, ``btc/usdt``, ``BTCUSDT``, ``btcusdt``,
+        ``BTC-USDT`` or ``BTC_USDT``.
+
+        The slash form is parsed as is. A form without a slash is matched against ``known``
+        (e.g. the store's symbols) first, then split at a known quote asset; when it can be
+        split in more than one way (``BTCBUSD``: BTC/BUSD or BTCB/USD) it is refused with the
+        candidates. ``ValueError`` says the expected form otherwise.
+        """
+        raw = str(text).strip().upper()
+        if "/" in raw:
+            return cls.parse(raw)
+        compact = raw.replace("-", "").replace("_", "")
+        matches = sorted({s for s in known if s.settle is None and s.exchange_id == compact})
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            matches = [
+                cls(compact[: -len(q)], q)
+                for q in KNOWN_QUOTES
+                if compact.endswith(q) and len(compact) > len(q) and len(compact) - len(q) <= 20
+            ]
+            if len(matches) == 1:
+                return matches[0]
+        if len(matches) > 1:
+            options = " or ".join(str(m) for m in matches)
+            raise ValueError(f"symbol {text!r} is ambiguous ({options}); write it as BASE/QUOTE")
+        raise ValueError(
+            f"symbol {text!r} is not in a form pivotal reads; write it as BASE/QUOTE, e.g. "
+            "BTC/USDT (BTCUSDT also works when it ends in a known quote asset such as USDT, "
+            "USDC, BTC or EUR)"
         )
 
     @property

@@ -18,7 +18,11 @@ For each series (symbol × timeframe) the service:
 3. validates each page (:func:`~pivotal.data.validation.validate_candles`) and writes it in
    one store transaction, so an interruption loses nothing already written and a re-run
    resumes; a page that fails validation raises :class:`DataError` and is not written;
-4. retries rate limits (429, 418, honouring ``Retry-After``), 5xx, timeouts and dropped
+4. checks before its first request that the exchange's API host resolves and accepts a TCP
+   connection (:data:`~pivotal.data.exchanges.PREFLIGHT_TIMEOUT_S` each), and again after a
+   request that got no reply: a host that cannot be resolved or refuses the connection (no
+   network) fails the exchange at once, without retries;
+   retries rate limits (429, 418, honouring ``Retry-After``), 5xx, timeouts and dropped
    connections with exponential backoff (``download.backoff_initial_s`` doubling up to
    ``download.backoff_max_s``, at most ``download.max_retries`` times); other errors
    (unknown symbol, bad request, authentication) are not retried;
@@ -47,7 +51,9 @@ from pivotal.core.errors import DataError, OperationalError, TransientError
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.data.exchanges import (
+    PREFLIGHT_TIMEOUT_S,
     ExchangeCapabilities,
+    ExchangeUnreachable,
     ResponseTracker,
     capabilities,
     create_client,
@@ -73,8 +79,9 @@ class DownloadProgress:
 
     Reported once before the first request, after each stored page and, with ``done``,
     when the attempt ends (also when it fails and the next exchange takes over, under its
-    own key). ``expected`` counts the grid slots of the span still to fetch (outages make the
-    real count lower); ``last`` is the newest open time fetched so far.
+    own key; then ``failed`` is True and the attempt is not complete). ``expected`` counts
+    the grid slots of the span still to fetch (outages make the real count lower); ``last``
+    is the newest open time fetched so far.
     """
 
     key: SeriesKey
@@ -82,6 +89,7 @@ class DownloadProgress:
     expected: int
     last: int | None
     done: bool = False
+    failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +174,7 @@ class _Session:
         self.store, self.config, self.clock = store, config, clock
         self.progress, self.sleep = progress, sleep
         self.clients: dict[str, tuple[ccxt.Exchange, ResponseTracker]] = {}
+        self.unreachable: dict[str, ExchangeUnreachable] = {}
 
     def close(self) -> None:
         for client, _ in self.clients.values():
@@ -177,8 +186,16 @@ class _Session:
     ) -> DownloadResult:
         failures: list[str] = []
         for exchange in chain:
+            if exchange in self.unreachable:
+                failures.append(str(self.unreachable[exchange]))
+                continue
             try:
                 result = self.download(exchange, symbol, tf, since, until)
+            except ExchangeUnreachable as exc:
+                self.unreachable[exchange] = exc  # no other series will reach it either
+                failures.append(str(exc))
+                log.info("%s", exc)
+                continue
             except (TransientError, OperationalError) as exc:
                 failures.append(str(exc))  # each message names the exchange
                 log.warning("%s", exc)
@@ -190,6 +207,12 @@ class _Session:
                 )  # fmt: skip
             return replace(result, requested_exchange=chain[0], fallbacks=tuple(failures))
         lines = "\n".join(f"  - {f}" for f in failures)
+        if all(e in self.unreachable for e in chain):
+            raise OperationalError(
+                f"could not reach any exchange for {symbol} {tf} ({', '.join(chain)}):\n"
+                f"{lines}\nCheck the internet connection (this machine may be offline); "
+                "candles already stored are kept and a re-run resumes."
+            )
         raise OperationalError(
             f"could not download {symbol} {tf} from any exchange ({', '.join(chain)}):\n{lines}\n"
             "Check the symbol and the network, or add exchanges to download.fallback_exchanges;"
@@ -216,8 +239,10 @@ class _Session:
         try:
             if expected:
                 self._fetch(exchange, caps, key, (start, end), expected, counters)
-        finally:
-            self._report(key, counters, expected, done=True)
+        except BaseException:
+            self._report(key, counters, expected, done=True, failed=True)
+            raise
+        self._report(key, counters, expected, done=True)
         written = WriteResult(
             sum(w.inserted for w in counters.written),
             sum(w.updated for w in counters.written),
@@ -252,10 +277,17 @@ class _Session:
         self._pages(client, tracker, caps, key, (*span, limit), expected, counters)
 
     def _report(
-        self, key: SeriesKey, counters: _Counters, expected: int, done: bool = False
+        self,
+        key: SeriesKey,
+        counters: _Counters,
+        expected: int,
+        done: bool = False,
+        failed: bool = False,
     ) -> None:
         if self.progress is not None:
-            self.progress(DownloadProgress(key, counters.fetched, expected, counters.last, done))
+            self.progress(
+                DownloadProgress(key, counters.fetched, expected, counters.last, done, failed)
+            )
 
     def _pages(
         self,
@@ -302,7 +334,9 @@ class _Session:
     # -- clients and retries ---------------------------------------------------------------
     def client(self, exchange: str) -> tuple[ccxt.Exchange, ResponseTracker]:
         if exchange not in self.clients:
-            client = create_client(exchange, self.config.exchange(exchange))
+            client = create_client(
+                exchange, self.config.exchange(exchange), preflight_timeout_s=PREFLIGHT_TIMEOUT_S
+            )
             self.clients[exchange] = (client, track_responses(client))
         return self.clients[exchange]
 
@@ -340,11 +374,17 @@ class _Session:
                         retry_after_s=wait,
                     ) from exc
                 if attempt >= cfg.max_retries:
+                    if status in (418, 429):
+                        why = "the exchange keeps limiting the request rate"
+                    elif status is not None:
+                        why = f"the exchange keeps answering HTTP {status}"
+                    else:
+                        why = "requests keep failing without a reply (timeouts or dropped "
+                        why += "connections) although the host answers"
                     raise TransientError(
                         f"{key}: still failing after {cfg.max_retries} retries "
-                        f"({what}: {short_message(exc)}); the exchange is overloaded or "
-                        "unreachable. Re-run later (the download resumes) or raise "
-                        "download.max_retries.",
+                        f"({what}: {short_message(exc)}); {why}. Re-run later (the download "
+                        "resumes) or raise download.max_retries.",
                         retry_after_s=wait,
                     ) from exc
                 delay = min(cfg.backoff_max_s, cfg.backoff_initial_s * 2**attempt)

@@ -1,10 +1,15 @@
 """The embedded market-data store: one DuckDB file, no server to start.
 
-Layout: ``series`` (one row per exchange/symbol/timeframe with its provenance), ``candles``
-(series id, open time, OHLCV) and ``trades``. Upserts stage the batch as an Arrow table,
-compare it with what is stored for the same keys, and in one transaction insert new rows
-and replace changed ones; rows that are already stored identically are not touched, so
-re-importing a file changes nothing.
+Layout: ``series`` (one row per exchange/symbol/timeframe), ``candles`` (series id, open
+time, OHLCV and the row's ``source``: where that candle came from) and ``trades``. Upserts
+stage the batch as an Arrow table, compare it with what is stored for the same keys, and in
+one transaction insert new rows and replace changed ones; rows that are already stored
+(within :data:`~pivotal.data.series.CHANGE_TOLERANCE`) are not touched, so re-importing a file
+changes nothing. A derived candle (resampled, aggregated) never replaces one the exchange
+published unless the write asks to overwrite.
+
+Schema version 2 moved provenance from the series to each candle; opening a version-1 store
+for writing migrates it in one transaction, every candle keeping its series' label.
 """
 
 from __future__ import annotations
@@ -21,12 +26,25 @@ import pyarrow as pa
 
 from pivotal.core.candles import CANDLE_COLUMNS, Candles
 from pivotal.core.errors import OperationalError
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.trades import TRADE_COLUMNS, Trades
-from pivotal.data.series import Gap, SeriesInfo, SeriesKey, WriteResult, normalize_exchange
+from pivotal.data.series import (
+    CHANGE_TOLERANCE,
+    DERIVED_SOURCE_PREFIXES,
+    Gap,
+    SeriesInfo,
+    SeriesKey,
+    SourceRange,
+    SourceShare,
+    WriteResult,
+    describe_sources,
+    is_derived_source,
+    normalize_exchange,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STORE_FILE_NAME = "pivotal.duckdb"
 
 _SCHEMA = """
@@ -45,7 +63,8 @@ CREATE TABLE IF NOT EXISTS candles (
     series_id INTEGER NOT NULL,
     ts BIGINT NOT NULL,
     open DOUBLE NOT NULL, high DOUBLE NOT NULL, low DOUBLE NOT NULL,
-    close DOUBLE NOT NULL, volume DOUBLE NOT NULL
+    close DOUBLE NOT NULL, volume DOUBLE NOT NULL,
+    source VARCHAR DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS trades (
     exchange VARCHAR NOT NULL,
@@ -59,6 +78,11 @@ CREATE TABLE IF NOT EXISTS trades (
 """
 
 _VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
+_STORED_IS_DERIVED = (
+    "("
+    + " OR ".join(f"starts_with(s.source, '{prefix}')" for prefix in DERIVED_SOURCE_PREFIXES)
+    + ")"
+)
 
 
 class DuckDBStore:
@@ -88,6 +112,10 @@ class DuckDBStore:
                 [str(SCHEMA_VERSION)],
             )
         self._check_version()
+        self._row_sources = self._has_row_sources()
+        if not self._row_sources and not read_only:
+            self._migrate_row_sources()
+            self._row_sources = True
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:
@@ -114,15 +142,36 @@ class DuckDBStore:
                 f"understands ({SCHEMA_VERSION}); upgrade pivotal"
             )
 
+    def _has_row_sources(self) -> bool:
+        columns = self._con.execute("PRAGMA table_info('candles')").fetchall()
+        return any(c[1] == "source" for c in columns)
+
+    def _migrate_row_sources(self) -> None:
+        """Version 1 → 2: every stored candle gets its series' source label (one transaction;
+        a failure leaves the store as it was)."""
+        with self.transaction() as con:
+            con.execute("ALTER TABLE candles ADD COLUMN source VARCHAR DEFAULT ''")
+            con.execute(
+                "UPDATE candles SET source = s.source FROM series s WHERE candles.series_id = s.id"
+            )
+            con.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)]
+            )
+
+    def _source_sql(self, candle: str, series: str) -> str:
+        """The SQL expression for a candle's source (a read-only version-1 store has only the
+        series' label)."""
+        return f"{candle}.source" if self._row_sources else f"{series}.source"
+
     # -- series ---------------------------------------------------------------------------
     def _series_id(self, key: SeriesKey, create: bool, source: str = "") -> int | None:
+        """The series' id (created, labelled with the first write's source, if asked).
+        Provenance lives on each candle; ``series.source`` is only the creating write's."""
         row = self._one(
             "SELECT id FROM series WHERE exchange = ? AND symbol = ? AND timeframe = ?",
             [key.exchange, str(key.symbol), key.timeframe.value],
         )
         if row is not None:
-            if source:
-                self._con.execute("UPDATE series SET source = ? WHERE id = ?", [source, row[0]])
             return int(row[0])
         if not create:
             return None
@@ -134,12 +183,29 @@ class DuckDBStore:
         return int(row[0])  # type: ignore[index]  # RETURNING always yields the new row
 
     # -- candles --------------------------------------------------------------------------
-    def write_candles(self, key: SeriesKey, candles: Candles, source: str = "") -> WriteResult:
+    def write_candles(
+        self, key: SeriesKey, candles: Candles, source: str = "", *, overwrite: bool = False
+    ) -> WriteResult:
+        """Upsert ``candles`` labelled ``source`` in one transaction.
+
+        A stored row is replaced only when a value differs by more than
+        :data:`~pivotal.data.series.CHANGE_TOLERANCE` (relative). When ``source`` is derived
+        (:func:`~pivotal.data.series.is_derived_source`), stored candles from any other source
+        are kept (counted in ``kept``) unless ``overwrite``; derived rows replace derived
+        ones and fill holes freely. An exchange candle replaces a derived one even when the
+        values agree, so each row's source stays true.
+        """
         if not len(candles):
             return WriteResult(0, 0, 0)
         incoming = candles.to_arrow().rename_columns(["ts", *_VALUE_COLUMNS])
         lo, hi = int(candles.timestamp.min()), int(candles.timestamp.max())
-        differs = " OR ".join(f"i.{c} IS DISTINCT FROM s.{c}" for c in _VALUE_COLUMNS)
+        differs = " OR ".join(
+            f"abs(i.{c} - s.{c}) > {CHANGE_TOLERANCE!r} * greatest(abs(i.{c}), abs(s.{c}))"
+            for c in _VALUE_COLUMNS
+        )
+        derived = is_derived_source(source)
+        protect = "TRUE" if derived and not overwrite else "FALSE"
+        relabel = "FALSE" if derived else "TRUE"
         con = self._con
         with self._lock:
             con.register("incoming", incoming)
@@ -148,37 +214,48 @@ class DuckDBStore:
                 sid = self._series_id(key, create=True, source=source)
                 con.execute(
                     "CREATE OR REPLACE TEMP TABLE stored AS SELECT ts, open, high, low, close, "
-                    "volume FROM candles WHERE series_id = ? AND ts BETWEEN ? AND ?",
+                    "volume, source FROM candles WHERE series_id = ? AND ts BETWEEN ? AND ?",
                     [sid, lo, hi],
                 )
-                counts = self._one(
-                    f"SELECT count(*) FILTER (WHERE s.ts IS NULL), "
-                    f"count(*) FILTER (WHERE s.ts IS NOT NULL AND ({differs})) "
-                    f"FROM incoming i LEFT JOIN stored s USING (ts)"
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE judged AS SELECT i.ts, CASE "
+                    f"WHEN s.ts IS NULL THEN 'new' "
+                    f"WHEN ({differs}) AND {protect} AND NOT {_STORED_IS_DERIVED} THEN 'kept' "
+                    f"WHEN ({differs}) THEN 'changed' "
+                    f"WHEN {relabel} AND {_STORED_IS_DERIVED} THEN 'relabel' "
+                    f"ELSE 'same' END AS verdict FROM incoming i LEFT JOIN stored s USING (ts)"
                 )
-                assert counts is not None
-                inserted, updated = int(counts[0]), int(counts[1])
-                if updated:
+                counts = dict(
+                    con.execute("SELECT verdict, count(*) FROM judged GROUP BY verdict").fetchall()
+                )
+                if counts.get("changed") or counts.get("relabel"):
                     con.execute(
-                        f"DELETE FROM candles WHERE series_id = ? AND ts IN (SELECT i.ts FROM "
-                        f"incoming i JOIN stored s USING (ts) WHERE {differs})",
+                        "DELETE FROM candles WHERE series_id = ? AND ts IN (SELECT ts FROM "
+                        "judged WHERE verdict IN ('changed', 'relabel'))",
                         [sid],
                     )
-                if inserted or updated:
+                if counts.get("new") or counts.get("changed") or counts.get("relabel"):
                     con.execute(
-                        "INSERT INTO candles SELECT ?, i.ts, i.open, i.high, i.low, i.close, "
-                        "i.volume FROM incoming i WHERE i.ts NOT IN (SELECT ts FROM candles "
-                        "WHERE series_id = ? AND ts BETWEEN ? AND ?) ORDER BY i.ts",
-                        [sid, sid, lo, hi],
+                        "INSERT INTO candles (series_id, ts, open, high, low, close, volume, "
+                        "source) SELECT ?, i.ts, i.open, i.high, i.low, i.close, i.volume, ? "
+                        "FROM incoming i JOIN judged j USING (ts) "
+                        "WHERE j.verdict IN ('new', 'changed', 'relabel') ORDER BY i.ts",
+                        [sid, source],
                     )
                 con.execute("DROP TABLE stored")
+                con.execute("DROP TABLE judged")
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
             finally:
                 con.unregister("incoming")
-        return WriteResult(inserted, updated, len(candles) - inserted - updated)
+        return WriteResult(
+            inserted=int(counts.get("new", 0)),
+            updated=int(counts.get("changed", 0)),
+            unchanged=int(counts.get("same", 0) + counts.get("relabel", 0)),
+            kept=int(counts.get("kept", 0)),
+        )
 
     def read_candles(
         self, key: SeriesKey, start: int | None = None, end: int | None = None
@@ -203,41 +280,83 @@ class DuckDBStore:
         return None if row is None or row[0] is None else int(row[0])
 
     def series(self) -> list[SeriesInfo]:
+        """Every stored series: rows, span, gaps (missing runs longer than
+        :data:`~pivotal.core.gaps.DEFAULT_MAX_MISSING_BARS` bars), all missing bars and runs,
+        and the rows per source."""
         with self._lock:
             rows = self._con.execute(
-                """
+                f"""
                 WITH steps AS (
                     SELECT c.series_id, c.ts,
                            c.ts - lag(c.ts) OVER (PARTITION BY c.series_id ORDER BY c.ts) AS d
                     FROM candles c
                 ), agg AS (
                     SELECT st.series_id, count(*) AS n, min(st.ts) AS first, max(st.ts) AS last,
-                           count(*) FILTER (WHERE st.d > s.step_ms) AS gaps,
+                           count(*) FILTER (
+                               WHERE st.d // s.step_ms - 1 > {DEFAULT_MAX_MISSING_BARS}) AS gaps,
+                           count(*) FILTER (WHERE st.d > s.step_ms) AS runs,
                            coalesce(sum(st.d // s.step_ms - 1) FILTER (WHERE st.d > s.step_ms), 0)
                                AS missing
                     FROM steps st JOIN series s ON s.id = st.series_id
                     GROUP BY st.series_id
                 )
-                SELECT s.exchange, s.symbol, s.timeframe, s.source,
+                SELECT s.exchange, s.symbol, s.timeframe, s.id,
                        coalesce(a.n, 0), a.first, a.last, coalesce(a.gaps, 0),
-                       coalesce(a.missing, 0)
+                       coalesce(a.missing, 0), coalesce(a.runs, 0)
                 FROM series s LEFT JOIN agg a ON a.series_id = s.id
                 ORDER BY s.exchange, s.symbol, s.step_ms
                 """
             ).fetchall()
-        return [
-            SeriesInfo(
-                key=SeriesKey(r[0], Symbol.parse(r[1]), Timeframe.parse(r[2])),
-                rows=int(r[4]),
-                first=None if r[5] is None else int(r[5]),
-                last=None if r[6] is None else int(r[6]),
-                gaps=int(r[7]),
-                missing=int(r[8]),
-                source=r[3],
+            shares: dict[int, list[SourceShare]] = {}
+            for sid, label, n in self._con.execute(
+                f"SELECT c.series_id, {self._source_sql('c', 's')}, count(*) FROM candles c "
+                "JOIN series s ON s.id = c.series_id GROUP BY ALL ORDER BY 3 DESC, 2"
+            ).fetchall():
+                shares.setdefault(int(sid), []).append(SourceShare(label or "", int(n)))
+        infos = []
+        for r in rows:
+            if not r[4]:
+                continue
+            sources = tuple(shares.get(int(r[3]), ()))
+            infos.append(
+                SeriesInfo(
+                    key=SeriesKey(r[0], Symbol.parse(r[1]), Timeframe.parse(r[2])),
+                    rows=int(r[4]),
+                    first=None if r[5] is None else int(r[5]),
+                    last=None if r[6] is None else int(r[6]),
+                    gaps=int(r[7]),
+                    missing=int(r[8]),
+                    source=describe_sources(sources),
+                    sources=sources,
+                    missing_runs=int(r[9]),
+                )
             )
-            for r in rows
-            if r[4]
-        ]
+        return infos
+
+    def source_ranges(
+        self, key: SeriesKey, start: int | None = None, end: int | None = None
+    ) -> list[SourceRange]:
+        """Runs of consecutive stored candles (``start <= ts < end``) that share a source,
+        oldest first: where each stored range of the series came from."""
+        with self._lock:
+            sid = self._series_id(key, create=False)
+            if sid is None:
+                return []
+            rows = self._con.execute(
+                f"""
+                WITH labelled AS (
+                    SELECT c.ts, {self._source_sql("c", "s")} AS source,
+                           row_number() OVER (ORDER BY c.ts) - row_number() OVER (
+                               PARTITION BY {self._source_sql("c", "s")} ORDER BY c.ts) AS run
+                    FROM candles c JOIN series s ON s.id = c.series_id
+                    WHERE c.series_id = ? AND c.ts >= ? AND c.ts < ?
+                )
+                SELECT source, min(ts), max(ts), count(*) FROM labelled
+                GROUP BY source, run ORDER BY 2
+                """,
+                [sid, _lo(start), _hi(end)],
+            ).fetchall()
+        return [SourceRange(r[0] or "", int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     def gaps(self, key: SeriesKey, start: int | None = None, end: int | None = None) -> list[Gap]:
         ts = self.read_candles(key, start, end).timestamp

@@ -13,6 +13,13 @@ the client's ``fetch`` then refuses, with :class:`OperationalError`, any request
 does not start with ``rest_url``: a redirected client can never reach the internet.
 Environment proxies are ignored for redirected clients.
 
+Reachability (``preflight_timeout_s``): before the first request to each host, and again
+whenever a request fails without any HTTP reply, the client resolves the host (DNS) and opens
+a TCP connection to it, each within the timeout. A host that cannot be resolved or refuses the
+connection raises :class:`ExchangeUnreachable` at once (a missing network is not something a
+retry schedule fixes); the verdict is remembered, so the next request to that host fails
+just as fast. Skipped when a proxy would carry the request (the proxy resolves the host).
+
 Errors: :func:`is_retryable` classifies a ccxt error with the HTTP status of the reply
 (:func:`track_responses` records it), :func:`to_operational_error` maps the others to
 :class:`OperationalError` with what to do.
@@ -21,6 +28,10 @@ Errors: :func:`is_retryable` classifies a ccxt error with the HTTP status of the
 from __future__ import annotations
 
 import logging
+import queue
+import socket
+import threading
+import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -36,6 +47,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ALL = frozenset(Timeframe)
+
+PREFLIGHT_TIMEOUT_S = 3.0
+"""Seconds a DNS lookup, and then a TCP connection, of an exchange's API host may take before
+the host counts as unreachable (at most this, or the client's HTTP timeout if shorter)."""
+
+
+class ExchangeUnreachable(OperationalError):
+    """The exchange's API host cannot be resolved or connected to: no network, a DNS failure,
+    a firewall. Not retried; the download tries the next exchange at once."""
+
+    def __init__(self, message: str, host: str) -> None:
+        super().__init__(message)
+        self.host = host
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +139,11 @@ def capabilities(exchange_id: str) -> ExchangeCapabilities:
 
 
 def create_client(
-    exchange_id: str, config: ExchangeConfig, *, with_credentials: bool = False
+    exchange_id: str,
+    config: ExchangeConfig,
+    *,
+    with_credentials: bool = False,
+    preflight_timeout_s: float | None = None,
 ) -> ccxt.Exchange:
     """A sync ccxt client for ``exchange_id`` with pivotal's settings applied.
 
@@ -125,7 +153,8 @@ def create_client(
       ``fetch_markets`` replaced by its ``fetch_spot_markets``), no currency or margin calls.
     - Credentials only when ``with_credentials`` (downloads use public endpoints and never
       pass keys). Keys are never logged.
-    - ``config.rest_url``: see the module docstring.
+    - ``config.rest_url``, ``preflight_timeout_s`` (None: no reachability check): see the
+      module docstring.
     """
     exchange_id = exchange_id.strip().lower()
     cls = _ccxt_class(exchange_id)
@@ -142,9 +171,114 @@ def create_client(
             settings["secret"] = config.secret.get_secret_value()
     client = cls(settings)
     _spot_only(client, public=not with_credentials)
+    if preflight_timeout_s is not None:
+        check_reachability(client, min(preflight_timeout_s, config.timeout_s))
     if config.rest_url:
-        redirect(client, config.rest_url)
+        redirect(client, config.rest_url)  # outermost: refuses a foreign URL before any check
     return client
+
+
+def check_reachability(client: ccxt.Exchange, timeout_s: float) -> None:
+    """Make ``client`` check each API host before its first request and after a request that
+    got no reply at all (see the module docstring)."""
+    import ccxt
+
+    fetch = client.fetch
+    verdicts: dict[tuple[str, int], ExchangeUnreachable | None] = {}
+
+    def check(url: str) -> None:
+        parts = urlsplit(url)
+        if not parts.hostname or _uses_proxy(client, url):
+            return
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        where = (parts.hostname, port)
+        if where not in verdicts:
+            verdicts[where] = probe_host(client.id, parts.hostname, port, timeout_s)
+        verdict = verdicts[where]
+        if verdict is not None:
+            raise verdict
+
+    def checked_fetch(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+        check(url)
+        try:
+            return fetch(url, method, headers, body)
+        except ccxt.NetworkError:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            verdicts.pop((parts.hostname or "", port), None)  # check again: did the net go?
+            check(url)
+            raise
+
+    client.fetch = checked_fetch
+
+
+def probe_host(
+    exchange_id: str, host: str, port: int, timeout_s: float
+) -> ExchangeUnreachable | None:
+    """None when ``host`` resolves and accepts a TCP connection on ``port`` within
+    ``timeout_s`` each; else the error that says which step failed and what to do."""
+    addresses, failure = _resolve(host, port, timeout_s)
+    if failure is not None:
+        return ExchangeUnreachable(
+            f"{exchange_id}: cannot resolve {host}: no network? ({failure}); check the internet "
+            "connection and DNS (or set a proxy)",
+            host,
+        )
+    refused = None
+    deadline = time.monotonic() + timeout_s  # for all the host's addresses together
+    for family, kind, proto, _, address in addresses:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(left)
+                sock.connect(address)
+            return None
+        except TimeoutError:
+            refused = f"no answer within {timeout_s:g} s: no network, or a firewall drops it"
+        except OSError as exc:
+            refused = exc.strerror or str(exc)
+            if isinstance(exc, ConnectionRefusedError):
+                refused = "connection refused"
+    return ExchangeUnreachable(
+        f"{exchange_id}: cannot connect to {host}:{port}: {refused or 'no address'}; check the "
+        "internet connection, a firewall or the exchange's status",
+        host,
+    )
+
+
+def _resolve(host: str, port: int, timeout_s: float) -> tuple[list[Any], str | None]:
+    """``getaddrinfo`` with a timeout (it has none of its own): (addresses, None) or
+    ([], why not). The lookup runs in a daemon thread that is left behind on timeout."""
+    answers: queue.Queue[tuple[list[Any], str | None]] = queue.Queue(maxsize=1)
+
+    def lookup() -> None:
+        try:
+            answers.put((socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), None))
+        except OSError as exc:
+            answers.put(([], f"DNS lookup failed: {exc.strerror or exc}"))
+
+    threading.Thread(target=lookup, name=f"resolve {host}", daemon=True).start()
+    try:
+        return answers.get(timeout=timeout_s)
+    except queue.Empty:
+        return [], f"no DNS answer within {timeout_s:g} s"
+
+
+def _uses_proxy(client: ccxt.Exchange, url: str) -> bool:
+    """Whether ``client`` would send this request through a proxy (then the proxy, not this
+    machine, resolves and connects to the host)."""
+    for name in ("proxies", "proxy", "proxyUrl", "proxy_url", "httpProxy", "http_proxy",
+                 "httpsProxy", "https_proxy", "socksProxy", "socks_proxy"):  # fmt: skip
+        if getattr(client, name, None):
+            return True
+    session = getattr(client, "session", None)
+    if session is None or not getattr(session, "trust_env", False):
+        return False
+    import requests.utils
+
+    return bool(requests.utils.get_environ_proxies(url))
 
 
 def redirect(client: ccxt.Exchange, rest_url: str) -> None:

@@ -321,6 +321,21 @@ class InferenceHistory:
         with self._store.transaction() as con:
             return int(con.execute(sql, params).fetchall()[0][0])
 
+    def spans(self, *, model: str | None = None) -> list[tuple[str, int, int, int]]:
+        """What the history holds per symbol: ``(symbol, first ts, last ts, records)``,
+        by symbol; with ``model``, only records that model took part in."""
+        sql, params = _select("symbol, min(ts), max(ts), count(*)", None, model, None, None)
+        with self._store.transaction() as con:
+            rows = con.execute(sql + " GROUP BY symbol ORDER BY symbol", params).fetchall()
+        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+    def model_names(self, *, symbol: str | None = None) -> list[str]:
+        """The models that took part in the stored records (of ``symbol``), sorted."""
+        sql, params = _select("DISTINCT unnest(models)", symbol, None, None, None)
+        with self._store.transaction() as con:
+            rows = con.execute(sql, params).fetchall()
+        return sorted(str(r[0]) for r in rows)
+
     def size_bytes(self) -> int:
         """Total stored payload bytes (what ``max_bytes`` retention counts). The database
         file is larger (row metadata) and does not shrink on delete: DuckDB reuses the

@@ -11,6 +11,12 @@ source duration; the data covers ``[first, last + S)``. A bucket ``[b, b + T)`` 
 when ``first <= b`` and ``last + S >= b + T``. Only the first and the last bucket can fail
 that; they are dropped unless ``partial=True``. Interior buckets with missing source bars
 (exchange outages) are emitted from the bars present, as exchanges publish them.
+
+**Complete buckets only.** :func:`resample_complete` is what ``pivotal data resample`` stores:
+it keeps a bucket only when every one of its ``T / S`` source bars exists, and reports the
+others (buckets with some bars missing) as partial. A partial bucket is not the candle the
+exchange would publish for that period (its volume is short and its close may be early), so it
+is never written over, or in place of, a real one.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from pivotal.core.candles import CANDLE_COLUMNS, Candles
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.types import OHLCVBar
 
-__all__ = ["CandleResampler", "resample"]
+__all__ = ["CandleResampler", "CompleteBuckets", "resample", "resample_complete"]
 
 
 def _check_timeframes(source: Timeframe, target: Timeframe) -> tuple[int, int]:
@@ -110,6 +116,33 @@ def resample(
     if candles.timestamp[-1] + source_ms < out.timestamp[-1] + target_ms:
         hi -= 1
     return out if (lo, hi) == (0, len(out)) else out[lo : max(lo, hi)]
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteBuckets:
+    """The complete buckets of a resampling, and the open times of the partial ones skipped
+    (buckets that hold some source bars but not all; empty buckets are neither)."""
+
+    candles: Candles
+    partial: npt.NDArray[np.int64]
+
+    @property
+    def skipped(self) -> int:
+        return len(self.partial)
+
+
+def resample_complete(candles: Candles, source: Timeframe, target: Timeframe) -> CompleteBuckets:
+    """Aggregate ``candles`` into ``target`` buckets, keeping only buckets where all
+    ``target / source`` source bars exist (see the module docstring). Same input checks as
+    :func:`resample`."""
+    source_ms, target_ms = _check_timeframes(source, target)
+    _check_order(candles.timestamp, source_ms, None)
+    if len(candles) == 0:
+        return CompleteBuckets(Candles.empty(), np.empty(0, dtype=np.int64))
+    out, starts = _aggregate(candles, target_ms)
+    bars = np.diff(np.append(starts, len(candles)))
+    complete = bars == target_ms // source_ms
+    return CompleteBuckets(out[complete], out.timestamp[~complete].astype(np.int64))
 
 
 @dataclass(slots=True)

@@ -5,8 +5,10 @@ no server). A PostgreSQL/TimescaleDB backend implements the same protocol.
 
 Semantics every backend keeps:
 - Upserts are idempotent: writing rows that are already stored changes nothing; a row with
-  an existing key and different values replaces the stored one (the newer download wins,
-  e.g. a candle that was still open when first fetched).
+  an existing key and different values (beyond ``CHANGE_TOLERANCE``, relative) replaces the
+  stored one (the newer download wins, e.g. a candle that was still open when first fetched).
+- Every candle keeps its own source label. A derived candle (``resampled:…``,
+  ``aggregated:…``) never replaces an exchange candle unless the write passes ``overwrite``.
 - One write is one transaction: it lands whole or not at all.
 - Reads return columnar containers sorted by time; ranges are ``start <= t < end``.
 """
@@ -18,12 +20,14 @@ from typing import Protocol, runtime_checkable
 from pivotal.core.candles import Candles
 from pivotal.core.symbols import Symbol
 from pivotal.core.trades import Trades
-from pivotal.data.series import Gap, SeriesInfo, SeriesKey, WriteResult
+from pivotal.data.series import Gap, SeriesInfo, SeriesKey, SourceRange, WriteResult
 
 
 @runtime_checkable
 class MarketDataStore(Protocol):
-    def write_candles(self, key: SeriesKey, candles: Candles, source: str = "") -> WriteResult:
+    def write_candles(
+        self, key: SeriesKey, candles: Candles, source: str = "", *, overwrite: bool = False
+    ) -> WriteResult:
         """Upsert candles (already validated) in one transaction."""
         ...
 
@@ -39,6 +43,12 @@ class MarketDataStore(Protocol):
 
     def series(self) -> list[SeriesInfo]:
         """Every stored candle series with row counts, span and gap counts."""
+        ...
+
+    def source_ranges(
+        self, key: SeriesKey, start: int | None = None, end: int | None = None
+    ) -> list[SourceRange]:
+        """Runs of consecutive stored candles that came from one source, oldest first."""
         ...
 
     def gaps(self, key: SeriesKey, start: int | None = None, end: int | None = None) -> list[Gap]:

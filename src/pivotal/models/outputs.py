@@ -5,8 +5,12 @@
 
 ``predictions`` (plain Python floats, strings, lists and dicts):
 
-- ``"regression"``: ``{target: value}`` in the targets' units, when the model has regression
-  targets;
+- ``"regression"``: ``{target: value}`` when the model has regression targets: in the
+  targets' own units (log returns, bars, ...) when ``target_scaling`` (the training's
+  ``(mean, std)`` per target) is given, the network's standardised values otherwise (then
+  the raw values are all there is). With ``target_scaling`` the raw row is kept as
+  ``hidden_states["regression_scaled"]`` (float32), so the history holds the network's exact
+  output beside the readable one;
 - ``"probabilities"``: ``{class: probability}`` (softmax of ``"logits"``) and
   ``"predicted_class"`` (the most probable class), when it has classes. When every class is
   an action name (BUY, SELL, HOLD, CLOSE) and the model has no action head, ``"action"`` and
@@ -15,7 +19,9 @@
   from an ``"action_logits"`` head (PivotCNN);
 - ``"pivot_points"``: from ``"pivot_price"``/``"pivot_time"``/``"pivot_confidence"``, one
   dict per level ``{"level": 1.., "relative_price": price / close − 1, "log_bars": log of
-  bars until the pivot, "bars": exp(log_bars), "confidence": (0, 1)}``;
+  bars until the pivot, "bars": exp(log_bars), "confidence": (0, 1)}``. (``pivotal train``
+  fits the regression targets, not these heads: :func:`pivot_targets` turns the
+  ``pivot{L}_{kind}_rel/bars`` targets into prices and bars);
 - ``"prices"``: the next closes relative to the newest (list, nearest first);
   ``"extrema"``: ``{"local_max": p, "local_min": p}`` (sigmoid of the extrema logits);
   ``"volume"``: the predicted ``log1p`` next-bar volume.
@@ -34,10 +40,11 @@ as float32 numpy arrays of that sample.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from pivotal.core.symbols import Symbol
@@ -45,7 +52,7 @@ from pivotal.core.types import Action, ModelOutput
 from pivotal.models.base import PivotalModel
 from pivotal.models.networks.pivot_cnn import ACTIONS as ACTION_ORDER
 
-__all__ = ["NEUTRAL_CONFIDENCE", "PREDICTION_KEYS", "to_model_outputs"]
+__all__ = ["NEUTRAL_CONFIDENCE", "PREDICTION_KEYS", "pivot_targets", "to_model_outputs"]
 
 NEUTRAL_CONFIDENCE = 0.5
 """``ModelOutput.confidence`` of models without a classifier or an action head."""
@@ -66,6 +73,7 @@ PREDICTION_KEYS: frozenset[str] = frozenset(
 """Output keys that become ``predictions``; other keys (but ``"hidden"``) are hidden states."""
 
 _PIVOT_KEYS = ("pivot_price", "pivot_time", "pivot_confidence")
+_KINDS = ("high", "low")
 
 
 def _per_sample(value: Any, n: int, name: str) -> list[Any]:
@@ -117,6 +125,68 @@ def _check_width(arrays: Mapping[str, np.ndarray], key: str, names: Sequence[str
         )
 
 
+def _unscaler(
+    scaling: tuple[npt.ArrayLike, npt.ArrayLike] | None, width: int
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    if scaling is None or not width:
+        return None
+    mean, std = (np.asarray(v, dtype=np.float64).reshape(-1) for v in scaling)
+    if mean.shape != (width,) or std.shape != (width,):
+        raise ValueError(
+            f"target_scaling has {mean.size} means and {std.size} stds for {width} regression "
+            "targets; pass the scaling the model was trained with"
+        )
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise ValueError("target_scaling contains NaN or infinity")
+    return lambda raw: raw * std + mean
+
+
+def pivot_targets(
+    regression: Mapping[str, float],
+    *,
+    close: float | None,
+    timestamp: int,
+    bar_ms: int,
+) -> list[dict[str, Any]]:
+    """The ``pivot{L}_{kind}_rel`` / ``pivot{L}_{kind}_bars`` targets of ``regression`` (in
+    their own units: ``log(pivot price / close)`` and bars of the sample's timeframe) as one
+    dict per level and kind, nearest level first, highs before lows::
+
+        {"level": L, "kind": "high" | "low", "price": close * exp(rel) (None without close),
+         "relative_price": exp(rel) - 1, "bars": bars,
+         "time": timestamp + bars * bar_ms (UTC ms; the pivot bar's expected close)}
+
+    A kind with only one of its two targets is left out.
+    """
+    found: dict[tuple[int, str], dict[str, float]] = {}
+    for name, value in regression.items():
+        parts = name.split("_")
+        if len(parts) != 3 or not parts[0].startswith("pivot") or parts[1] not in _KINDS:
+            continue
+        level = parts[0].removeprefix("pivot")
+        if not level.isdigit() or parts[2] not in ("rel", "bars"):
+            continue
+        found.setdefault((int(level), parts[1]), {})[parts[2]] = float(value)
+    out = []
+    for (level, kind), values in sorted(
+        found.items(), key=lambda kv: (kv[0][0], _KINDS.index(kv[0][1]))
+    ):
+        if "rel" not in values or "bars" not in values:
+            continue
+        rel, bars = values["rel"], values["bars"]
+        out.append(
+            {
+                "level": level,
+                "kind": kind,
+                "price": None if close is None else float(close) * math.exp(rel),
+                "relative_price": math.expm1(rel),
+                "bars": bars,
+                "time": int(timestamp) + round(bars * bar_ms),
+            }
+        )
+    return out
+
+
 def _is_action_set(classes: Sequence[str]) -> bool:
     allowed = {a.value for a in Action}
     return bool(classes) and all(c.upper() in allowed for c in classes)
@@ -129,17 +199,20 @@ def to_model_outputs(
     model_name: str,
     symbols: Symbol | str | Sequence[Symbol | str],
     timestamps: int | Sequence[int] | np.ndarray,
+    target_scaling: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> list[ModelOutput]:
     """One :class:`ModelOutput` per sample of ``outputs = model(x, context)``.
 
     ``symbols`` and ``timestamps`` (UTC ms, the sample time ``t``) are one per sample, or one
-    value for the whole batch. Raises ``ValueError`` when the outputs do not fit the model
-    (missing ``"hidden"``, widths other than its targets', mixed batch sizes, NaN) or the
-    symbols/timestamps do not fit the batch.
+    value for the whole batch. ``target_scaling``: ``(mean, std)`` of the regression targets
+    as the training standardised them (``value = raw * std + mean``). Raises ``ValueError``
+    when the outputs do not fit the model (missing ``"hidden"``, widths other than its
+    targets', mixed batch sizes, NaN) or the symbols/timestamps or scaling do not fit.
     """
     arrays = _arrays(outputs)
     n = arrays["hidden"].shape[0]
     regression, classes = model.targets.regression, model.targets.classes
+    unscale = _unscaler(target_scaling, len(regression))
     for key, names in (("regression", regression), ("logits", classes)):
         _check_width(arrays, key, names)
         if names and key not in arrays:
@@ -163,7 +236,8 @@ def to_model_outputs(
         confidence = NEUTRAL_CONFIDENCE
         if regression:
             row = arrays["regression"][i]
-            predictions["regression"] = dict(zip(regression, map(float, row), strict=True))
+            real = row if unscale is None else unscale(row)
+            predictions["regression"] = dict(zip(regression, map(float, real), strict=True))
         if class_probs is not None:
             probs = class_probs[i]
             best = int(probs.argmax())
@@ -203,6 +277,8 @@ def to_model_outputs(
         if "volume" in arrays:
             predictions["volume"] = float(arrays["volume"][i][0])
         hidden_states = {k: arrays[k][i].astype(np.float32) for k in hidden_keys}
+        if regression and unscale is not None:
+            hidden_states["regression_scaled"] = arrays["regression"][i].astype(np.float32)
         results.append(
             ModelOutput(
                 model_type=model.model_type,

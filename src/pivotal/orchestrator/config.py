@@ -105,11 +105,17 @@ class LearningConfig(StrictModel):
     )
     epochs: int = Field(default=2, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0, le=1)
+    score: Literal["log_loss", "accuracy"] = Field(
+        default="log_loss",
+        description="how a candidate is judged on the holdout: log_loss (lower log-loss by "
+        "more than min_improvement, accuracy not lower) or accuracy (higher by more than "
+        "min_improvement)",
+    )
     min_improvement: float = Field(
         default=0.0,
         ge=0,
-        description="a candidate is promoted only when its holdout accuracy "
-        "beats the current model's by more than this",
+        description="a candidate is promoted only when it beats the current model's holdout "
+        "score by more than this",
     )
     accuracy_window: int = Field(default=200, ge=10)
     degradation_drop: float = Field(
@@ -122,7 +128,10 @@ class LearningConfig(StrictModel):
     buffer: int = Field(default=5_000, ge=16, description="matured examples kept per expert")
     keep_checkpoints: int = Field(default=5, ge=1)
     checkpoint_dir: Path | None = Field(
-        default=None, description="where promoted models are kept (best N); none: not saved"
+        default=None,
+        description="where promoted models are kept (best N); none: not saved. Give each run "
+        "its own folder ('{run}' is replaced by the run file's name); a backtest loads only "
+        "checkpoints learned before its first learning bar",
     )
 
     @model_validator(mode="after")

@@ -23,6 +23,13 @@ history bar by bar gives exactly what loading it at once gives. After an append 
 data is recomputed over the whole history on its next read (a burst of appends costs one
 recomputation).
 
+**Gaps** (:mod:`pivotal.core.gaps`): indicators and pivots restart after every gap of more
+than ``max_missing_bars`` bars (computed per segment, as if each were a separate series);
+an input's candle windows never hold bars from both sides of a gap (they start after it, and
+a stream whose newest closed candle lies before a gap reaching the cursor has no window), and
+it carries neither the indicators of such a stale stream nor pivots from before the gap. An
+expert whose spec then lacks frames is skipped by the coordinator's input validation.
+
 **Cost per step.** Candle histories live in column arrays (grown by doubling when appended),
 windows are views, and the per-step parts are cached: the indicator dict of a timeframe's
 newest closed row, the pivot tuple of a confirmed count, the order-flow sums of a trade
@@ -44,25 +51,25 @@ import numpy as np
 import numpy.typing as npt
 
 from pivotal.core.candles import CANDLE_COLUMNS, Candles
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, is_gap, segment_starts
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
-from pivotal.core.trades import TRADE_COLUMNS, Trades
+from pivotal.core.trades import Trades
 from pivotal.core.types import BaseDataInput, COBData, ModelOutput, PivotKind, PivotPoint
 from pivotal.features.indicators.feature_set import IndicatorConfig, compute_indicator_features
 from pivotal.features.inputs.builder import build_input
 from pivotal.features.inputs.columns import ColumnsConfig
-from pivotal.features.inputs.context import MICROSTRUCTURE_KEYS
 from pivotal.features.inputs.history import COBHistory
 from pivotal.features.inputs.spec import InputSpec
-from pivotal.features.orderbook.order_flow import OrderFlowConfig, order_flow
+from pivotal.features.orderbook.order_flow import OrderFlowConfig
 from pivotal.features.pivots.williams import williams_pivots
+from pivotal.orchestrator.trade_log import TradeLog
 
 __all__ = ["MarketFrame", "RowSplit"]
 
 _EMPTY = Candles.empty()
 _KINDS = (PivotKind.HIGH, PivotKind.LOW)  # williams_pivots' category codes 0, 1
 _MIN_CAPACITY = 256  # rows allocated at least when a history starts growing
-_TRADE_COMPACT = 4_096  # trades dropped from the front at least per compaction
 
 
 class RowSplit(NamedTuple):
@@ -141,15 +148,23 @@ class _Series:
         "_piv_cache",
         "_piv_n",
         "_piv_t",
+        "_seg",
+        "_seg_n",
         "all",
+        "gap_bars",
         "n",
         "tf",
         "tf_ms",
     )
 
-    def __init__(self, tf: Timeframe, candles: Candles) -> None:
+    def __init__(
+        self, tf: Timeframe, candles: Candles, gap_bars: int = DEFAULT_MAX_MISSING_BARS
+    ) -> None:
         self.tf = tf
         self.tf_ms = tf.ms
+        self.gap_bars = gap_bars
+        self._seg_n = -1
+        self._seg = np.empty(0, np.int64)  # row of the first bar of every segment
         self.all = candles  # every known row, visible or not
         self.n = len(candles)
         self._base = candles
@@ -193,10 +208,30 @@ class _Series:
             self._closed = (t, n, end)
         return end
 
+    # -- gaps ---------------------------------------------------------------------------
+    def stale(self, end: int, t: int) -> bool:
+        """Whether a gap separates the newest of the first ``end`` rows from ``t``."""
+        return end > 0 and is_gap(int(self.all.timestamp[end - 1]), t, self.tf_ms, self.gap_bars)
+
+    def segment_start(self, row: int) -> int:
+        """Open time of the first bar of ``row``'s segment."""
+        if self._seg_n != self.n:
+            starts = segment_starts(self.all.timestamp, self.tf_ms, self.gap_bars)
+            self._seg = np.flatnonzero(starts)
+            self._seg_n = self.n
+        first = self._seg[int(self._seg.searchsorted(row, side="right")) - 1]
+        return int(self.all.timestamp[first])
+
     # -- indicators ---------------------------------------------------------------------
     def ensure_indicators(self, config: IndicatorConfig) -> None:
         if self._ind_n != self.n:
-            features = compute_indicator_features(self.all, config, allow_short=True)
+            features = compute_indicator_features(
+                self.all,
+                config,
+                allow_short=True,
+                step_ms=self.tf_ms,
+                max_missing_bars=self.gap_bars,
+            )
             self._ind_keys = tuple(f"{self.tf}/{name}" for name in features)
             self._ind = np.column_stack(tuple(features.values()))
             self._ind_n = self.n
@@ -218,7 +253,13 @@ class _Series:
         c = self.all
         if self.n:
             frame = williams_pivots(
-                c.high, c.low, levels=columns.pivot_levels, strength=columns.pivot_strength
+                c.high,
+                c.low,
+                levels=columns.pivot_levels,
+                strength=columns.pivot_strength,
+                timestamps=c.timestamp,
+                step_ms=self.tf_ms,
+                max_missing_bars=self.gap_bars,
             )
             confirm = frame["confirm_index"].to_numpy()
             self._piv = (
@@ -243,6 +284,14 @@ class _Series:
             self._piv_t = (t, n, count)
         return count
 
+    def segment_pivots(self, count: int, end: int, t: int) -> int:
+        """How many of the first ``count`` pivots belong to the segment of row ``end - 1``
+        (0 when a gap separates that row from ``t``)."""
+        if not end or self.stale(end, t):
+            return 0
+        first = int(self._piv[0].searchsorted(self.segment_start(end - 1), side="right"))
+        return max(0, count - first)
+
     def pivot_points(self, symbol: Symbol, count: int, keep: int) -> tuple[PivotPoint, ...]:
         """The newest ``keep`` of the first ``count`` pivots (oldest first); builds only the
         pivots that the cached tuple lacks."""
@@ -265,63 +314,6 @@ class _Series:
         )
 
 
-class _TradeLog:
-    """One symbol's trades in growable column arrays; the order-flow sums of a window."""
-
-    __slots__ = ("_appended", "_cache", "_capacity", "_cols", "_n")
-
-    def __init__(self) -> None:
-        self._cols: dict[str, np.ndarray] = {}
-        self._n = 0
-        self._capacity = 0
-        self._appended = 0  # trades ever appended: a cached window is stale when it changes
-        self._cache: tuple[int, int, dict[str, float]] = (-1, -1, {})
-
-    def append(self, trades: Trades, drop_before: int | None, where: str) -> None:
-        ts = trades.timestamp
-        if len(ts) > 1 and np.any(ts[1:] < ts[:-1]):
-            raise ValueError(f"{where}: trades must be in time order; sort them first")
-        if self._n and int(ts[0]) < int(self._cols["timestamp"][self._n - 1]):
-            raise ValueError(
-                f"{where}: a trade at {int(ts[0])} is older than the newest recorded one "
-                f"({int(self._cols['timestamp'][self._n - 1])}); add trades in time order"
-            )
-        dead = 0
-        if drop_before is not None and self._n:
-            dead = int(np.searchsorted(self._cols["timestamp"][: self._n], drop_before, "left"))
-            if dead < max(_TRADE_COMPACT, self._n // 2):
-                dead = 0  # compact in batches: amortised O(1) per trade
-        live, k = self._n - dead, len(ts)
-        if dead or live + k > self._capacity:
-            capacity = max(live + k, 2 * live, _MIN_CAPACITY)
-            cols = {}
-            for name in TRADE_COLUMNS:
-                cols[name] = np.zeros(capacity, dtype=getattr(trades, name).dtype)
-                if live:
-                    cols[name][:live] = self._cols[name][dead : self._n]
-            self._cols, self._capacity = cols, capacity
-        for name in TRADE_COLUMNS:
-            self._cols[name][live : live + k] = getattr(trades, name)
-        self._n = live + k
-        self._appended += k
-
-    def microstructure(self, start: int, end: int, flow: OrderFlowConfig) -> dict[str, float]:
-        """Order-flow sums of the trades with ``start <= timestamp < end`` ({} without any),
-        computed as :class:`~pivotal.features.inputs.StandardizedDataProvider` does."""
-        if self._cache[:2] == (end, self._appended):
-            return self._cache[2]
-        ts = self._cols["timestamp"][: self._n] if self._n else np.empty(0, np.int64)
-        lo = int(np.searchsorted(ts, start, "left"))
-        hi = int(np.searchsorted(ts, end, "left"))
-        out: dict[str, float] = {}
-        if hi > lo:
-            window = Trades(*(self._cols[c][lo:hi] for c in TRADE_COLUMNS))
-            summary = order_flow(window, flow)
-            out = {key: float(np.sum(getattr(summary, key))) for key in MICROSTRUCTURE_KEYS}
-        self._cache = (end, self._appended, out)
-        return out
-
-
 class _Market:
     """Everything the frame holds of one symbol."""
 
@@ -331,7 +323,7 @@ class _Market:
         self.symbol = symbol
         self.series: dict[Timeframe, _Series] = {}
         self.known: int | None = None
-        self.trades: _TradeLog | None = None
+        self.trades: TradeLog | None = None
 
     def visible(self, tf: Timeframe | None) -> tuple[_Series | None, int]:
         """The series of ``tf`` and its rows closed at the cursor (0 when none)."""
@@ -352,6 +344,8 @@ class MarketFrame:
     newest confirmed pivots an input carries. ``cob_capacity``: COB snapshots kept per
     symbol. ``trade_window_ms``: the trades ``[t - trade_window_ms, t)`` summed into an
     input's ``market_microstructure``; ``flow`` sets their large-trade thresholds.
+    ``max_missing_bars``: a missing run of more than this many bars is a gap (module
+    docstring).
     """
 
     def __init__(
@@ -363,17 +357,20 @@ class MarketFrame:
         cob_capacity: int = 86_400,
         trade_window_ms: int = 60_000,
         flow: OrderFlowConfig | None = None,
+        max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
     ) -> None:
         for name, value, least in (
             ("max_pivots", max_pivots, 0),
             ("cob_capacity", cob_capacity, 1),
             ("trade_window_ms", trade_window_ms, 1),
+            ("max_missing_bars", max_missing_bars, 0),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
         self.columns = columns or ColumnsConfig()
         self.pivot_timeframe = None if pivot_timeframe is None else Timeframe.parse(pivot_timeframe)
         self.max_pivots = max_pivots
+        self.max_missing_bars = max_missing_bars
         self.trade_window_ms = trade_window_ms
         self.flow = flow or OrderFlowConfig()
         self._cob = COBHistory(cob_capacity)
@@ -423,7 +420,8 @@ class MarketFrame:
                     f"{sym} {tf} already holds {existing[tf].n} candles; grow it with "
                     "append_candles instead of loading it again"
                 )
-            loaded[tf] = _Series(tf, _check_candles(history, f"load({sym}, {tf})"))
+            checked = _check_candles(history, f"load({sym}, {tf})")
+            loaded[tf] = _Series(tf, checked, self.max_missing_bars)
         for series in loaded.values():
             if series.n:
                 series.ensure_indicators(self.columns.indicator)
@@ -475,7 +473,7 @@ class MarketFrame:
         market = self._ensure(symbol)
         series = market.series.get(tf)
         if series is None:
-            market.series[tf] = _Series(tf, split.new)
+            market.series[tf] = _Series(tf, split.new, self.max_missing_bars)
         else:
             series.extend(split.new)
         return len(split.new)
@@ -496,7 +494,7 @@ class MarketFrame:
             return
         market = self._ensure(symbol)
         if market.trades is None:
-            market.trades = _TradeLog()
+            market.trades = TradeLog()
         known = market.known
         drop_before = None if known is None else known - self.trade_window_ms
         market.trades.append(trades, drop_before, f"add_trades({market.symbol})")
@@ -572,12 +570,13 @@ class MarketFrame:
         self, symbol: str, timeframe: Timeframe | str | None = None
     ) -> tuple[PivotPoint, ...]:
         """The newest ``max_pivots`` pivots of ``timeframe`` confirmed by ``known_until``,
-        oldest first (``timeframe`` as in :meth:`pivot_count`)."""
+        oldest first (``timeframe`` as in :meth:`pivot_count`); none from before a gap."""
         market, series, end = self._visible(symbol, timeframe, pivots=True)
         if market is None or series is None or not end or market.known is None:
             return ()
         count = series.pivot_count(market.known, self.columns)
-        return series.pivot_points(market.symbol, count, self.max_pivots)
+        keep = min(self.max_pivots, series.segment_pivots(count, end, market.known))
+        return series.pivot_points(market.symbol, count, keep)
 
     def input(
         self,
@@ -612,7 +611,8 @@ class MarketFrame:
             series = by_tf.get(tf)
             if series is not None and (end := series.closed_end(t)):
                 primary[tf] = series.all.head(end)
-                indicators.update(series.indicator_row(end - 1, indicator_config))
+                if not series.stale(end, t):  # no values from before a gap reaching t
+                    indicators.update(series.indicator_row(end - 1, indicator_config))
         reference = None
         ref = None if spec.reference_symbol is None else self._markets.get(spec.reference_symbol)
         if ref is not None and ref.series:
@@ -626,9 +626,10 @@ class MarketFrame:
         if pivot_tf is None:
             pivot_tf = Timeframe.M1 if Timeframe.M1 in spec.timeframes else spec.timeframes[0]
         series = by_tf.get(pivot_tf)
-        if series is not None and self.max_pivots and series.closed_end(t):
+        if series is not None and self.max_pivots and (end := series.closed_end(t)):
             count = series.pivot_count(t, self.columns)
-            pivots = series.pivot_points(market.symbol, count, self.max_pivots)
+            keep = min(self.max_pivots, series.segment_pivots(count, end, t))
+            pivots = series.pivot_points(market.symbol, count, keep)
         log = market.trades
         micro = {} if log is None else log.microstructure(t - self.trade_window_ms, t, self.flow)
         return build_input(
@@ -642,4 +643,5 @@ class MarketFrame:
             pivot_points=pivots,
             last_predictions=last_predictions,
             market_microstructure=micro,
+            max_missing_bars=self.max_missing_bars,
         )

@@ -36,8 +36,11 @@ purged, so the candidate never trains on a price move the holdout is judged on. 
 examples exist and ``batch_size`` examples arrived since the last attempt. A promoted update
 marks its examples as used; a rolled-back one does not, so the next candidate retries them
 with the newer ones (a change too small to move the holdout accuracy is not lost for good).
-A retrain fits on every trainable example for ``retrain_epochs``. Promotion needs the holdout
-accuracy *after* to exceed *before* by more than ``min_improvement`` (a tie is rolled back).
+A retrain fits on every trainable example for ``retrain_epochs``. A candidate is judged by
+:mod:`~pivotal.orchestrator.candidates`: by default it must lower the holdout log-loss by more
+than ``min_improvement`` without lowering the holdout accuracy (``score: accuracy``: raise the
+accuracy by more than ``min_improvement``; a tie is rolled back). Every promoted or rolled
+back event carries the deciding metric, both models' scores and their difference.
 
 Only the newest ``buffer`` examples of each *trainable* expert are kept (an inference
 without tensors cannot be replayed and is not kept); experts that are only evaluated keep
@@ -46,10 +49,14 @@ none, since their stored inputs can be large.
 **Checkpoints.** With ``checkpoint_dir`` set, every promoted expert is saved through a
 :class:`~pivotal.training.checkpoint_manager.CheckpointManager` (:class:`ExpertCheckpoints`:
 the same files, index and ranking, written by the expert's own ``save``), by
-``holdout_accuracy``, best ``keep_checkpoints`` kept, named ``<expert><checkpoint_tag>``;
-:meth:`LearningLoop.load_best` loads each expert's best at start. Holdout accuracies of
-different times rank the checkpoints, as the seed asks; a model that was best on an old
-regime stays ranked by that score.
+``holdout_accuracy``, best ``keep_checkpoints`` kept, named ``<expert><checkpoint_tag>``.
+Each records the time of the newest candle and outcome it learned from
+(:mod:`~pivotal.orchestrator.online_checkpoints`). :meth:`LearningLoop.load_best` loads each
+expert's best at start under a load rule: ``"best"`` (paper, live) or ``"before:<ms>"`` (a
+backtest: only checkpoints learned before its first learning bar); :attr:`checkpoints` lists
+what was loaded and skipped, and why. Holdout accuracies of different times rank the
+checkpoints, as the seed asks; a model that was best on an old regime stays ranked by that
+score.
 
 Everything runs on the orchestrator's thread between steps and is deterministic for the same
 inputs (the experts' own training must be seeded).
@@ -58,11 +65,9 @@ inputs (the experts' own training must be seeded).
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -70,6 +75,7 @@ import numpy.typing as npt
 
 from pivotal.core.errors import ModelError
 from pivotal.core.types import Action, ModelOutput
+from pivotal.orchestrator.candidates import Verdict, holdout_scores, judge
 from pivotal.orchestrator.config import LearningConfig
 from pivotal.orchestrator.contracts import (
     VOTE_ACTIONS,
@@ -82,8 +88,15 @@ from pivotal.orchestrator.contracts import (
     TrainingExample,
     action_probabilities,
 )
+from pivotal.orchestrator.online_checkpoints import (
+    LEARNED_UNTIL,
+    TRAINED_UNTIL,
+    CheckpointChoice,
+    ExpertCheckpoints,
+    LoadRule,
+    iso_utc,
+)
 from pivotal.orchestrator.outcomes import AccuracyTracker, OutcomeTracker
-from pivotal.training.checkpoint_manager import CheckpointEntry, CheckpointManager
 
 __all__ = [
     "AccuracyTracker",
@@ -102,6 +115,7 @@ EventKind = Literal[
     "retrain_rolled_back",
     "checkpoint_saved",
     "checkpoint_loaded",
+    "checkpoint_skipped",
     "retrain_requested",
 ]
 GATE = "gate"
@@ -115,10 +129,13 @@ MAX_EVENTS = 10_000
 class LearningEvent:
     """Something the learning loop did at step ``timestamp`` (UTC ms) of ``symbol``.
 
-    ``before``/``after``: holdout accuracies of the current model and the candidate
-    (promoted, rolled_back, retrain_*), the best and current rolling accuracy (degradation,
-    retrain_requested) or the checkpoint's holdout accuracy (checkpoint_*; ``before`` None).
-    ``symbol`` is empty for checkpoint_loaded (at start, no step).
+    ``before``/``after`` are on ``metric``: the current model's and the candidate's holdout
+    score (promoted, rolled_back, retrain_*: ``holdout_log_loss``, lower is better, or
+    ``holdout_accuracy``), the best and current rolling accuracy (degradation,
+    retrain_requested: ``rolling_accuracy``) or the checkpoint's holdout accuracy
+    (checkpoint_*; ``before`` None). ``details``: the candidate's and current model's
+    accuracy and log-loss by name. ``symbol`` is empty for checkpoint_loaded/skipped (at
+    start, no step).
     """
 
     timestamp: int
@@ -128,64 +145,15 @@ class LearningEvent:
     before: float | None
     after: float | None
     message: str
+    metric: str = ""
+    details: Mapping[str, float] = field(default_factory=dict)
 
-
-# --- checkpoints written by an expert -------------------------------------------------------
-
-
-class ExpertCheckpoints(CheckpointManager):
-    """A :class:`CheckpointManager` whose files the expert writes itself.
-
-    Same files, index, ranking and pruning as the manager, but the weights are written by
-    :meth:`TrainableExpert.save` and read by :meth:`TrainableExpert.load`, since an expert
-    need not be a single registered network.
-    """
-
-    def save_expert(
-        self,
-        expert: TrainableExpert,
-        *,
-        epoch: int,
-        metrics: Mapping[str, float],
-        created_at_ms: int,
-    ) -> Path | None:
-        """Save ``expert`` if it ranks among the best ``keep``; drop the ones it displaces.
-
-        Returns the file, or None when it would not have been kept (nothing written).
-        """
-        value = metrics.get(self.metric)
-        if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
-            raise ValueError(f"metrics must contain a number {self.metric!r}, got {value!r}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(f"metric {self.metric!r} is {value}; it cannot rank a checkpoint")
-        entries = self._entries
-        if len(entries) >= self.keep and not self._better(value, entries[self.keep - 1].value):
+    @property
+    def difference(self) -> float | None:
+        """``after - before`` (candidate minus current), None when either is missing."""
+        if self.before is None or self.after is None:
             return None
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{self.model_name}_e{epoch:04d}_{self.metric}_{value:.6g}.pt"
-        written = Path(expert.save(path, metrics=dict(metrics)))
-        seq = max((e.seq for e in entries), default=-1) + 1
-        entry = CheckpointEntry(written, epoch, value, dict(metrics), int(created_at_ms), seq)
-        ranked = sorted([e for e in entries if e.path != written] + [entry], key=self._key)
-        kept, dropped = ranked[: self.keep], ranked[self.keep :]
-        self._write_index(kept)
-        self._entries = kept
-        for old in dropped:
-            old.path.unlink(missing_ok=True)
-        return written
-
-    def load_best_into(self, expert: TrainableExpert) -> CheckpointEntry | None:
-        """Load the best loadable checkpoint into ``expert``; a corrupt one is skipped (with
-        a warning) for the next best. None when there is none."""
-        for entry in self._entries:
-            try:
-                expert.load(entry.path)
-            except (ModelError, FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
-                logger.warning("cannot load %s (%s); trying the next best", entry.path, exc)
-                continue
-            return entry
-        return None
+        return self.after - self.before
 
 
 # --- one learner -----------------------------------------------------------------------------
@@ -203,6 +171,7 @@ class _Learner:
         self.new = 0  # examples added since the last attempt
         self.manager: ExpertCheckpoints | None = None
         self.epoch = 1
+        self.learned_until: int | None = None  # newest candle close in the weights (learned)
 
     def add(self, example: Any) -> None:
         self.buffer.append((self.seq, example))
@@ -240,7 +209,8 @@ class LearningLoop:
 
     Experts that satisfy :class:`TrainableExpert` learn online (when ``config.enabled``);
     the others are only evaluated. ``checkpoint_tag`` is appended to each expert's name to
-    form its checkpoint name (e.g. ``"_BTC"`` to keep one set per symbol).
+    form its checkpoint name (e.g. ``"_BTC"`` to keep one set per symbol). ``bar_ms``: the
+    base bar's length, to record the newest learned candle's open time in checkpoints.
     """
 
     def __init__(
@@ -250,12 +220,15 @@ class LearningLoop:
         *,
         gate: TrainableGate | None = None,
         checkpoint_tag: str = "",
+        bar_ms: int | None = None,
     ) -> None:
         if not isinstance(config, LearningConfig):
             raise TypeError(f"config must be a LearningConfig, got {type(config).__name__}")
         if GATE in experts and gate is not None:
             raise ValueError(f"an expert may not be named {GATE!r} when a gate learns")
         self.config = config
+        self.bar_ms = bar_ms
+        self._choices: list[CheckpointChoice] = []
         self._experts = dict(experts)
         self._tracker = OutcomeTracker(config.horizon_bars, config.dead_band)
         self._accuracy = AccuracyTracker(config.accuracy_window)
@@ -315,23 +288,39 @@ class LearningLoop:
 
     # start-up ----------------------------------------------------------------------------------
 
-    def load_best(self) -> list[LearningEvent]:
-        """Load every trainable expert's best checkpoint (none without ``checkpoint_dir``)."""
+    @property
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """The online checkpoints :meth:`load_best` considered, best first per expert: plain
+        dicts ``path, model, learned_until (ISO UTC), status (loaded|skipped), reason``."""
+        return [c.to_dict() for c in self._choices]
+
+    def load_best(self, rule: str | LoadRule = "best") -> list[LearningEvent]:
+        """Load every trainable expert's best checkpoint that ``rule`` allows (``"best"``,
+        ``"none"`` or ``"before:<UTC ms>"``: see
+        :mod:`~pivotal.orchestrator.online_checkpoints`); none without ``checkpoint_dir``.
+        Returns a ``checkpoint_loaded`` or ``checkpoint_skipped`` event per checkpoint."""
         events = []
         for name, learner in self._learners.items():
             if learner.manager is None:
                 continue
-            entry = learner.manager.load_best_into(learner.target)
+            entry, choices = learner.manager.load_best_into(learner.target, rule, model=name)
+            self._choices += choices
             if entry is not None:
+                value = entry.metrics.get(LEARNED_UNTIL)
+                learner.learned_until = None if value is None else int(value)
+            for choice in (c for c in choices if not c.outranked):
+                loaded = choice.status == "loaded"
                 events.append(
                     LearningEvent(
-                        entry.created_at_ms,
+                        choice.created_at_ms,
                         "",
                         name,
-                        "checkpoint_loaded",
+                        "checkpoint_loaded" if loaded else "checkpoint_skipped",
                         None,
-                        entry.value,
-                        f"loaded {entry.path.name} ({METRIC} {entry.value:.4f})",
+                        entry.value if loaded and entry is not None else None,
+                        f"{choice.status} {choice.path.name} (learned until "
+                        f"{iso_utc(choice.learned_until_ms) or 'unknown'}): {choice.reason}",
+                        metric=METRIC if loaded else "",
                     )
                 )
         self._events.extend(events)
@@ -445,6 +434,7 @@ class LearningLoop:
                 current,
                 f"rolling accuracy {current:.3f} fell more than "
                 f"{self.config.degradation_drop:.3f} below its best {best:.3f}",
+                metric="rolling_accuracy",
             )
         ]
         learner = self._learners.get(model)
@@ -459,7 +449,16 @@ class LearningLoop:
                 f"besides the holdout of {self.config.holdout}; no retrain yet"
             )
             events.append(
-                LearningEvent(timestamp, symbol, model, "retrain_requested", best, current, why)
+                LearningEvent(
+                    timestamp,
+                    symbol,
+                    model,
+                    "retrain_requested",
+                    best,
+                    current,
+                    why,
+                    metric="rolling_accuracy",
+                )
             )
             return events
         trainable, held = split
@@ -485,49 +484,99 @@ class LearningLoop:
         retrain: bool,
         at: tuple[str, int],
     ) -> list[LearningEvent]:
-        """Train a candidate on ``batch``; keep it if it beats the current model on ``held``,
-        else restore the snapshot. ``last_seq``: marked used when promoted."""
+        """Train a candidate on ``batch``; keep it if it beats the current model on ``held``
+        (:func:`~pivotal.orchestrator.candidates.judge`), else restore the snapshot.
+        ``last_seq``: marked used when promoted."""
         symbol, timestamp = at
         target = learner.target
         examples = [e for _, e in batch]
-        before = float(target.score(held))
+        current = holdout_scores(target, held)
         snapshot = target.snapshot()
+        kind: EventKind = "retrain_rolled_back" if retrain else "rolled_back"
         try:
             loss = float(target.fit(examples, epochs=epochs))
-            after = float(target.score(held))
+            candidate = holdout_scores(target, held)
         except (ModelError, ValueError, RuntimeError, FloatingPointError) as exc:
             target.restore(snapshot)
-            kind: EventKind = "retrain_rolled_back" if retrain else "rolled_back"
             message = f"candidate failed to train on {len(examples)} examples: {exc}"
-            return [LearningEvent(timestamp, symbol, learner.name, kind, before, None, message)]
+            metric, before = (
+                ("holdout_log_loss", current.log_loss)
+                if self.config.score == "log_loss" and current.log_loss is not None
+                else (METRIC, current.accuracy)
+            )
+            return [
+                LearningEvent(
+                    timestamp, symbol, learner.name, kind, before, None, message, metric=metric
+                )
+            ]
+        verdict = judge(
+            current,
+            candidate,
+            score=self.config.score,
+            min_improvement=self.config.min_improvement,
+        )
         what = f"{len(examples)} examples x {epochs} epochs (loss {loss:.4f})"
-        if after > before + self.config.min_improvement:
+        where = f"on {len(held)} held out: {verdict.describe()}; {what}"
+        if verdict.promote:
             learner.used = last_seq
+            newest = max(e.outcome.matured_at for e in [*examples, *held])
+            learner.learned_until = max(learner.learned_until or newest, newest)
             kind = "retrain_promoted" if retrain else "promoted"
-            message = f"candidate {after:.3f} beat {before:.3f} on {len(held)} held out; {what}"
-            events = [LearningEvent(timestamp, symbol, learner.name, kind, before, after, message)]
-            events += self._save(learner, before, after, len(examples), at)
+            events = [self._judged(learner, kind, verdict, f"candidate promoted {where}", at)]
+            events += self._save(learner, verdict, examples, held, at)
             return events
         target.restore(snapshot)
-        kind = "retrain_rolled_back" if retrain else "rolled_back"
-        message = (
-            f"candidate {after:.3f} did not beat {before:.3f} by more than "
-            f"{self.config.min_improvement:g} on {len(held)} held out; {what}"
+        return [self._judged(learner, kind, verdict, f"candidate rolled back {where}", at)]
+
+    @staticmethod
+    def _judged(
+        learner: _Learner, kind: EventKind, verdict: Verdict, message: str, at: tuple[str, int]
+    ) -> LearningEvent:
+        symbol, timestamp = at
+        return LearningEvent(
+            timestamp,
+            symbol,
+            learner.name,
+            kind,
+            verdict.current,
+            verdict.candidate,
+            message,
+            metric=verdict.metric,
+            details=verdict.details(),
         )
-        return [LearningEvent(timestamp, symbol, learner.name, kind, before, after, message)]
 
     def _save(
-        self, learner: _Learner, before: float, after: float, n: int, at: tuple[str, int]
+        self,
+        learner: _Learner,
+        verdict: Verdict,
+        examples: list[Any],
+        held: list[Any],
+        at: tuple[str, int],
     ) -> list[LearningEvent]:
         if learner.manager is None:
             return []
         symbol, timestamp = at
-        metrics = {
-            METRIC: after,
-            "holdout_accuracy_before": before,
-            "train_examples": float(n),
+        newest = max([*examples, *held], key=lambda e: (e.outcome.matured_at, e.timestamp))
+        until = int(learner.learned_until or newest.outcome.matured_at)
+        scores = verdict.candidate_scores
+        metrics: dict[str, float] = {
+            METRIC: scores.accuracy,
+            "holdout_accuracy_before": verdict.current_scores.accuracy,
+            "train_examples": float(len(examples)),
             "timestamp": float(timestamp),
+            LEARNED_UNTIL: float(until),
+            "newest_outcome_ms": float(newest.timestamp),
+            "newest_outcome_matured_ms": float(newest.outcome.matured_at),
         }
+        if self.bar_ms is not None:
+            metrics["newest_candle_open_ms"] = float(until - self.bar_ms)
+        base = getattr(learner.target, "trained_until_ms", None)
+        if base is not None:
+            metrics[TRAINED_UNTIL] = float(max(int(base), until))
+        if scores.log_loss is not None:
+            metrics["holdout_log_loss"] = scores.log_loss
+        if verdict.current_scores.log_loss is not None:
+            metrics["holdout_log_loss_before"] = verdict.current_scores.log_loss
         path = learner.manager.save_expert(
             learner.target, epoch=learner.epoch, metrics=metrics, created_at_ms=timestamp
         )
@@ -536,6 +585,14 @@ class LearningLoop:
             return []
         return [
             LearningEvent(
-                timestamp, symbol, learner.name, "checkpoint_saved", None, after, str(path)
+                timestamp,
+                symbol,
+                learner.name,
+                "checkpoint_saved",
+                None,
+                scores.accuracy,
+                str(path),
+                metric=METRIC,
+                details={LEARNED_UNTIL: float(until)},
             )
         ]

@@ -23,6 +23,14 @@ Per close time the feed reports (every symbol whose bar closes then, in the feed
 5. the broker's events and the risk alerts are drained into the event log, and the equity
    after the decisions is recorded.
 
+**Gaps.** ``gap_plan`` (a :class:`~pivotal.backtest.gaps.GapPlan`, data like the rest)
+says which bars are the last before a gap in a symbol's data under the ``close`` policy. On
+such a bar step 4 is replaced, for that symbol, by a close: its active orders are cancelled
+and its position leaves through a reduce-only market order (exit reason ``gap``,
+:mod:`pivotal.trading.gaps`), filled at the bar's close by a broker that can; the source is
+not asked, so no entry is taken there. Without a plan (or under ``hold``) nothing changes.
+:func:`replay` builds the plan from ``settings.gaps`` and lists the gaps in its result.
+
 The source must be prepared (``source.prepare(symbol, history)``) before :meth:`run`;
 :func:`replay` prepares it with the whole series, as the backtest engine does.
 
@@ -49,6 +57,7 @@ import pandas as pd
 import talib
 
 from pivotal.backtest.config import BacktestSettings
+from pivotal.backtest.gaps import GapPlan
 from pivotal.backtest.timeline import NO_STREAMS, Timeline, closed_streams, to_timeline_steps
 from pivotal.core.candles import CANDLE_COLUMNS, Candles
 from pivotal.core.clock import Clock, ReplayClock
@@ -58,6 +67,7 @@ from pivotal.core.trades import Trades
 from pivotal.core.types import COBData
 from pivotal.trading.brokers.simulated import SimulatedBroker
 from pivotal.trading.execution import ActionExecutor, alert_record, broker_event_record
+from pivotal.trading.gaps import flatten_before_gap
 from pivotal.trading.risk import RiskManager
 
 __all__ = ["BarFeed", "LoopResult", "ReplayFeed", "TradingLoop", "replay"]
@@ -89,7 +99,8 @@ class LoopResult:
     :mod:`pivotal.trading.execution`, oldest first; ``decisions`` counts ``source.decide``
     calls. ``trades``, ``open_trades`` and ``fills`` are filled in by :func:`replay` from its
     simulated broker (bar columns index ``timestamps``, as in a backtest result); a loop over
-    an exchange broker leaves them None (the fills are in ``events``).
+    an exchange broker leaves them None (the fills are in ``events``). ``gaps`` lists the
+    gaps in the data the run met (:meth:`GapPlan.records`), empty without a plan.
     """
 
     timestamps: npt.NDArray[np.int64]
@@ -99,6 +110,7 @@ class LoopResult:
     trades: pd.DataFrame | None = None
     open_trades: pd.DataFrame | None = None
     fills: pd.DataFrame | None = None
+    gaps: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.timestamps) != len(self.equity):
@@ -117,6 +129,7 @@ class TradingLoop:
     the venue's matching step for a closed bar (``SimulatedBroker.on_bar``); None when the
     venue matches orders itself. ``higher_view(symbol, now)`` returns the symbol's other
     timeframes' candles closed by ``now``. ``atr_period`` is the ATR the risk manager sees.
+    ``gap_plan`` marks the bars where a position is closed before a gap (module docstring).
     """
 
     def __init__(
@@ -131,6 +144,7 @@ class TradingLoop:
         on_bar: Callable[[str, int], None] | None = None,
         higher_view: Callable[[str, int], Mapping[Timeframe, Candles]] | None = None,
         atr_period: int = 14,
+        gap_plan: GapPlan | None = None,
     ) -> None:
         if not isinstance(clock, Clock):
             raise TypeError(f"clock must have now_ms() (a Clock), got {type(clock).__name__}")
@@ -163,6 +177,7 @@ class TradingLoop:
         self.on_bar = on_bar
         self.higher_view = higher_view
         self.atr_period = atr_period
+        self.gap_plan = gap_plan
         self._buffers: dict[str, _CandleBuffer] = {}
         self._atr: dict[str, npt.NDArray[np.float64]] = {}
 
@@ -206,11 +221,16 @@ class TradingLoop:
                 if keep:
                     self._keep(symbol, j, row)
             risk.observe(now, broker.account().equity)
+            closing = self._closing(bars)
+            for symbol in closing:
+                flatten_before_gap(broker, symbol)
             for symbol, j, _ in bars:
                 due = wake.get(symbol)
                 if due is None:
                     due = wake[symbol] = self._next_wake(symbol, warmup)
-                if j >= due:
+                if j >= due and symbol in closing:
+                    wake[symbol] = self._next_wake(symbol, j + 1)  # no entry before a gap
+                elif j >= due:
                     decisions += 1
                     events.extend(self._decide(symbol, j, now))
                     wake[symbol] = self._next_wake(symbol, j + 1)
@@ -230,6 +250,13 @@ class TradingLoop:
         )
 
     # -- pieces --------------------------------------------------------------------------
+    def _closing(self, bars: Sequence[tuple[str, int, Candles]]) -> set[str]:
+        """The symbols whose bar that just closed is the last before a gap to close at."""
+        plan = self.gap_plan
+        if plan is None:
+            return set()
+        return {symbol for symbol, j, _ in bars if plan.closes_after(symbol, j)}
+
     def _next_wake(self, symbol: str, bar_index: int) -> int:
         wake = int(self.source.next_wake(symbol, bar_index))
         if wake < bar_index:
@@ -410,6 +437,7 @@ def replay(
     )
     for symbol, bars in candles.items():
         source.prepare(symbol, bars)
+    plan = GapPlan.build(candles, feed.timeframe, settings.gaps, settings.max_missing_bars)
     loop = TradingLoop(
         clock=feed.clock,
         broker=broker,
@@ -420,6 +448,7 @@ def replay(
         on_bar=broker.on_bar,
         higher_view=(lambda s, now: closed_streams(streams.get(s), now)) if streams else None,
         atr_period=settings.atr_period,
+        gap_plan=plan,
     )
     result = loop.run(feed, progress=progress)
     timeline = feed.timeline
@@ -428,6 +457,7 @@ def replay(
         trades=to_timeline_steps(broker.closed_trades(), timeline, ("entry_bar", "exit_bar")),
         open_trades=to_timeline_steps(broker.open_trades(), timeline, ("entry_bar",)),
         fills=to_timeline_steps(broker.fills_frame(), timeline, ("bar",)),
+        gaps=tuple(plan.records()),
     )
 
 

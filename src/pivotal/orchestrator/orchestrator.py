@@ -38,6 +38,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from pivotal.core.candles import Candles
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS
 from pivotal.core.orders import AccountSnapshot
 from pivotal.core.ports import DecisionContext
 from pivotal.core.symbols import Symbol
@@ -51,7 +52,8 @@ from pivotal.orchestrator.contracts import VOTE_ACTIONS, Decision, Expert, Infer
 from pivotal.orchestrator.coordinator import ModelInferenceCoordinator, StepResult
 from pivotal.orchestrator.decisions import DecisionMaker, decisions_frame
 from pivotal.orchestrator.frame import MarketFrame
-from pivotal.orchestrator.learning import LearningLoop
+from pivotal.orchestrator.learning import LearningEvent, LearningLoop
+from pivotal.orchestrator.online_checkpoints import parse_load_rule
 from pivotal.orchestrator.output_store import ModelOutputStore
 from pivotal.orchestrator.records import record_of_step, replay_decision
 from pivotal.orchestrator.subscriptions import (
@@ -117,6 +119,11 @@ class Orchestrator:
     candles. ``history``: where every step is stored (None: not stored).
     ``trade_from``: no action is sent before this time (UTC ms; models still run, so their
     outputs and the learning loop are warm by then).
+    ``max_missing_bars``: the market frame's gap length (indicators, pivots and windows restart
+    after a longer missing run; see :mod:`pivotal.core.gaps`).
+    ``load_online``: which online checkpoints of ``learning.checkpoint_dir`` are loaded at
+    start: ``"best"`` (paper, live), ``"before:<UTC ms>"`` (a backtest or replay: only those
+    learned before its first learning bar) or ``"none"``; :attr:`checkpoints` lists them.
     """
 
     def __init__(
@@ -130,6 +137,8 @@ class Orchestrator:
         trade_from: int | None = None,
         seed: int = 0,
         name: str = "orchestrator",
+        load_online: str = "best",
+        max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
     ) -> None:
         if not experts:
             raise ValueError("the orchestrator needs at least one expert")
@@ -142,7 +151,7 @@ class Orchestrator:
         }
         self.history = history if self.config.history.enabled else None
         self.trade_from = trade_from
-        self.frame = MarketFrame()
+        self.frame = MarketFrame(max_missing_bars=max_missing_bars)
         self.subscriptions = DataSubscriptionManager(self.frame, self.config.streams)
         self.coordinator = ModelInferenceCoordinator(experts, self.config.inference)
         self.order: tuple[str, ...] = tuple(n for level in self.coordinator.levels for n in level)
@@ -158,7 +167,9 @@ class Orchestrator:
                 self.config.learning,
                 self.coordinator.experts(),
                 gate=self.decision_maker.learned_gate,
+                bar_ms=self.base.ms,
             )
+        self.load_online = str(parse_load_rule(load_online))
         self.decisions: list[Decision] = []
         self.events: list[dict[str, Any]] = []
         self._records: list[InferenceRecord] = []
@@ -226,8 +237,8 @@ class Orchestrator:
         self.coordinator.prepare(symbol, streams)
         if self.learning is not None and not self._loaded_best:
             self._loaded_best = True
-            for event in self.learning.load_best():
-                self._event(event.kind, event.timestamp, event.symbol, event.model, event.message)
+            for ev in self.learning.load_best(self.load_online):
+                self._event(ev.kind, ev.timestamp, ev.symbol, ev.model, ev.message, score=ev)
 
     def next_wake(self, symbol: str, bar_index: int) -> int:
         return bar_index
@@ -276,7 +287,7 @@ class Orchestrator:
             if decision.contributions:  # the decision's own accuracy is tracked beside the models'
                 inferences[self.name] = Inference(_decision_output(decision, self.name))
             for ev in self.learning.on_step(symbol, t, count, close, inferences):
-                self._event(ev.kind, ev.timestamp, ev.symbol, ev.model, ev.message)
+                self._event(ev.kind, ev.timestamp, ev.symbol, ev.model, ev.message, score=ev)
         if self.history is not None:
             self._records.append(record_of_step(decision, inp, step.inferences, self.versions()))
             if len(self._records) >= _HISTORY_BATCH:
@@ -345,15 +356,35 @@ class Orchestrator:
             record, self.coordinator.experts(), self.decision_maker.decide, self.order
         )
 
-    def _event(self, kind: str, timestamp: int, symbol: str, model: str, message: str) -> None:
+    @property
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """The online checkpoints considered at start (loaded or skipped, and why)."""
+        return [] if self.learning is None else self.learning.checkpoints
+
+    def _event(
+        self,
+        kind: str,
+        timestamp: int,
+        symbol: str,
+        model: str,
+        message: str,
+        *,
+        score: LearningEvent | None = None,
+    ) -> None:
         if kind in _NEW_WEIGHTS and model in self._versions:
             self._versions[model] += 1
-        self.events.append(
-            {
-                "timestamp": int(timestamp),
-                "kind": str(kind),
-                "symbol": symbol,
-                "model": model,
-                "message": message,
-            }
-        )
+        event: dict[str, Any] = {
+            "timestamp": int(timestamp),
+            "kind": str(kind),
+            "symbol": symbol,
+            "model": model,
+            "message": message,
+        }
+        if score is not None and score.metric:  # a learning event: its scores, by metric
+            event.update(
+                metric=score.metric,
+                before=score.before,
+                after=score.after,
+                difference=score.difference,
+            )
+        self.events.append(event)

@@ -5,12 +5,15 @@ range), the backtest settings (broker and risk) and the orchestrator (experts wi
 checkpoints, gate, inference, history, learning). :func:`run_backtest_mode` reads the
 candles from the store (with warm-up history before ``since``), builds the experts from
 their checkpoints, runs the orchestrator through the backtester (replay clock + simulated
-broker), and buy-and-hold beside it with the same settings.
+broker), and buy-and-hold beside it (:mod:`pivotal.orchestrator.benchmark`: the
+equal-weight basket, fully invested at the first bar's close, no fees; the strategy's
+``buy_and_hold_return_pct`` is that benchmark's return).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,8 +26,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pivotal.backtest.api import attach_metrics
 from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.engine import run_backtest
+from pivotal.backtest.gaps import mostly_gaps_warnings
 from pivotal.backtest.result import BacktestResult
-from pivotal.backtest.strategies import make_strategy
 from pivotal.config.models import StrictModel
 from pivotal.core.candles import Candles
 from pivotal.core.errors import ConfigError, DataError, ModelError
@@ -32,8 +35,10 @@ from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.data.inference_history import InferenceHistory
 from pivotal.data.store import MarketDataStore
+from pivotal.orchestrator.benchmark import BUY_AND_HOLD, buy_and_hold, with_benchmark
 from pivotal.orchestrator.config import OrchestratorConfig
 from pivotal.orchestrator.contracts import Expert
+from pivotal.orchestrator.online_checkpoints import expert_data_warnings
 from pivotal.orchestrator.orchestrator import Orchestrator
 from pivotal.training.pipeline import read_streams
 
@@ -67,10 +72,10 @@ def parse_time_ms(value: Any, name: str) -> int | None:
 
 
 class RunConfig(StrictModel):
-    """One run of the orchestrator (``pivotal run --config FILE``)."""
+    """One run of the orchestrator (``pivotal run RUN_FILE``)."""
 
     mode: Literal["backtest"] = Field(
-        default="backtest", description="backtest (paper and live arrive with Stage 7)"
+        default="backtest", description="backtest (paper and live trading are not available yet)"
     )
     exchange: str = "binance"
     symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"], min_length=1)
@@ -126,7 +131,9 @@ def load_run_config(path: str | Path) -> RunConfig:
     """Read and validate a run file; ``ConfigError`` listing every problem with its key.
 
     Relative paths in it (expert checkpoints, ``orchestrator.learning.checkpoint_dir``) are
-    resolved against the file's folder; ``~`` is expanded."""
+    resolved against the file's folder; ``~`` is expanded. ``{run}`` in ``checkpoint_dir`` is
+    replaced by the run file's name without its suffix, so each run keeps its own online
+    checkpoints."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -150,7 +157,8 @@ def load_run_config(path: str | Path) -> RunConfig:
     ]
     learning = config.orchestrator.learning
     if learning.checkpoint_dir is not None:
-        learning = learning.model_copy(update={"checkpoint_dir": resolve(learning.checkpoint_dir)})
+        folder = Path(str(learning.checkpoint_dir).replace("{run}", path.stem))
+        learning = learning.model_copy(update={"checkpoint_dir": resolve(folder)})
     orchestrator = config.orchestrator.model_copy(update={"experts": experts, "learning": learning})
     return config.model_copy(update={"orchestrator": orchestrator})
 
@@ -203,6 +211,8 @@ class OrchestratedRun:
     stored: int
     data_note: str = ""
     seconds: float = field(default=math.nan)
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _read(store: MarketDataStore, run: RunConfig, timeframes: set[Timeframe]) -> dict[str, Any]:
@@ -227,8 +237,14 @@ def run_backtest_mode(
     experts: list[Expert] | None = None,
     history: bool = True,
     progress: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> OrchestratedRun:
-    """Backtest the orchestrator over the run's range (module docstring)."""
+    """Backtest the orchestrator over the run's range (module docstring).
+
+    ``warn`` receives, before the run starts, a line per symbol whose base candles are
+    mostly gaps (:func:`pivotal.backtest.gaps.mostly_gaps_warnings`). Positions are closed
+    at the last bar before each gap unless ``settings.gaps`` is ``hold``; the gaps met are
+    in :attr:`OrchestratedRun.gaps`."""
     import time
 
     started = time.perf_counter()
@@ -245,6 +261,10 @@ def run_backtest_mode(
                 "or import the data (pivotal data import)"
             )
         candles[symbol] = bars
+    if warn is not None:
+        max_missing = run.settings.max_missing_bars
+        for line in mostly_gaps_warnings(candles, base, max_missing, run.since, run.until):
+            warn(line)
     hist = None
     if history and run.orchestrator.history.enabled:
         from pivotal.data.duckdb_store import DuckDBStore
@@ -253,8 +273,17 @@ def run_backtest_mode(
             hist = InferenceHistory(
                 store, compression_level=run.orchestrator.history.compression_level
             )
+    first = first_learning_bar(run, candles)
+    warnings = expert_data_warnings(experts, first)  # before any online one is loaded
     orchestrator = Orchestrator(
-        experts, run.orchestrator, base_timeframe=base, data=data, history=hist, seed=run.seed
+        experts,
+        run.orchestrator,
+        base_timeframe=base,
+        data=data,
+        history=hist,
+        seed=run.seed,
+        load_online=f"before:{first}",  # a backtest never loads what was learned later
+        max_missing_bars=run.settings.max_missing_bars,
     )
     try:
         if run.learn_from is not None:
@@ -265,10 +294,8 @@ def run_backtest_mode(
     finally:
         last = max(int(c.timestamp[-1]) + base.ms for c in candles.values())
         orchestrator.finish(now_ms=last)
-    result = attach_metrics(result, candles, base)
-    hold = run_backtest(
-        candles, make_strategy("buy_and_hold", {}), timeframe=base, settings=_holding(run)
-    )
+    hold = buy_and_hold(result.timestamps, candles, result.initial_cash)
+    result = with_benchmark(attach_metrics(result, candles, base), hold)
     note = ", ".join(
         f"{s} {base} {_day(c.timestamp[0])}..{_day(c.timestamp[-1] + base.ms)} ({len(c):,} bars)"
         for s, c in candles.items()
@@ -276,32 +303,28 @@ def run_backtest_mode(
     return OrchestratedRun(
         config=run,
         result=result,
-        benchmark={"buy and hold": attach_metrics(hold, candles, base)},
+        benchmark={BUY_AND_HOLD: hold},
         candles=candles,
         decisions=orchestrator.decisions_frame(since=run.since),
         accuracy=orchestrator.accuracy_frame(),
-        events=list(orchestrator.events),
+        events=warnings + list(orchestrator.events),
         orchestrator=orchestrator,
         stored=orchestrator.stored,
         data_note=f"{run.exchange}: {note}",
         seconds=time.perf_counter() - started,
+        gaps=[dict(g) for g in result.gaps],
+        checkpoints=orchestrator.checkpoints,
     )
 
 
-def _holding(run: RunConfig) -> BacktestSettings:
-    """The run's settings for the buy-and-hold benchmark: same cash, fees, sizing and
-    slippage, but no stop-loss, take-profit or halts (a stopped-out holding is not
-    buy-and-hold)."""
-    risk = run.settings.risk.model_copy(
-        update={
-            "stop_loss_pct": None,
-            "stop_loss_atr": None,
-            "take_profit_pct": None,
-            "max_drawdown": None,
-            "daily_loss_limit": None,
-        }
-    )
-    return run.settings.model_copy(update={"risk": risk})
+def first_learning_bar(run: RunConfig, candles: dict[str, Candles]) -> int:
+    """Open time (UTC ms) of the run's first learning bar: ``learn_from``, else ``since``,
+    else the first base candle of the run."""
+    if run.learn_from is not None:
+        return int(run.learn_from)
+    if run.since is not None:
+        return int(run.since)
+    return min(int(c.timestamp[0]) for c in candles.values())
 
 
 def _learn(

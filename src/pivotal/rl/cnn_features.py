@@ -55,6 +55,7 @@ from pivotal.models.base import PivotalModel
 from pivotal.models.networks.pivot_cnn import ACTIONS
 from pivotal.training.checkpoints import load_checkpoint, read_checkpoint
 from pivotal.training.pipeline import Scaling, TrainJob
+from pivotal.training.run import foreign_checkpoint_message
 
 __all__ = [
     "ACTION_HEAD",
@@ -114,8 +115,12 @@ def read_job_and_scaling(path: str | Path) -> tuple[str, TrainJob, Scaling]:
     pipeline = meta.pipeline or {}
     if "job" not in pipeline or "scaling" not in pipeline:
         raise ValueError(
-            f"checkpoint {path} was not written by `pivotal train` (it stores no job and "
-            "scaling), so its inputs cannot be rebuilt; train the model with `pivotal train`"
+            foreign_checkpoint_message(
+                path,
+                pipeline,
+                "in a run file, give it as an expert of `kind: dqn` (with depends_on: naming "
+                "the PivotCNN expert it reads, if it reads one)",
+            )
         )
     return (
         meta.model_name,
@@ -152,9 +157,15 @@ def build_inputs(
 
     ``ValueError`` for a missing timeframe (named, ``source`` says whose job it is), no
     anchor candles or an empty range; ``DataError`` when no sample is complete in the range.
+    Indicators and pivots restart after gaps (``job.max_missing_bars``); samples whose window
+    crosses one are marked in the dataset's ``valid``.
     """
     streams = _candles_for(candles, job, source)
-    extra = {tf: candle_columns(c, tf, job.columns) for tf, c in streams.items()}
+    gap_bars = job.max_missing_bars
+    extra = {
+        tf: candle_columns(c, tf, job.columns, max_missing_bars=gap_bars)
+        for tf, c in streams.items()
+    }
     anchor = streams[job.anchor]
     if not len(anchor):
         raise ValueError(f"no {job.anchor} candles were given; pass the anchor's history")
@@ -163,7 +174,9 @@ def build_inputs(
     end = int(anchor.timestamp[-1]) + job.anchor.ms + 1 if until is None else int(until)
     if start >= end:
         raise ValueError(f"since ({start}) must be before until ({end})")
-    return EncodedInputDataset(job.spec(), streams, start, end, anchor=job.anchor, extra=extra)
+    return EncodedInputDataset(
+        job.spec(), streams, start, end, anchor=job.anchor, extra=extra, max_missing_bars=gap_bars
+    )
 
 
 def _check_model(model: PivotalModel, name: str, outputs: Mapping[str, torch.Tensor]) -> None:

@@ -35,6 +35,13 @@ span); an episode needs ``episode_length + 1`` of them. ``terminated`` when equi
 (the env's seeded ``np_random``) or sequential: each reset continues at the step where the
 previous episode stopped, back to ``start`` when too few steps remain, and a reset with a
 seed restarts at ``start``. ``options={"start": step}`` forces a start.
+
+**Gaps** (:mod:`pivotal.core.gaps`). With ``settings.gaps = "close"`` (the default) no step
+crosses a gap in the anchor candles: the step that reaches the last bar before a gap closes
+the position there, through the broker like any exit (a reduce-only market order filled at
+that bar's close, exit reason ``gap``; the reward counts its fee), and ends the episode
+``truncated``. No episode starts on such a bar (a start there moves to the bar after the
+gap). With ``"hold"`` the simulator steps across gaps as if the bars were adjacent.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import numpy.typing as npt
 import talib
 
 from pivotal.core.clock import ReplayClock
+from pivotal.core.gaps import GapPolicy, gap_after
 from pivotal.core.orders import Fill, Liquidity
 from pivotal.core.symbols import Symbol
 from pivotal.core.types import Action, TradingAction
@@ -55,6 +63,7 @@ from pivotal.rl.config import EnvConfig
 from pivotal.rl.observations import MarketObservations
 from pivotal.rl.rewards import RewardTracker
 from pivotal.trading.brokers.simulated import SimulatedBroker
+from pivotal.trading.gaps import flatten_before_gap
 from pivotal.trading.risk import MarketState, RiskManager
 
 __all__ = ["ACTIONS", "StepInfo", "TradingEnv"]
@@ -162,6 +171,11 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
             settings.risk.daily_loss_limit is not None
         )
         self._bar0 = int(observations.bars[0])
+        before_gap = gap_after(candles.timestamp, self._bar_ms, settings.max_missing_bars)
+        if GapPolicy.parse(settings.gaps) is not GapPolicy.CLOSE:
+            before_gap[:] = False
+        self._before_gap = before_gap
+        self._valid = np.asarray(getattr(observations, "valid", np.ones(n, dtype=bool)))
         self._reward = RewardTracker(config)
         self._cursor = self.start
         self._t = -1  # current step; -1 before the first reset
@@ -204,10 +218,28 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
                     f"options['start'] = {first} leaves no room for {self.config.episode_length} "
                     f"steps in [{self.start}, {self.stop}); use {self.start}..{last}"
                 )
-            return first
+            return self._off_gap(first, last)
         if self.config.random_start:
-            return int(self.np_random.integers(self.start, last + 1))
-        return self._cursor if self._cursor <= last else self.start
+            return self._off_gap(int(self.np_random.integers(self.start, last + 1)), last)
+        return self._off_gap(self._cursor if self._cursor <= last else self.start, last)
+
+    def _off_gap(self, first: int, last: int) -> int:
+        """``first``, or the nearest later (else earlier) step an episode may start on: not the
+        last bar before a gap (the episode would have to step across it) and not a step whose
+        observation window crosses a gap (``observations.valid``)."""
+        if self._can_start(first):
+            return first
+        for step in (*range(first + 1, last + 1), *range(first - 1, self.start - 1, -1)):
+            if self._can_start(step):
+                return step
+        raise ValueError(
+            f"no step in [{self.start}, {last}] can start an episode: every observation window "
+            "there crosses a gap in the data; choose a span with contiguous candles "
+            "(pivotal data gaps lists them)"
+        )
+
+    def _can_start(self, step: int) -> bool:
+        return bool(self._valid[step]) and not self._before_gap[self._bar0 + step]
 
     def _begin(self, first: int) -> None:
         """A fresh broker and risk manager; process the episode's first bar."""
@@ -260,6 +292,9 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         next_close = int(self._open_ms[nxt]) + self._bar_ms
         self._clock.advance_to(next_close)
         broker.on_bar(symbol, nxt)
+        at_gap = bool(self._before_gap[nxt])
+        if at_gap:
+            flatten_before_gap(broker, symbol)
         fills = 0
         notional = 0.0
         for event in broker.drain_events():
@@ -281,7 +316,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         reward = self._reward(e0, e1, notional)
         terminated = e1 <= 0.0
         truncated = not terminated and (
-            self._t - self._t0 >= self.config.episode_length or self._t >= self.stop - 1
+            at_gap or self._t - self._t0 >= self.config.episode_length or self._t >= self.stop - 1
         )
         self._done = terminated or truncated
         return reward, terminated, truncated, fills, notional

@@ -16,6 +16,12 @@ call for all environments of a vector env); :meth:`MarketObservations.precompute
 range materialized so that a step is one fancy-index. Optional ``extra`` per-step features
 (the PivotCNN's predictions and hidden states) are joined by exact close time.
 
+Gaps (:mod:`pivotal.core.gaps`): the per-candle columns restart after every gap, and
+:attr:`MarketObservations.valid` is False at the steps whose window (in any stream) would hold
+bars from both sides of a gap (the first ``frames - 1`` steps after one, or a stream whose
+newest candle is before a gap): an episode must not start there (within an episode that
+stops at the last bar before a gap, every later step is valid again).
+
 Everything here is causal: step ``i`` reads candles closed at ``times[i]`` and columns
 computed from them only (see :mod:`pivotal.features.inputs.columns`); NaN anywhere in what
 is returned raises :class:`~pivotal.core.errors.DataError` naming the step's time and the
@@ -31,6 +37,7 @@ import numpy.typing as npt
 
 from pivotal.core.candles import Candles
 from pivotal.core.errors import DataError
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS
 from pivotal.core.timeframes import Timeframe
 from pivotal.features.inputs.columns import ColumnsConfig, candle_columns
 from pivotal.features.inputs.dataset import EncodedInputDataset
@@ -73,6 +80,7 @@ class MarketObservations:
         columns: ColumnsConfig | None = None,
         scaler: StandardScaler | None = None,
         extra: ExtraTable | None = None,
+        max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
     ) -> None:
         data = {Timeframe.parse(tf): c for tf, c in candles.items()}
         missing = [str(tf) for tf in spec.timeframes if tf not in data]
@@ -90,7 +98,10 @@ class MarketObservations:
         for tf in spec.timeframes:
             _check_candles(data[tf], tf)
         cfg = columns or ColumnsConfig()
-        per_candle = {tf: candle_columns(data[tf], tf, cfg) for tf in spec.timeframes}
+        per_candle = {
+            tf: candle_columns(data[tf], tf, cfg, max_missing_bars=max_missing_bars)
+            for tf in spec.timeframes
+        }
         anchor_candles = data[anchor_tf]
         start = int(anchor_candles.timestamp[0])
         end = int(anchor_candles.timestamp[-1]) + anchor_tf.ms
@@ -101,8 +112,12 @@ class MarketObservations:
             end,
             anchor=anchor_tf,
             extra=per_candle,
+            max_missing_bars=max_missing_bars,
         )
         self.spec = spec
+        self.max_missing_bars = max_missing_bars
+        #: per step, False where the market window would cross a gap (module docstring)
+        self.valid: npt.NDArray[np.bool_] = self.dataset.valid
         self.anchor = anchor_tf
         self.candles = anchor_candles
         self.frames = spec.frames
@@ -160,15 +175,18 @@ class MarketObservations:
     # -- scaling ----------------------------------------------------------------------------
     def fit_scaler(self, train_until_ms: int, *, sample: int = 4096) -> StandardScaler:
         """Fit a per-channel :class:`StandardScaler` on the steps with ``time <
-        train_until_ms`` only (at most ``sample`` of them, evenly spaced, as training does),
-        use it from now on and return it."""
+        train_until_ms`` only (at most ``sample`` of the valid ones, evenly spaced, as
+        training does), use it from now on and return it."""
         train = int(np.searchsorted(self.times, int(train_until_ms), side="left"))
         if train == 0:
             raise ValueError(
                 f"no step closes before {format_time(int(train_until_ms))}: the first is at "
                 f"{format_time(int(self.times[0]))}; fit on a later time"
             )
-        picks = np.linspace(0, train - 1, min(int(sample), train)).astype(np.int64)
+        usable = np.flatnonzero(self.valid[:train])  # no window across a gap
+        if not len(usable):
+            usable = np.arange(train)
+        picks = usable[np.linspace(0, len(usable) - 1, min(int(sample), len(usable))).astype(int)]
         x = self.dataset.get_batch(picks).numpy().astype(np.float64)
         scaler = StandardScaler().fit(x.reshape(-1, len(self.channels)), self.channels, slice(None))
         self.use_scaler(scaler)

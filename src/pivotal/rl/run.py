@@ -16,6 +16,7 @@ as it was trained.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from pivotal.backtest.result import BacktestResult
 from pivotal.backtest.strategies import make_strategy
 from pivotal.config.models import StrictModel
 from pivotal.core.candles import Candles
+from pivotal.core.errors import ModelError
 from pivotal.core.timeframes import Timeframe
 from pivotal.data.atomic import atomic_write_text
 from pivotal.data.store import MarketDataStore
@@ -53,6 +55,7 @@ __all__ = [
     "DQNOutcome",
     "build_observations",
     "evaluate_agent",
+    "job_as_saved",
     "read_feature_names",
     "read_job",
     "read_scaler",
@@ -157,6 +160,12 @@ def build_observations(candles: Mapping[Timeframe, Candles], job: DQNJob) -> Mar
     spec = InputSpec.candles(list(job.timeframes), frames=job.env.frames, min_frames=job.env.frames)
     extra = None
     if job.cnn_checkpoint is not None:
+        if not Path(job.cnn_checkpoint).is_file():
+            raise ModelError(
+                f"the DQN job reads PivotCNN features from {job.cnn_checkpoint}, which does not "
+                "exist; put that checkpoint back, or set cnn_checkpoint in the dqn.job.json "
+                "beside the DQN checkpoint to its path (relative to that folder)"
+            )
         features = cnn_features(job.cnn_checkpoint, candles)
         extra = (features.times, features.values, features.names)
     return MarketObservations(candles, spec, extra=extra)
@@ -219,7 +228,7 @@ def train_dqn_job(
     first = 0 if job.since is None else int(np.searchsorted(observations.times, job.since))
     envs = VectorTradingEnv(observations, job.env, job.envs, start=first, stop=train_stop)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / JOB_FILE, job.model_dump_json(indent=2) + "\n")
+    atomic_write_text(folder / JOB_FILE, job_as_saved(job, folder).model_dump_json(indent=2) + "\n")
     write_scaler(folder, observations)
     manager = CheckpointManager(folder, "dqn", keep=keep, metric="val_return", mode="max")
     result = train_dqn(
@@ -237,15 +246,40 @@ def train_dqn_job(
     return DQNOutcome(result, job, folder, best, evaluation)
 
 
+def job_as_saved(job: DQNJob, folder: Path) -> DQNJob:
+    """The job as written to ``folder/dqn.job.json``: a relative PivotCNN checkpoint path
+    (relative to the training's working directory) made relative to ``folder``, so the
+    checkpoints work from any working directory and when the data folder moves whole; an
+    absolute path is kept."""
+    if job.cnn_checkpoint is None or Path(job.cnn_checkpoint).expanduser().is_absolute():
+        return job
+    where = os.path.relpath(Path(job.cnn_checkpoint).resolve(), Path(folder).resolve())
+    return job.model_copy(update={"cnn_checkpoint": where})
+
+
 def read_job(checkpoint: Path) -> DQNJob:
-    """The job saved beside a DQN checkpoint (``dqn.job.json`` in its folder)."""
+    """The job saved beside a DQN checkpoint (``dqn.job.json`` in its folder).
+
+    A relative ``cnn_checkpoint`` in it is relative to that folder (where training writes it),
+    so the checkpoint works from any working directory; the job returned holds the resolved
+    path. Files written before this rule held a path relative to the training's working
+    directory: one that exists only that way is still found. ``ModelError`` when the job is
+    missing; a missing PivotCNN checkpoint is refused where it is read
+    (:func:`build_observations`), since the orchestrator's DQN expert does not read it.
+    """
     path = Path(checkpoint).parent / JOB_FILE
     if not path.is_file():
-        raise FileNotFoundError(
+        raise ModelError(
             f"{path} not found: a DQN checkpoint is evaluated with the job saved beside it by "
             "`pivotal train dqn`; keep the checkpoint in its folder"
         )
-    return DQNJob.model_validate(json.loads(path.read_text()))
+    job = DQNJob.model_validate(json.loads(path.read_text()))
+    if job.cnn_checkpoint is None:
+        return job
+    named = Path(job.cnn_checkpoint).expanduser()
+    beside = named if named.is_absolute() else path.parent / named
+    found = next((p for p in (beside, named) if p.is_file()), beside)
+    return job.model_copy(update={"cnn_checkpoint": str(found.resolve())})
 
 
 def write_scaler(folder: Path, observations: MarketObservations) -> Path:

@@ -32,7 +32,13 @@ import math
 import pandas as pd
 
 from pivotal.core.orders import AccountSnapshot, Fill, PositionSnapshot
-from pivotal.trading.records import TRADE_COLUMNS, TRADE_DTYPES, empty_trade_frame
+from pivotal.trading.records import (
+    EXIT_REASON,
+    TRADE_COLUMNS,
+    TRADE_DTYPES,
+    empty_trade_frame,
+    exit_reason,
+)
 
 __all__ = ["TRADE_COLUMNS", "Portfolio", "empty_trade_frame"]
 
@@ -42,14 +48,14 @@ __all__ = ["TRADE_COLUMNS", "Portfolio", "empty_trade_frame"]
 #: from sums like 0.1 + 0.2 - 0.3).
 _FLAT_TOLERANCE = 1e-12
 
-TradeRow = tuple[str, str, int, int, int, int, float, float, float, float, float, float]
+TradeRow = tuple[str, str, int, int, int, int, float, float, float, float, float, float, str]
 
 
 def _trade_frame(rows: list[TradeRow]) -> pd.DataFrame:
     if not rows:
         return empty_trade_frame()
-    frame = pd.DataFrame.from_records(rows, columns=list(TRADE_COLUMNS))
-    return frame.astype(TRADE_DTYPES)
+    frame = pd.DataFrame.from_records(rows, columns=[*TRADE_COLUMNS, EXIT_REASON])
+    return frame.astype({**TRADE_DTYPES, EXIT_REASON: object})
 
 
 class _Position:
@@ -202,7 +208,7 @@ class Portfolio:
             pos.t_realized += realized
             pos.t_fees += fee_close
             if remaining == 0.0:
-                self._close_trade(pos, fill.timestamp, bar)
+                self._close_trade(pos, fill.timestamp, bar, exit_reason(fill.tag))
                 if rest > 0.0:
                     pos.quantity = side * rest
                     pos.average = price
@@ -222,7 +228,7 @@ class Portfolio:
         self._fees += fee
         return realized
 
-    def _close_trade(self, pos: _Position, ms: int, bar: int) -> None:
+    def _close_trade(self, pos: _Position, ms: int, bar: int, reason: str) -> None:
         pnl = pos.t_realized - pos.t_fees
         self._closed.append(
             (
@@ -238,6 +244,7 @@ class Portfolio:
                 pnl,
                 pos.t_fees,
                 pnl / (pos.t_entry_price * pos.t_size) * 100.0,
+                reason,
             )
         )
         pos._reset_trade()
@@ -363,7 +370,7 @@ class Portfolio:
         return len(self._closed)
 
     def closed_trades(self) -> pd.DataFrame:
-        """Closed round trips, oldest first, with :data:`TRADE_COLUMNS`."""
+        """Closed round trips, oldest first, with :data:`TRADE_COLUMNS` and ``exit_reason``."""
         return _trade_frame(self._closed)
 
     def open_trades(self) -> pd.DataFrame:
@@ -387,6 +394,7 @@ class Portfolio:
                     pnl,
                     pos.t_fees,
                     pnl / (pos.t_entry_price * pos.t_size) * 100.0,
+                    "",
                 )
             )
         return _trade_frame(rows)

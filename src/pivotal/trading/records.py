@@ -41,6 +41,19 @@ TRADE_DTYPES: dict[str, Any] = {
     "return_pct": np.float64,
 }
 
+EXIT_REASON = "exit_reason"
+"""An extra trade column after :data:`TRADE_COLUMNS`: why the trade closed, read from the tag
+of the fill that closed it (``exit`` for a strategy's exit, ``stop``, ``take_profit``, ``gap``
+for a close at the last bar before a gap in the data, ``reversal`` for a flip; empty while
+open or untagged)."""
+
+
+def exit_reason(tag: str) -> str:
+    """The exit reason of a closing fill's ``tag`` (``"sma_cross:exit"`` → ``"exit"``)."""
+    reason = tag.rsplit(":", 1)[-1] if tag else ""
+    return "reversal" if reason == "entry" else reason
+
+
 FILL_COLUMNS: tuple[str, ...] = (
     "timestamp",
     "bar",
@@ -68,8 +81,10 @@ FILL_DTYPES: dict[str, Any] = {
 
 
 def empty_trade_frame() -> pd.DataFrame:
-    """An empty trade table with :data:`TRADE_COLUMNS` and their dtypes."""
-    return pd.DataFrame({c: pd.Series(dtype=d) for c, d in TRADE_DTYPES.items()})
+    """An empty trade table with :data:`TRADE_COLUMNS` (and :data:`EXIT_REASON`)."""
+    columns = {c: pd.Series(dtype=d) for c, d in TRADE_DTYPES.items()}
+    columns[EXIT_REASON] = pd.Series(dtype=object)
+    return pd.DataFrame(columns)
 
 
 def empty_fill_frame() -> pd.DataFrame:

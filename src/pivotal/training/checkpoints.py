@@ -205,6 +205,26 @@ class Checkpoint:
     pipeline: dict[str, Any] | None = None
     """What the training pipeline needs to rebuild the data (its job and target scaling)."""
 
+    @property
+    def trained_until_ms(self) -> int | None:
+        """The newest time (UTC ms) whose market data may have gone into these weights, the
+        latest of: ``metrics["learned_until_ms"]`` (the orchestrator's learning loop: the
+        close of the newest candle it learned from), the training job's ``until`` (``pivotal
+        train``: the end of the range it read, validation and test included) and
+        ``data_span["end"]`` (the last training sample). None when none is recorded."""
+        found: list[int] = []
+        learned = self.metrics.get("learned_until_ms")
+        if isinstance(learned, int | float) and not isinstance(learned, bool):
+            found.append(int(learned))
+        job = (self.pipeline or {}).get("job")
+        until = job.get("until") if isinstance(job, Mapping) else None
+        if isinstance(until, int) and not isinstance(until, bool):
+            found.append(until)
+        end = (self.data_span or {}).get("end")
+        if isinstance(end, int | float) and not isinstance(end, bool):
+            found.append(int(end))
+        return max(found) if found else None
+
     def scaler(self) -> Scaler | None:
         """The fitted feature scaler, rebuilt with ``scaler_from_state`` (None if absent)."""
         return None if self.scaler_state is None else scaler_from_state(self.scaler_state)

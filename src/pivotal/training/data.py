@@ -12,7 +12,11 @@ contains. Target conventions:
 - context: float32 ``(n_candles, K)``, one vector per candle, finite wherever a sample uses it.
 
 Samples whose targets are *all* missing are excluded; :attr:`BatchDataset.excluded` counts
-them. Positions ``0..len-1`` address the remaining samples in time order.
+them. Samples across a gap (:mod:`pivotal.core.gaps`) are dropped too: those whose input
+window crosses one (:attr:`EncodedInputDataset.valid`) and those whose label horizon does
+(the anchor candle and the candle ``label_horizon`` bars later lie in different segments).
+:attr:`SupervisedDataset.dropped` counts every reason. Positions ``0..len-1`` address the
+remaining samples in time order.
 
 Batches are dicts of tensors: ``"x"`` ``(B, streams, frames, channels)`` float32,
 ``"context"`` ``(B, K)`` float32 (absent without context), ``"regression"`` ``(B, R)``
@@ -30,10 +34,25 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, segment_ids, window_crosses_gap
 from pivotal.features.inputs.dataset import EncodedInputDataset
 from pivotal.models.base import InputShape
 
-__all__ = ["Batch", "BatchDataset", "SupervisedDataset", "TensorSupervisedDataset"]
+__all__ = [
+    "DROP_ALL_TARGETS_MISSING",
+    "DROP_LABEL_CROSSES_GAP",
+    "DROP_WARMUP_AFTER_GAP",
+    "DROP_WINDOW_CROSSES_GAP",
+    "Batch",
+    "BatchDataset",
+    "SupervisedDataset",
+    "TensorSupervisedDataset",
+]
+
+DROP_WINDOW_CROSSES_GAP = "input window crosses a gap"
+DROP_LABEL_CROSSES_GAP = "label horizon crosses a gap"
+DROP_WARMUP_AFTER_GAP = "indicator warm-up after a gap"
+DROP_ALL_TARGETS_MISSING = "all targets missing"
 
 Batch = dict[str, torch.Tensor]
 IntArray = npt.NDArray[np.int64]
@@ -208,6 +227,13 @@ class SupervisedDataset(BatchDataset):
     sample ``t`` maps to the row whose open time is ``t - inputs.anchor.ms``; a sample
     without such a row is an error. Give regression targets, class labels, or both; with
     neither, every sample is kept (inputs for prediction only).
+
+    Samples whose input window crosses a gap are dropped; with ``label_horizon`` (bars,
+    :func:`~pivotal.training.labels.label_horizon`) so are those whose label horizon crosses
+    one (more than ``max_missing_bars`` missing anchor bars), and with ``warmup_bars`` those
+    whose anchor candle is among the first ``warmup_bars`` candles after a gap (the
+    indicators and pivots are warming up again there, as they are before the first sample).
+    :attr:`dropped` says how many were dropped for each reason.
     """
 
     def __init__(
@@ -218,6 +244,9 @@ class SupervisedDataset(BatchDataset):
         regression: npt.ArrayLike | None = None,
         labels: npt.ArrayLike | None = None,
         context: npt.ArrayLike | None = None,
+        label_horizon: int | None = None,
+        max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
+        warmup_bars: int = 0,
     ) -> None:
         if not isinstance(inputs, EncodedInputDataset):
             raise TypeError(f"inputs must be an EncodedInputDataset, got {type(inputs).__name__}")
@@ -237,11 +266,29 @@ class SupervisedDataset(BatchDataset):
                 f"open time {first} ms); pass the open times of the {inputs.anchor} candles "
                 "the inputs were built from"
             )
-        keep = targets.has_target[rows]
+        window_ok = inputs.valid
+        seg = segment_ids(ts, inputs.anchor.ms, max_missing_bars)
+        label_ok = np.ones(len(rows), dtype=bool)
+        if label_horizon is not None and label_horizon > 0 and len(rows):
+            label_ok = ~window_crosses_gap(seg, rows, rows + int(label_horizon))
+        warm = np.ones(len(rows), dtype=bool)
+        if warmup_bars > 0 and len(rows):
+            seg_start = np.flatnonzero(np.r_[True, np.diff(seg) != 0])
+            warm = (seg[rows] == 0) | (rows - seg_start[seg[rows]] >= warmup_bars)
+        has_target = targets.has_target[rows]
+        label_ok &= warm
+        keep = window_ok & label_ok & has_target
         self.inputs = inputs
         self._sample = np.flatnonzero(keep).astype(np.int64)  # position → inputs index
         self._rows = rows[self._sample].astype(np.int64)  # position → anchor candle row
-        self.excluded = int(len(keep) - keep.sum())
+        self.excluded = int((window_ok & label_ok & ~has_target).sum())
+        # samples dropped, by reason (each counted once, under its first reason)
+        self.dropped: dict[str, int] = {
+            DROP_WINDOW_CROSSES_GAP: int((~window_ok).sum()),
+            DROP_WARMUP_AFTER_GAP: int((window_ok & ~warm).sum()),
+            DROP_LABEL_CROSSES_GAP: int((window_ok & warm & ~label_ok).sum()),
+            DROP_ALL_TARGETS_MISSING: self.excluded,
+        }
         if targets.context is not None:
             used = targets.context[self._rows]
             if not np.isfinite(used).all():
@@ -254,9 +301,10 @@ class SupervisedDataset(BatchDataset):
         self._labels = targets.labels
         self._context = targets.context
         if not len(self):
+            why = "; ".join(f"{reason}: {n:,}" for reason, n in self.dropped.items() if n)
             raise ValueError(
-                f"every one of the {len(inputs)} samples has all targets missing; check the "
-                "label horizon against the range"
+                f"none of the {len(inputs)} samples is usable ({why}); check the label horizon "
+                "against the range, or pick a range without gaps (pivotal data gaps)"
             )
 
     def __len__(self) -> int:

@@ -16,6 +16,10 @@ break the purge gaps of :mod:`pivotal.training.splits`, and no label does.
 **Unknown values.** Where a label needs bars beyond the end of the data it is unknown:
 NaN in float arrays, ``-1`` in class arrays. Metrics and losses ignore them.
 
+**Gaps.** :class:`LabelSet` computes each segment between gaps (:mod:`pivotal.core.gaps`) on
+its own: a label never reads bars from the other side of a gap (it is unknown there, as at
+the end of the data), and pivots are those of the segment alone.
+
 Units: returns are natural-log returns (``log(close[i+h] / close[i])``), volumes are in the
 base asset, distances in bars.
 """
@@ -34,6 +38,7 @@ from pydantic import Field, field_validator
 
 from pivotal.config.models import StrictModel
 from pivotal.core.candles import Candles
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, segment_bounds_of
 from pivotal.features.pivots.williams import MAX_LEVELS, check_bars, williams_pivots
 
 __all__ = [
@@ -346,33 +351,29 @@ class LabelSet:
     config: LabelConfig
 
     @classmethod
-    def build(cls, candles: Candles, config: LabelConfig | None = None) -> LabelSet:
-        """Labels of ``candles`` (sorted, gap-free OHLCV) under ``config`` (default config)."""
+    def build(
+        cls,
+        candles: Candles,
+        config: LabelConfig | None = None,
+        *,
+        step_ms: int | None = None,
+        max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
+    ) -> LabelSet:
+        """Labels of ``candles`` (sorted OHLCV) under ``config`` (default config).
+
+        Each segment between gaps (more than ``max_missing_bars`` missing bars of ``step_ms``,
+        the timeframe's length; the smallest spacing of the open times when None) is labelled
+        on its own, so no label reads across a gap.
+        """
         if not isinstance(candles, Candles):
             raise TypeError(f"candles must be a pivotal Candles, got {type(candles).__name__}")
         cfg = config or LabelConfig()
-        close = _series(candles.close, "close", positive=True)
-        high, low = check_bars(candles.high, candles.low)
-        columns: dict[str, np.ndarray] = {}
-        for h in cfg.horizons:
-            r = _future_log_return(close, h)
-            columns[f"return_{h}"] = r
-            columns[f"direction_{h}"] = _classes_of(r, cfg.dead_band)
-        is_max, is_min = local_extrema(high, low, cfg.extrema_window)
-        columns[f"local_max_{cfg.extrema_window}"] = is_max
-        columns[f"local_min_{cfg.extrema_window}"] = is_min
-        if cfg.pivot_levels:
-            columns.update(
-                next_pivot_targets(
-                    high,
-                    low,
-                    close,
-                    cfg.pivot_levels,
-                    cfg.pivot_strength,
-                    max_horizon=cfg.pivot_horizon,
-                )
-            )
-        columns[f"volume_{cfg.volume_horizon}"] = future_volume(candles.volume, cfg.volume_horizon)
+        _series(candles.close, "close", positive=True)
+        check_bars(candles.high, candles.low)
+        _series(candles.volume, "volume", positive=False)
+        bounds = segment_bounds_of(candles.timestamp, step_ms, max_missing_bars) or [(0, 0)]
+        parts = [_label_columns(candles[a:z], cfg) for a, z in bounds]
+        columns = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
         index = pd.Index(candles.timestamp, name="timestamp")
         return cls(pd.DataFrame(columns, index=index), cfg)
 
@@ -430,6 +431,33 @@ class LabelSet:
                 f"{int(opens[first]) + int(timeframe_ms)} (is timeframe_ms right?)"
             )
         return rows.astype(np.int64)
+
+
+def _label_columns(candles: Candles, cfg: LabelConfig) -> dict[str, np.ndarray]:
+    """The label columns of one contiguous segment (checked candles)."""
+    close = np.asarray(candles.close, dtype=np.float64)
+    high, low = candles.high, candles.low
+    columns: dict[str, np.ndarray] = {}
+    for h in cfg.horizons:
+        r = _future_log_return(close, h)
+        columns[f"return_{h}"] = r
+        columns[f"direction_{h}"] = _classes_of(r, cfg.dead_band)
+    is_max, is_min = local_extrema(high, low, cfg.extrema_window)
+    columns[f"local_max_{cfg.extrema_window}"] = is_max
+    columns[f"local_min_{cfg.extrema_window}"] = is_min
+    if cfg.pivot_levels:
+        columns.update(
+            next_pivot_targets(
+                high,
+                low,
+                close,
+                cfg.pivot_levels,
+                cfg.pivot_strength,
+                max_horizon=cfg.pivot_horizon,
+            )
+        )
+    columns[f"volume_{cfg.volume_horizon}"] = future_volume(candles.volume, cfg.volume_horizon)
+    return columns
 
 
 def make_labels(candles: Candles, config: LabelConfig | None = None) -> pd.DataFrame:

@@ -12,6 +12,10 @@ data:
    sample per anchor close in ``[since, until)``;
 3. labels (:class:`~pivotal.training.labels.LabelSet`) of the anchor candles are paired with
    the samples (:class:`~pivotal.training.data.SupervisedDataset`);
+   Samples whose input window or label horizon crosses a gap (a missing run of more than
+   ``max_missing_bars`` anchor bars, :mod:`pivotal.core.gaps`) are dropped; indicators,
+   pivots and labels restart after every gap. :meth:`Prepared.sample_summary` says how many
+   samples were dropped and why, and which gaps the range holds;
 4. a chronological train / validation / test split with a purge gap of
    ``purge_for(label_horizon, frames)`` samples, so no input window or label window
    straddles two sets;
@@ -39,6 +43,7 @@ from pydantic import Field, model_validator
 from pivotal.config.models import StrictModel
 from pivotal.core.candles import Candles
 from pivotal.core.errors import DataError
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, SeriesGap, find_series_gaps
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.data.series import SeriesKey
@@ -106,6 +111,11 @@ class TrainJob(StrictModel):
     test_fraction: float = Field(default=0.15, gt=0, lt=1)
     scale_sample: int = Field(default=2_000, ge=10)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    max_missing_bars: int = Field(
+        default=DEFAULT_MAX_MISSING_BARS,
+        ge=0,
+        description="A missing run of more than this many bars is a gap (gaps.max_missing_bars)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainJob:
@@ -242,6 +252,23 @@ class Prepared:
     train: ScaledSubset
     validation: ScaledSubset
     test: ScaledSubset
+    gaps: tuple[SeriesGap, ...] = ()
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Samples dropped before the split, by reason (gaps, unknown targets)."""
+        return dict(self.dataset.dropped)
+
+    def sample_summary(self) -> str:
+        """One line for the user: samples kept, dropped (and why) and the gaps met."""
+        kept = len(self.dataset)
+        why = [f"{n:,} ({reason})" for reason, n in self.dropped.items() if n]
+        text = f"{kept:,} samples" + (f"; dropped {', '.join(why)}" if why else "")
+        if self.gaps:
+            shown = "; ".join(g.describe(self.job.timeframe) for g in self.gaps[:3])
+            more = f" and {len(self.gaps) - 3} more" if len(self.gaps) > 3 else ""
+            text += f"; {len(self.gaps)} gap(s) in the {self.job.timeframe} series: {shown}{more}"
+        return text
 
     @property
     def shape(self) -> InputShape:
@@ -321,12 +348,24 @@ def _fit_scaling(
 def prepare(store: MarketDataStore, job: TrainJob, *, scaling: Scaling | None = None) -> Prepared:
     """The job's datasets (module docstring); ``scaling`` reuses a fitted one (evaluation)."""
     candles = _read(store, job)
-    extra = {tf: candle_columns(c, tf, job.columns) for tf, c in candles.items()}
+    gap_bars = job.max_missing_bars
+    extra = {
+        tf: candle_columns(c, tf, job.columns, max_missing_bars=gap_bars)
+        for tf, c in candles.items()
+    }
     anchor = candles[job.anchor]
     since = int(anchor.timestamp[0]) if job.since is None else job.since
     until = int(anchor.timestamp[-1]) + job.anchor.ms if job.until is None else job.until
-    inputs = EncodedInputDataset(job.spec(), candles, since, until, anchor=job.anchor, extra=extra)
-    labels = LabelSet.build(anchor, job.labels)
+    inputs = EncodedInputDataset(
+        job.spec(),
+        candles,
+        since,
+        until,
+        anchor=job.anchor,
+        extra=extra,
+        max_missing_bars=gap_bars,
+    )
+    labels = LabelSet.build(anchor, job.labels, step_ms=job.anchor.ms, max_missing_bars=gap_bars)
     regression, classification = job.targets()
     unknown = [c for c in (*regression, classification) if c and c not in labels.frame.columns]
     if unknown:
@@ -340,7 +379,15 @@ def prepare(store: MarketDataStore, job: TrainJob, *, scaling: Scaling | None = 
         classes = labels.class_columns[classification]
         label_values = labels.frame[classification].to_numpy()
     reg_values = labels.frame[list(regression)].to_numpy(np.float32) if regression else None
-    data = SupervisedDataset(inputs, anchor.timestamp, regression=reg_values, labels=label_values)
+    data = SupervisedDataset(
+        inputs,
+        anchor.timestamp,
+        regression=reg_values,
+        labels=label_values,
+        label_horizon=labels.horizon,
+        max_missing_bars=gap_bars,
+        warmup_bars=job.warmup_bars,
+    )
     purge = purge_for(labels.horizon, job.frames)
     split = chronological_split(
         data.times(),
@@ -371,6 +418,7 @@ def prepare(store: MarketDataStore, job: TrainJob, *, scaling: Scaling | None = 
         train=ScaledSubset(data, split.part("train"), scaling, layout),
         validation=ScaledSubset(data, split.part("validation"), scaling, layout),
         test=ScaledSubset(data, split.part("test"), scaling, layout),
+        gaps=tuple(find_series_gaps(anchor.timestamp, job.anchor.ms, gap_bars)),
     )
 
 

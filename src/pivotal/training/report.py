@@ -470,6 +470,8 @@ def write_html(
         )
     figures: list[go.Figure] = []
     for name in preds:
+        if np.isnan(np.asarray(truths[name], dtype=float)).all():
+            continue  # no known outcome in the test range (e.g. no pivot confirmed): no plot
         figures += _regression_figures(name, preds[name], truths[name], max_points)
     for name in probs:
         figures.append(_calibration_figure(name, probs[name], label_map[name]))

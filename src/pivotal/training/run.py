@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from pivotal.core.errors import ModelError
 from pivotal.data.store import MarketDataStore
 from pivotal.training.checkpoint_manager import CheckpointCallback, CheckpointManager
 from pivotal.training.checkpoints import load_checkpoint, read_checkpoint
@@ -38,7 +39,14 @@ from pivotal.training.pipeline import (
 from pivotal.training.report import EvaluationReport, TargetEvaluation
 from pivotal.training.trainer import Trainer, TrainingResult, set_seed
 
-__all__ = ["Evaluation", "TrainOutcome", "evaluate_checkpoint", "evaluate_prepared", "train_job"]
+__all__ = [
+    "Evaluation",
+    "TrainOutcome",
+    "evaluate_checkpoint",
+    "evaluate_prepared",
+    "foreign_checkpoint_message",
+    "train_job",
+]
 
 MAX_BASELINE_TRAIN = 20_000
 
@@ -115,13 +123,36 @@ def train_job(
     return TrainOutcome(result, best, evaluation, prepared)
 
 
+def foreign_checkpoint_message(path: str | Path, pipeline: dict[str, Any] | None, use: str) -> str:
+    """Why the checkpoint at ``path`` cannot be used where a supervised model's checkpoint
+    (with its job and scaling) is expected, and what to do (``use``: the fix for a DQN)."""
+    kind = (pipeline or {}).get("kind")
+    if kind == "dqn":
+        return (
+            f"checkpoint {path} is a DQN agent's (written by `pivotal train dqn`), not a "
+            f"supervised model's such as a PivotCNN (`pivotal train pivot_cnn`); {use}"
+        )
+    return (
+        f"checkpoint {path} was not written by `pivotal train` (it stores no job and scaling"
+        f"{f'; it is of kind {kind!r}' if kind else ''}), so its inputs cannot be rebuilt; "
+        "train the model with `pivotal train`"
+    )
+
+
 def evaluate_checkpoint(store: MarketDataStore, path: str | Path) -> Evaluation:
-    """Rebuild a checkpoint's data from the store and evaluate it on its test range."""
+    """Rebuild a checkpoint's data from the store and evaluate it on its test range.
+
+    ``ModelError`` for a checkpoint without its job (a DQN's lives beside it, in its folder).
+    """
     meta = read_checkpoint(path)
     if not meta.pipeline or "job" not in meta.pipeline:
-        raise ValueError(
-            f"checkpoint {path} was not written by `pivotal train` (it has no job), so its "
-            "data cannot be rebuilt; evaluate it with your own data"
+        raise ModelError(
+            foreign_checkpoint_message(
+                path,
+                meta.pipeline,
+                "`pivotal evaluate` reads a DQN's job from dqn.job.json beside the checkpoint: "
+                "evaluate it where `pivotal train dqn` wrote it (its folder)",
+            )
         )
     job = TrainJob.model_validate(meta.pipeline["job"])
     scaling = Scaling.from_state(meta.pipeline["scaling"])

@@ -39,8 +39,10 @@ __all__ = [
     "PruningCallback",
     "SearchResult",
     "SearchSpace",
+    "TrialReport",
     "TrialSetup",
     "default_search_space",
+    "is_best_config",
     "load_best_config",
     "model_search_space",
     "optimize",
@@ -194,6 +196,22 @@ class TrialSetup:
     val_data: BatchDataset
     loss: TaskLoss | None = None
     model_name: str | None = None  # default: the model's registered name
+    job: Mapping[str, Any] | None = None  # the whole TrainJob (JSON): best.json carries it
+
+
+@dataclass(frozen=True)
+class TrialReport:
+    """One finished trial, for progress output: its number (from 0), state (``complete``,
+    ``pruned``, ``fail``), value (validation loss; None unless complete), and the study's
+    best so far (value and trial number; None before any trial completes)."""
+
+    number: int
+    state: str
+    value: float | None
+    best_value: float | None
+    best_trial: int | None
+    finished: int
+    n_trials: int
 
 
 class PruningCallback(Callback):
@@ -248,6 +266,8 @@ def _objective(
         trial.set_user_attr("model_name", name)
         trial.set_user_attr("model_config", setup.model.config())
         trial.set_user_attr("training_config", setup.config.model_dump(mode="json"))
+        if setup.job is not None:
+            trial.set_user_attr("job", dict(setup.job))
         trainer = Trainer(setup.model, setup.config, setup.loss)
         pruning = PruningCallback(trial)
         result = trainer.fit(
@@ -273,6 +293,7 @@ def optimize(
     pruner: optuna.pruners.BasePruner | None = None,
     direction: Literal["minimize", "maximize"] = "minimize",
     callbacks: tuple[Callback, ...] = (),
+    on_trial: Callable[[TrialReport], None] | None = None,
 ) -> SearchResult:
     """Run (or resume) study ``study_name`` until it holds ``n_trials`` finished trials.
 
@@ -280,7 +301,10 @@ def optimize(
     ``n_trials``, so re-running the same call resumes an interrupted search. Defaults:
     ``space`` :func:`default_search_space`, sampler ``TPESampler(seed=seed)``, pruner
     ``MedianPruner(n_startup_trials=5, n_warmup_steps=1)``. ``callbacks`` are added to every
-    trial's trainer. Raises ``ValueError`` when no trial completes.
+    trial's trainer; ``on_trial`` is called after each trial of this run with a
+    :class:`TrialReport`. The best trial's file also holds its whole job (``job``) when the
+    builder gave one: ``pivotal train MODEL --job <study>.best.json`` trains it again. Raises
+    ``ValueError`` when no trial completes.
     """
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
         raise ValueError(f"n_trials must be a positive int, got {n_trials!r}")
@@ -306,7 +330,12 @@ def optimize(
     if remaining > 0:
         objective = _objective(objective_builder, space or default_search_space(), callbacks)
         # a diverging trial (ModelError: NaN loss) fails alone; the study goes on
-        study.optimize(objective, n_trials=remaining, catch=(ModelError,))
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            catch=(ModelError,),
+            callbacks=[_reporter(on_trial, n_trials)] if on_trial else None,
+        )
     states = [t.state for t in study.trials]
     complete = states.count(optuna.trial.TrialState.COMPLETE)
     pruned = states.count(optuna.trial.TrialState.PRUNED)
@@ -328,6 +357,8 @@ def optimize(
         "training": best.user_attrs.get("training_config", {}),
         "best_epoch": best.user_attrs.get("best_epoch"),
     }
+    if "job" in best.user_attrs:
+        config["job"] = best.user_attrs["job"]
     path = atomic_write_text(
         folder / f"{study_name}.best.json", json.dumps(config, indent=2, sort_keys=True) + "\n"
     )
@@ -343,6 +374,34 @@ def optimize(
         n_pruned=pruned,
         n_failed=states.count(optuna.trial.TrialState.FAIL),
     )
+
+
+def _reporter(
+    on_trial: Callable[[TrialReport], None], n_trials: int
+) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        try:
+            best: optuna.trial.FrozenTrial | None = study.best_trial
+        except ValueError:  # no trial completed yet
+            best = None
+        on_trial(
+            TrialReport(
+                number=trial.number,
+                state=trial.state.name.lower(),
+                value=trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None,
+                best_value=None if best is None else best.value,
+                best_trial=None if best is None else best.number,
+                finished=sum(1 for t in study.trials if t.state.is_finished()),
+                n_trials=n_trials,
+            )
+        )
+
+    return report
+
+
+def is_best_config(data: Mapping[str, Any]) -> bool:
+    """Whether a mapping read from a file is a best-config file written by :func:`optimize`."""
+    return {"study", "trial", "params", "training"} <= set(data)
 
 
 def load_best_config(path: str | Path) -> tuple[dict[str, Any], TrainingConfig]:

@@ -47,6 +47,7 @@ DataDirOption = Annotated[
         "--data-dir",
         "-d",
         help="Where market data lives (overrides $PIVOTAL_DATA_DIR and the config file).",
+        show_default="the config's data_dir, else ~/.local/share/pivotal",
         file_okay=False,
     ),
 ]
@@ -55,8 +56,22 @@ DataDirOption = Annotated[
 ExchangeOption = Annotated[str, typer.Option("--exchange", "-e", help="Exchange id (ccxt).")]
 SymbolOption = Annotated[str, typer.Option("--symbol", "-s", help="Symbol, e.g. BTC/USDT.")]
 TimeframeOption = Annotated[str, typer.Option("--timeframe", "-t", help="e.g. 1m, 1h.")]
-SinceOption = Annotated[str | None, typer.Option("--since", help="First candle (UTC).")]
-UntilOption = Annotated[str | None, typer.Option("--until", help="End, exclusive (UTC).")]
+SinceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="First candle (UTC): YYYY-MM-DD, YYYY-MM-DDTHH:MM or epoch ms.",
+        show_default="the first stored",
+    ),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option(
+        "--until",
+        help="End, exclusive (UTC): YYYY-MM-DD, YYYY-MM-DDTHH:MM or epoch ms.",
+        show_default="after the last stored",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,27 @@ def parse_time(text: str, option: str) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)
+
+
+def parse_range(
+    since: str | None,
+    until: str | None,
+    since_option: str = "--since",
+    until_option: str = "--until",
+) -> tuple[int | None, int | None]:
+    """``--since``/``--until`` → UTC ms (either may be None); a start at or after the end is a
+    usage error that names both values as the user typed them."""
+    since_ms = parse_time(since, since_option) if since else None
+    until_ms = parse_time(until, until_option) if until else None
+    if since_ms is not None and until_ms is not None and since_ms >= until_ms:
+        relation = "the same as" if since_ms == until_ms else "after"
+        raise typer.BadParameter(
+            f"{since_option} {str(since).strip()} is {relation} "
+            f"{until_option} {str(until).strip()}; "
+            f"{since_option} is the first candle and {until_option} the exclusive end",
+            param_hint=f"{since_option}/{until_option}",
+        )
+    return since_ms, until_ms
 
 
 def format_time(timestamp_ms: int | None) -> str:

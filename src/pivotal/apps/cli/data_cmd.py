@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from pivotal.apps.cli.args import resample_targets, symbol_arg, timeframe_arg
 from pivotal.apps.cli.common import (
     ConfigOption,
     DataDirOption,
@@ -16,23 +17,38 @@ from pivotal.apps.cli.common import (
     err_console,
     format_time,
     load_context,
+    parse_range,
     parse_time,
     progress_bar,
     split_list,
 )
 from pivotal.core.errors import DataError
-from pivotal.core.symbols import Symbol
-from pivotal.core.timeframes import Timeframe
-from pivotal.data.series import SeriesKey
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS
+from pivotal.data.duckdb_store import DuckDBStore
+from pivotal.data.series import CHANGE_TOLERANCE, SeriesKey
 
 app = typer.Typer(
     help="Market data: import files, download from exchanges, list, resample, simulate.",
     no_args_is_help=True,
 )
 
-ExchangeOpt = Annotated[str | None, typer.Option("--exchange", "-e", help="Exchange id (ccxt).")]
-SymbolOpt = Annotated[str | None, typer.Option("--symbol", "-s", help="Symbol, e.g. BTC/USDT.")]
-TimeframeOpt = Annotated[str | None, typer.Option("--timeframe", "-t", help="e.g. 1m, 1h.")]
+ExchangeOpt = Annotated[
+    str | None,
+    typer.Option("--exchange", "-e", help="Exchange id (ccxt). [default: read from the path]"),
+]
+SymbolOpt = Annotated[
+    str | None,
+    typer.Option("--symbol", "-s", help="Symbol, e.g. BTC/USDT. [default: read from the path]"),
+]
+TimeframeOpt = Annotated[
+    str | None,
+    typer.Option("--timeframe", "-t", help="e.g. 1m, 1h. [default: read from the path]"),
+]
+StoreExchange = Annotated[
+    str, typer.Option("--exchange", "-e", help="Exchange the series is stored under.")
+]
+StoreSymbol = Annotated[str, typer.Option("--symbol", "-s", help="Symbol, e.g. BTC/USDT.")]
+StoreTimeframe = Annotated[str, typer.Option("--timeframe", "-t", help="Timeframe, e.g. 1m, 1h.")]
 
 
 @app.command("import")
@@ -101,18 +117,27 @@ def download(
         str, typer.Option("--symbols", help="Comma-separated, e.g. BTC/USDT,ETH/USDT.")
     ] = "BTC/USDT,ETH/USDT",
     timeframes: Annotated[str, typer.Option("--timeframes", help="e.g. 1m,1h.")] = "1m,1h",
-    since: Annotated[str, typer.Option("--since", help="Start, e.g. 2024-01-01.")] = "2024-01-01",
-    until: Annotated[str | None, typer.Option("--until", help="End (default: now).")] = None,
+    since: Annotated[
+        str, typer.Option("--since", help="First candle (UTC), e.g. 2024-01-01.")
+    ] = "2024-01-01",
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="End, exclusive (UTC). [default: now]", show_default=False),
+    ] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Download candles over REST (ccxt), resuming from what is stored, with fallback exchanges."""
+    """Download candles over REST (ccxt), resuming from what is stored, with fallback exchanges.
+
+    Before downloading, each exchange's API host is checked (DNS and a TCP connection, a few
+    seconds): an exchange that cannot be reached is reported at once, not retried.
+    """
     from pivotal.apps.cli.progress import DownloadProgressBar
     from pivotal.data.download import download_candles
 
+    since_ms, until_ms = parse_range(since, until)
+    assert since_ms is not None  # --since has a default
     ctx = load_context(config, data_dir)
-    since_ms = parse_time(since, "--since")
-    until_ms = parse_time(until, "--until") if until else None
     with ctx.store() as store, progress_bar() as bar:
         results = download_candles(
             store,
@@ -167,7 +192,9 @@ def list_(
                 "rows": i.rows,
                 "gaps": i.gaps,
                 "missing": i.missing,
+                "missing_runs": i.missing_runs,
                 "source": i.source,
+                "sources": [{"source": s.source, "rows": s.rows} for s in i.sources],
             }
             for i in infos
         ]
@@ -188,67 +215,118 @@ def list_(
 
 @app.command("gaps")
 def gaps(
-    exchange: Annotated[str, typer.Option("--exchange", "-e")],
-    symbol: Annotated[str, typer.Option("--symbol", "-s")],
-    timeframe: Annotated[str, typer.Option("--timeframe", "-t")],
+    symbol: StoreSymbol,
+    timeframe: StoreTimeframe,
+    exchange: StoreExchange = "binance",
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="First candle (UTC).", show_default="the first stored"),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="End, exclusive (UTC).", show_default="after the last stored"),
+    ] = None,
+    max_missing: Annotated[
+        int,
+        typer.Option(
+            "--max-missing",
+            min=0,
+            help="A missing run of more than this many bars is a gap (backtests, training and "
+            "indicators restart after one); shorter runs are bridged.",
+        ),
+    ] = DEFAULT_MAX_MISSING_BARS,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Every run of missing candles in one series."""
+    """Every run of missing candles in one series, and which of them count as gaps."""
+    from pivotal.apps.cli.data_views import gaps_report
+
+    since_ms, until_ms = parse_range(since, until)
     ctx = load_context(config, data_dir)
-    key = series_key(exchange, symbol, timeframe)
     with ctx.store(read_only=True) as store:
-        found = store.gaps(key)
-    if not found:
-        console.print(f"{key}: no gaps")
-        return
-    table = Table(title=f"Gaps in {key}")
-    for col in ("first missing", "last missing", "missing candles"):
-        table.add_column(col)
-    for g in found:
-        table.add_row(format_time(g.start), format_time(g.end), f"{g.missing:,}")
+        key = stored_series_key(store, exchange, symbol, timeframe)
+        timestamps = store.read_candles(key, since_ms, until_ms).timestamp
+    if not len(timestamps):
+        raise DataError(
+            f"{key} has no candles between {format_time(since_ms)} and {format_time(until_ms)}; "
+            "see `pivotal data list` for its span"
+        )
+    for line in gaps_report(key, timestamps, max_missing):
+        console.print(line)
+
+
+@app.command("sources")
+def sources(
+    symbol: StoreSymbol,
+    timeframe: StoreTimeframe,
+    exchange: StoreExchange = "binance",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Where each stored range of one series came from (exchange import, download, resampled)."""
+    ctx = load_context(config, data_dir)
+    with ctx.store(read_only=True) as store:
+        key = stored_series_key(store, exchange, symbol, timeframe)
+        ranges = store.source_ranges(key)
+    table = Table(title=f"Sources of {key}", title_justify="left")
+    for col in ("first (UTC)", "last (UTC)", "candles", "source"):
+        table.add_column(col, justify="right" if col == "candles" else "left")
+    for r in ranges:
+        table.add_row(format_time(r.first), format_time(r.last), f"{r.rows:,}", r.source or "-")
     console.print(table)
 
 
 @app.command("resample")
 def resample(
-    exchange: Annotated[str, typer.Option("--exchange", "-e")],
-    symbol: Annotated[str, typer.Option("--symbol", "-s")],
-    source: Annotated[str, typer.Option("--from", help="Stored source timeframe, e.g. 1s.")],
-    targets: Annotated[str, typer.Option("--to", help="Targets, e.g. 1m,1h,1d.")],
-    partial: Annotated[
-        bool, typer.Option("--partial", help="Keep edge candles the data covers only in part.")
+    symbol: StoreSymbol,
+    source: Annotated[str, typer.Option("--from", help="Stored source timeframe, e.g. 1m.")],
+    targets: Annotated[str, typer.Option("--to", help="Targets, e.g. 1h,1d.")],
+    exchange: StoreExchange = "binance",
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace candles imported or downloaded from the exchange where the resampled "
+            "ones differ (by default the exchange's candles are kept).",
+        ),
     ] = False,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Build higher timeframes exactly (first open, max high, min low, last close, sum volume).
 
-    Each target is built straight from the stored source series (not chained), so an edge
-    candle the source covers only in part is dropped once, at the right timeframe.
+    Only complete buckets are written: a target candle whose source bars are not all stored
+    (at the edges of the data or at a hole) is skipped and counted. Resampled candles fill
+    holes and replace earlier resampled ones, but never a candle from the exchange unless
+    --overwrite is given. A stored candle counts as changed only when a price or the volume
+    differs by more than a relative 1e-9 (smaller differences are float rounding).
     """
-    from pivotal.data.resample import resample as resample_candles
+    from pivotal.apps.cli.data_views import resample_line
+    from pivotal.data.resample import resample_complete
 
+    chain = resample_targets(source, targets)
     ctx = load_context(config, data_dir)
-    key = series_key(exchange, symbol, source)
-    chain = [Timeframe.parse(t) for t in split_list(targets)]
-    with ctx.store() as store, progress_bar() as bar:
+    with ctx.store() as store, progress_bar(transient=True) as bar:
+        key = stored_series_key(store, exchange, symbol, source)
         candles = store.read_candles(key)
-        if not len(candles):
-            raise typer.BadParameter(f"nothing stored for {key}; see `pivotal data list`")
         task = bar.add_task("resampling", total=len(chain))
+        lines = []
         for target in chain:
-            built = resample_candles(candles, key.timeframe, target, partial=partial)
+            built = resample_complete(candles, key.timeframe, target)
             result = store.write_candles(
-                series_key(exchange, symbol, target.value),
-                built,
+                SeriesKey(key.exchange, key.symbol, target),
+                built.candles,
                 source=f"resampled:{key.timeframe}",
+                overwrite=overwrite,
             )
-            console.print(
-                f"{key.symbol} {key.timeframe} → {target}: {len(built):,} candles "
-                f"({result.inserted:,} new, {result.updated:,} changed)"
-            )
+            lines.append(resample_line(key, target, built, result))
             bar.advance(task)
+    for line in lines:
+        console.print(line)
+    console.print(
+        f"[dim]unchanged: equal to the stored candle within a relative {CHANGE_TOLERANCE:g} "
+        "on open, high, low, close and volume[/]"
+    )
 
 
 @app.command("import-trades")
@@ -262,6 +340,8 @@ def import_trades(
     """Import tick trades (our Parquet, Binance trades CSV, tardis.dev CSV) into the store."""
     from pivotal.data.trade_import import import_trade_files
 
+    if symbol is not None:
+        symbol = str(symbol_arg(symbol))  # the form is checked before any file is read
     ctx = load_context(config, data_dir)
     with ctx.store() as store, progress_bar() as bar:
         task = bar.add_task("trades", total=len(paths))
@@ -277,38 +357,51 @@ def import_trades(
 
 @app.command("aggregate")
 def aggregate(
-    exchange: Annotated[str, typer.Option("--exchange", "-e")],
-    symbol: Annotated[str, typer.Option("--symbol", "-s")],
-    timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="Target, e.g. 1s.")] = "1s",
+    symbol: StoreSymbol,
+    exchange: StoreExchange = "binance",
+    timeframe: Annotated[
+        str, typer.Option("--timeframe", "-t", help="Candle timeframe to build, e.g. 1s.")
+    ] = "1s",
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Build candles from stored trades (empty intervals become zero-volume candles)."""
+    """Build candles from stored trades (empty intervals become zero-volume candles).
+
+    Candles built from trades fill holes and replace earlier built ones, but never a candle
+    imported or downloaded from the exchange.
+    """
     from pivotal.data.tick_aggregation import aggregate_trades
 
+    key = series_key(exchange, symbol, timeframe)
     ctx = load_context(config, data_dir)
-    sym = Symbol.parse(symbol)
     with ctx.store() as store:
-        trades = store.read_trades(exchange, sym)
+        trades = store.read_trades(key.exchange, key.symbol)
         if not len(trades):
-            raise typer.BadParameter(f"no trades stored for {exchange} {sym}")
-        bars = aggregate_trades(trades, Timeframe.parse(timeframe))
-        result = store.write_candles(
-            series_key(exchange, symbol, timeframe), bars.candles, source="aggregated:trades"
-        )
+            raise typer.BadParameter(
+                f"no trades stored for {key.exchange} {key.symbol}; import them with "
+                "`pivotal data import-trades` (see `pivotal data list`)",
+                param_hint="--symbol",
+            )
+        bars = aggregate_trades(trades, key.timeframe)
+        result = store.write_candles(key, bars.candles, source="aggregated:trades")
+    kept = f", {result.kept:,} exchange candles kept" if result.kept else ""
     console.print(
-        f"{exchange} {sym}: {len(trades):,} trades → {len(bars.candles):,} {timeframe} candles "
-        f"({result.inserted:,} new)"
+        f"{key.exchange} {key.symbol}: {len(trades):,} trades → {len(bars.candles):,} "
+        f"{key.timeframe} candles ({result.inserted:,} new, {result.updated:,} changed{kept})"
     )
 
 
 @app.command("simulate")
 def simulate(
-    symbol: Annotated[str, typer.Option("--symbol", "-s")] = "SIM/USDT",
-    timeframe: Annotated[str, typer.Option("--timeframe", "-t")] = "1m",
+    symbol: Annotated[
+        str, typer.Option("--symbol", "-s", help="Symbol to store the candles under.")
+    ] = "SIM/USDT",
+    timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="Candle timeframe.")] = "1m",
     bars: Annotated[int, typer.Option("--bars", min=10, help="Number of candles.")] = 100_000,
-    seed: Annotated[int, typer.Option("--seed")] = 7,
-    start: Annotated[str, typer.Option("--start")] = "2024-01-01",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 7,
+    start: Annotated[str, typer.Option("--start", help="Open time of the first candle (UTC).")] = (
+        "2024-01-01"
+    ),
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -326,7 +419,26 @@ def simulate(
 
 def series_key(exchange: str, symbol: str, timeframe: str) -> SeriesKey:
     """A series key from CLI flags; a bad flag is a usage error."""
+    tf = timeframe_arg(timeframe)
+    sym = symbol_arg(symbol)
     try:
-        return SeriesKey(exchange, Symbol.parse(symbol), Timeframe.parse(timeframe))
+        return SeriesKey(exchange, sym, tf)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(str(exc), param_hint="--exchange") from None
+
+
+def stored_series_key(store: DuckDBStore, exchange: str, symbol: str, timeframe: str) -> SeriesKey:
+    """The key of a series the store holds (a symbol typed without a slash is matched against
+    the stored ones); a series that is not stored is an error that says what is."""
+    from pivotal.apps.cli.args import unknown_series_message
+
+    infos = store.series()
+    known = sorted({i.key.symbol for i in infos}, key=str)
+    tf = timeframe_arg(timeframe)
+    try:
+        key = SeriesKey(exchange, symbol_arg(symbol, known=known), tf)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--exchange") from None
+    if not any(i.key == key for i in infos):
+        raise DataError(unknown_series_message(infos, key.exchange, key.symbol, key.timeframe))
+    return key

@@ -1,12 +1,13 @@
-"""``pivotal demo``: the main job, grown each stage.
+"""``pivotal demo``: the main job end to end.
 
-Stage 1: bring market data in — real files when ``--data`` points at them, else a download
-from the exchange (with fallback), else the seeded simulator (said loudly) — and print what
-is stored with gaps and basic statistics. Stage 2: compute the indicator set and the 5-level
-Williams pivots of the hourly series and write a pivot chart per symbol. Stage 4: backtest
-an SMA cross on two symbols in one account through the simulated broker and the risk
-manager, with an HTML report. Stage 6: the orchestrator end to end (see
-:mod:`pivotal.apps.cli.demo_orchestrator`).
+Bring market data in — real files when ``--data`` points at them, else a download from the
+exchange (with fallback), else the seeded simulator (said loudly) — and print what is stored
+with gaps and basic statistics. Compute the indicator set and the 5-level Williams pivots of
+the hourly series and write a pivot chart per symbol. Backtest an SMA cross on two symbols
+in one account through the simulated broker and the risk manager, with an HTML report. Then
+the orchestrator end to end (see :mod:`pivotal.apps.cli.demo_orchestrator`): checkpoints in
+the data dir's ``models`` folder, the run file beside its report in ``reports``. The demo
+ends with the next three commands to try, for the same data dir.
 """
 
 from __future__ import annotations
@@ -45,19 +46,24 @@ def demo(
     days: Annotated[int, typer.Option("--days", min=1, help="Days of 1m candles to download.")] = 3,
     quick: Annotated[
         bool,
-        typer.Option("--quick", help="Shorter training and trading spans (a smoke run)."),
+        typer.Option(
+            "--quick",
+            help="Shorter training and trading spans, a smoke run (default: the full spans).",
+        ),
     ] = False,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the main job end to end: data, features, a backtest, then the orchestrator
-    (train a PivotCNN and a DQN, learn, trade a held-out month) with HTML reports."""
-    from pivotal.apps.cli.demo_orchestrator import orchestrator_step
+    (train a PivotCNN and a DQN, learn, trade a held-out month) with HTML reports; it ends
+    with the next commands to try."""
+    from pivotal.apps.cli.demo_orchestrator import orchestrator_step, run_file_path
     from pivotal.apps.cli.demo_steps import (
         backtest_step,
         download_recent,
         feature_step,
         import_folder,
+        next_commands,
         simulate_fallback,
         summarise,
     )
@@ -80,13 +86,13 @@ def demo(
                 used = simulate_fallback(store, split_list(symbols))
         for table in summarise(store):
             console.print(table)
-        console.rule("features (stage 2)")
+        console.rule("features")
         for line in feature_step(store, ctx.data_dir / "reports"):
             console.print(line, highlight=False)
-        console.rule("backtest (stage 4)")
+        console.rule("backtest")
         for line in backtest_step(store, ctx.data_dir / "reports"):
             console.print(line, highlight=False)
-        console.rule("orchestrator (stage 6)")
+        console.rule("orchestrator")
         if quick:
             console.print("[yellow]--quick: short training, learning and trading spans[/]")
         for line in orchestrator_step(
@@ -94,6 +100,7 @@ def demo(
             ctx.data_dir / "reports",
             say=lambda text: console.print(text, highlight=False),
             quick=quick,
+            models_dir=ctx.data_dir / "models",
         ):
             console.print(line, highlight=False)
     style = "bold yellow" if "SIMULATED" in used else "green"
@@ -104,3 +111,9 @@ def demo(
             border_style=style,
         )
     )
+    shown = data_dir if data_dir is not None else ctx.data_dir
+    run_file = run_file_path(shown / "reports")
+    commands = next_commands(shown, run_file if run_file.is_file() else None)
+    console.print("next, try:", highlight=False)
+    for command in commands:
+        console.print(f"  {command}", highlight=False, soft_wrap=True)

@@ -1,4 +1,4 @@
-"""Stage 6 of the demo: the orchestrator end to end on stored BTC/USDT and ETH/USDT 5m bars.
+"""The demo's orchestrator part: end to end on stored BTC/USDT and ETH/USDT 5m bars.
 
 1. Train a small PivotCNN (5m + 1h streams, 32 frames) on BTC/USDT's training span with
    ``pivotal train``'s pipeline (pivot and direction targets).
@@ -26,6 +26,7 @@ from pivotal.data.series import SeriesKey
 DAY_MS = 86_400_000
 BASE = Timeframe.M5
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
+STEM = "orchestrator_" + "_".join(s.replace("/", "") for s in SYMBOLS)
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,25 @@ def spans(
     return DemoSpans(learn_from - train_days * DAY_MS, learn_from, trade_from, end)
 
 
+def run_file_path(out_dir: Path) -> Path:
+    """Where the demo writes its run file: beside its report in ``out_dir``."""
+    return out_dir / f"{STEM}.run.yaml"
+
+
 def orchestrator_step(
-    store: DuckDBStore, out_dir: Path, *, say: Callable[[str], None] = print, quick: bool = False
+    store: DuckDBStore,
+    out_dir: Path,
+    *,
+    say: Callable[[str], None] = print,
+    quick: bool = False,
+    models_dir: Path | None = None,
 ) -> list[str]:
-    """Run the four parts of the module docstring; returns the summary lines."""
+    """Run the four parts of the module docstring; returns the summary lines.
+
+    The trained checkpoints go to ``models_dir`` (default: ``models`` beside ``out_dir``,
+    the data dir's models folder that ``pivotal models list`` reads); the run file
+    (:func:`run_file_path`), the report and the JSON go to ``out_dir``. The orchestrated run
+    is read back from the run file, so ``pivotal run RUN_FILE`` repeats it."""
     import torch
 
     from pivotal.backtest.config import BacktestSettings
@@ -68,8 +84,10 @@ def orchestrator_step(
         LearningConfig,
         OrchestratorConfig,
     )
-    from pivotal.orchestrator.report import write_orchestrator_report
-    from pivotal.orchestrator.run import RunConfig, run_backtest_mode
+    from pivotal.orchestrator.export import write_run_json
+    from pivotal.orchestrator.report import write_run_report
+    from pivotal.orchestrator.run import RunConfig, load_run_config, run_backtest_mode
+    from pivotal.orchestrator.run_file import write_run_file
     from pivotal.trading.brokers.config import SimulatedBrokerConfig
     from pivotal.trading.fees import FeeSchedule
     from pivotal.trading.risk import RiskConfig
@@ -83,13 +101,13 @@ def orchestrator_step(
     if span is None:
         return ["no BTC/USDT and ETH/USDT 5m candles stored: the orchestrator step needs them"]
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    folder = out_dir / "orchestrator"
+    models = models_dir if models_dir is not None else out_dir.parent / "models"
     started = time.perf_counter()
-    cnn_path = _train_cnn(store, folder / "pivot_cnn", span, quick=quick)
-    say(f"  PivotCNN trained in {time.perf_counter() - started:.0f} s: {cnn_path.name}")
+    cnn_path = _train_cnn(store, models / "pivot_cnn", span, quick=quick)
+    say(f"  PivotCNN trained in {time.perf_counter() - started:.0f} s: {cnn_path}")
     t = time.perf_counter()
-    dqn_path = _train_dqn(store, folder / "dqn", span, cnn_path, quick=quick)
-    say(f"  DQN trained in {time.perf_counter() - t:.0f} s: {dqn_path.name}")
+    dqn_path = _train_dqn(store, models / "dqn", span, cnn_path, quick=quick)
+    say(f"  DQN trained in {time.perf_counter() - t:.0f} s: {dqn_path}")
     settings = BacktestSettings(
         broker=SimulatedBrokerConfig(fees=FeeSchedule(maker=0.001, taker=0.001)),
         risk=RiskConfig(fraction=1.0 / len(SYMBOLS), stop_loss_pct=0.03),
@@ -118,28 +136,37 @@ def orchestrator_step(
                 degradation_drop=0.2,
                 retrain_epochs=2,
                 buffer=2_000,
-                checkpoint_dir=folder / "online",
+                # one folder per run (its learning and trading span): runs stay apart
+                checkpoint_dir=models
+                / "online"
+                / "_".join(
+                    [STEM]
+                    + [
+                        time.strftime("%Y%m%d", time.gmtime(t / 1000))
+                        for t in (span.train_until, span.learn_until, span.trade_until)
+                    ]
+                ),
             ),
             history=HistoryConfig(max_megabytes=256.0),
         ),
     )
+    run_file = write_run_file(
+        run,
+        run_file_path(out_dir),
+        header="The run of `pivotal demo`: train span, learning span, then the traded span.\n"
+        "Repeat it with: pivotal run THIS_FILE --data-dir DATA_DIR --report out.html",
+    )
+    run = load_run_config(run_file)
     t = time.perf_counter()
     result = run_backtest_mode(store, run, progress=False)
     say(f"  orchestrated learning + backtest in {time.perf_counter() - t:.0f} s")
-    stem = "orchestrator_" + "_".join(s.replace("/", "") for s in SYMBOLS)
-    html = write_orchestrator_report(
-        out_dir / f"{stem}.html",
-        result.result,
-        result.candles,
-        result.decisions,
-        accuracy=result.accuracy,
-        events=result.events,
-        benchmark=result.benchmark,
-        title="pivotal orchestrator: PivotCNN + DQN, held-out month",
-        data_note=result.data_note,
-        thresholds=(run.orchestrator.gate.buy_threshold, run.orchestrator.gate.sell_threshold),
+    html = write_run_report(
+        out_dir / f"{STEM}.html",
+        result,
+        title="pivotal orchestrator: PivotCNN + DQN, held-out span",
     )
-    return [*summary_lines(result), f"report {html}"]
+    json_path = write_run_json(result, out_dir / f"{STEM}.json")
+    return [*summary_lines(result), f"report {html}", f"json {json_path}", f"run file {run_file}"]
 
 
 def _train_cnn(store: DuckDBStore, folder: Path, span: DemoSpans, *, quick: bool) -> Path:

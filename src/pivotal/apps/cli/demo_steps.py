@@ -111,7 +111,7 @@ def summarise(store: DuckDBStore) -> list[Table]:
 
 
 def feature_step(store: DuckDBStore, out_dir: Path, bars: int = 1000) -> list[str]:
-    """Stage 2: indicators and pivots of the hourly series, and a pivot chart per symbol."""
+    """Indicators and pivots of the hourly series, and a pivot chart per symbol."""
     from pivotal.apps.cli.files import write_atomically
     from pivotal.features.indicators import FEATURE_COLUMNS, compute_indicator_features
     from pivotal.features.pivots import williams_pivots
@@ -140,7 +140,7 @@ def feature_step(store: DuckDBStore, out_dir: Path, bars: int = 1000) -> list[st
 
 
 def backtest_step(store: DuckDBStore, out_dir: Path) -> list[str]:
-    """Stage 4: an SMA(10)/SMA(30) cross on the first two symbols' hourly series in one
+    """An SMA(10)/SMA(30) cross on the first two symbols' hourly series in one
     account (half the equity each, a 5 % stop-loss), through the SimulatedBroker and the
     RiskManager, with an HTML report and the JSON trades."""
     from pivotal.backtest.api import backtest
@@ -181,3 +181,19 @@ def backtest_step(store: DuckDBStore, out_dir: Path) -> list[str]:
         f"max drawdown {m['max_drawdown_pct']:.1f} %, fees {m['fees_paid']:,.0f}",
         f"  report {html}; trades {json_path}",
     ]
+
+
+def next_commands(data_dir: str | Path, run_file: Path | None) -> list[str]:
+    """The three commands to try after the demo, for the data dir as the user gave it: list
+    the kept checkpoints, repeat the orchestrated run from its run file (or list the data
+    when the orchestrator did not run), and read the stored decisions back."""
+    import shlex
+
+    where = shlex.quote(str(data_dir))
+    listing = f"pivotal models list --data-dir {where}"
+    query = f"pivotal decisions query --symbol BTC/USDT --latest --limit 5 --data-dir {where}"
+    if run_file is None:
+        return [f"pivotal data list --data-dir {where}", listing, query]
+    report = shlex.quote(str(run_file.with_name("rerun.html")))
+    again = f"pivotal run {shlex.quote(str(run_file))} --data-dir {where} --report {report}"
+    return [listing, again, query]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from pivotal.apps.cli.args import stored_series, unknown_series_message
 from pivotal.apps.cli.common import (
     ConfigOption,
     DataDirOption,
@@ -18,7 +19,7 @@ from pivotal.apps.cli.common import (
     console,
     format_time,
     load_context,
-    parse_time,
+    parse_range,
 )
 
 app = typer.Typer(help="Features: indicators and pivots of stored series.", no_args_is_help=True)
@@ -32,8 +33,12 @@ def compute(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the Parquet files.")],
     since: SinceOption = None,
     until: UntilOption = None,
-    levels: Annotated[int, typer.Option("--levels", min=1, max=10)] = 5,
-    strength: Annotated[int, typer.Option("--strength", min=1)] = 2,
+    levels: Annotated[
+        int, typer.Option("--levels", min=1, max=10, help="Pivot levels (each built on the last).")
+    ] = 5,
+    strength: Annotated[
+        int, typer.Option("--strength", min=1, help="Bars each side of a level-1 pivot.")
+    ] = 2,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -49,13 +54,18 @@ def compute(
     from pivotal.features.indicators import compute_indicator_features
     from pivotal.features.pivots import williams_pivots
 
-    ctx = load_context(config, data_dir)
     key = series_key(exchange, symbol, timeframe)
-    start = parse_time(since, "--since") if since else None
-    end = parse_time(until, "--until") if until else None
+    start, end = parse_range(since, until)
+    ctx = load_context(config, data_dir)
     with ctx.store(read_only=True) as store:
         candles = store.read_candles(key, start, end)
+        infos = stored_series(store) if not len(candles) else []
     if not len(candles):
+        if not any(i.key == key for i in infos):
+            raise typer.BadParameter(
+                unknown_series_message(infos, key.exchange, key.symbol, key.timeframe),
+                param_hint="--symbol",
+            )
         raise typer.BadParameter(f"nothing stored for {key} in that range; see `pivotal data list`")
     try:
         indicators = compute_indicator_features(candles)

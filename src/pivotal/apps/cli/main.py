@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup, TyperOption
 
 from pivotal import __version__
 from pivotal.apps.cli import (
@@ -22,9 +26,62 @@ from pivotal.apps.cli import (
 from pivotal.apps.cli.common import err_console
 from pivotal.core.errors import ConfigError, PivotalError
 
+_value_type = TyperOption.display_type_rich
+
+
+def _flag_has_no_value_type(self: TyperOption, ctx: typer.Context) -> str | None:
+    """Help shows ``--latest`` as a switch: a flag takes no value, so no ``<bool>`` beside it
+    (typer prints one for every flag, ``--help`` included)."""
+    return "" if self.is_flag else _value_type(self, ctx)
+
+
+TyperOption.display_type_rich = _flag_has_no_value_type  # type: ignore[method-assign]
+
+#: ``-h`` and ``--help`` on every command (sub-commands inherit the root's setting)
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+DEBUG_VARIABLE = "PIVOTAL_DEBUG"
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err_console.print(message, highlight=False)
+    return typer.Exit(code)
+
+
+class PivotalGroup(TyperGroup):
+    """The root group: pivotal's errors become a message and an exit code, never a traceback.
+
+    Handled inside the command (not only in :func:`main`) so ``CliRunner`` and
+    ``python -m pivotal`` behave exactly like the console script. Configuration errors exit
+    2, other pivotal errors 1. Anything unexpected is reported as an internal error (exit 1)
+    with the way to see its traceback (``PIVOTAL_DEBUG=1``).
+    """
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except ConfigError as exc:
+            raise _fail(f"[bold red]config error:[/] {exc}", 2) from None
+        except PivotalError as exc:
+            raise _fail(f"[bold red]error:[/] {exc}", 1) from None
+        except KeyboardInterrupt:
+            raise _fail("[yellow]interrupted; everything written so far is kept[/]", 130) from None
+        except Exception as exc:
+            if os.environ.get(DEBUG_VARIABLE, "").strip() not in ("", "0"):
+                raise
+            raise _fail(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (please report it; "
+                f"rerun with {DEBUG_VARIABLE}=1 for the traceback)",
+                1,
+            ) from None
+
+
 app = typer.Typer(
     name="pivotal",
     help="pivotal: machine-learning crypto trading — data, features, models, backtests.",
+    cls=PivotalGroup,
+    context_settings=HELP_OPTIONS,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -44,6 +101,28 @@ app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 
 
+def reflow(doc: str) -> str:
+    """A docstring as help text: each paragraph on one line (the terminal wraps it), lists
+    and indented blocks kept as written, ``code`` shown as `code`."""
+    paragraphs = []
+    for block in inspect.cleandoc(doc).split("\n\n"):
+        lines = block.splitlines()
+        listed = any(line.startswith(("- ", "* ", " ")) for line in lines)
+        paragraphs.append(block if listed else " ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs).replace("``", "`")
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Give every command the reflowed docstring of its function as help (typer would keep
+    the source's line breaks, so help wrapped at odd places in narrow terminals)."""
+    for command in typer_app.registered_commands:
+        if command.help is None and command.callback is not None and command.callback.__doc__:
+            command.help = reflow(command.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"pivotal {__version__}")
@@ -53,26 +132,25 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        show_default=False,
+        help="Show the version and exit.",
     ),
 ) -> None:
     """pivotal: machine-learning crypto trading — data, features, models, backtests."""
 
 
-def main() -> None:
-    """Console entry point: run the app; turn our errors into a message and an exit code.
+_reflow_help(app)
 
-    Usage errors are click's (exit 2); configuration errors exit 2; every other pivotal error
-    exits 1 with its message and no traceback.
-    """
+
+def main() -> None:
+    """Console entry point: run the app (its group turns errors into messages, see
+    :class:`PivotalGroup`); an interrupt outside a command still ends without a traceback."""
     try:
         app()
-    except ConfigError as exc:
-        err_console.print(f"[bold red]config error:[/] {exc}", highlight=False)
-        sys.exit(2)
-    except PivotalError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted; everything written so far is kept[/]")
         sys.exit(130)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,12 +18,18 @@ app = typer.Typer(help="Models: registered networks and stored checkpoints.", no
 @app.command("list")
 def list_models(
     folder: Annotated[
-        Path | None, typer.Option("--dir", help="Checkpoint folder [data-dir/models].")
+        Path | None,
+        typer.Option(
+            "--dir",
+            file_okay=False,
+            help="Checkpoint folder to list (default: the models folder of the data dir).",
+        ),
     ] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Registered model names, then every checkpoint kept under the models folder."""
+    """Registered model names, then every checkpoint (networks and DQN agents) kept under
+    the data dir's models folder, or under --dir."""
     from pivotal.models import available, model_class
     from pivotal.training.checkpoints import read_checkpoint
 
@@ -41,7 +49,7 @@ def list_models(
         console.print(f"no checkpoints under {root} (train one with `pivotal train MODEL`)")
         return
     table = Table(title=f"checkpoints under {root}")
-    for column in ("model", "epoch", "val_loss", "trained on", "file"):
+    for column in ("model", "epoch/step", "score", "trained on", "file"):
         table.add_column(column)
     for path in paths:
         try:
@@ -49,14 +57,37 @@ def list_models(
         except Exception as exc:  # a bad file is listed, not fatal
             table.add_row("?", "", "", f"unreadable: {exc}"[:60], str(path.relative_to(root)))
             continue
-        span = ckpt.data_span or {}
-        where = f"{span.get('exchange', '')} {span.get('symbol', '')} {span.get('timeframe', '')}"
-        loss = ckpt.metrics.get("val_loss")
         table.add_row(
             ckpt.model_name,
             "" if ckpt.epoch is None else str(ckpt.epoch),
-            "" if loss is None else f"{loss:.4g}",
-            where.strip(),
+            _score(ckpt.metrics),
+            _trained_on(path, ckpt.data_span),
             str(path.relative_to(root)),
         )
     console.print(table)
+
+
+def _score(metrics: Mapping[str, Any]) -> str:
+    """The checkpoint's selection metric: ``val_loss`` (networks) or ``val_return`` (DQN)."""
+    for name in ("val_loss", "val_return", "val_accuracy", "train_loss"):
+        value = metrics.get(name)
+        if isinstance(value, int | float):
+            return f"{name} {value:.4g}"
+    return ""
+
+
+def _trained_on(path: Path, span: Mapping[str, Any] | None) -> str:
+    """Exchange, symbol and timeframe of the training data: the checkpoint's data span, else
+    (a DQN) the job saved beside it."""
+    if span:
+        where = f"{span.get('exchange', '')} {span.get('symbol', '')} {span.get('timeframe', '')}"
+        return where.strip()
+    job = path.parent / "dqn.job.json"
+    if not job.is_file():
+        return ""
+    try:
+        saved = json.loads(job.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    env = saved.get("env", {}) if isinstance(saved, dict) else {}
+    return f"{saved.get('exchange', '')} {env.get('symbol', '')} {env.get('timeframe', '')}".strip()

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from pivotal.apps.cli.args import stored_series, unknown_series_message
 from pivotal.apps.cli.common import (
     ConfigOption,
     DataDirOption,
@@ -19,7 +20,7 @@ from pivotal.apps.cli.common import (
     console,
     format_time,
     load_context,
-    parse_time,
+    parse_range,
 )
 
 app = typer.Typer(help="Williams market-structure pivots: chart them.", no_args_is_help=True)
@@ -36,7 +37,9 @@ def show(
     bars: Annotated[
         int, typer.Option("--bars", min=20, help="Without --since: the last N candles.")
     ] = 1000,
-    levels: Annotated[int, typer.Option("--levels", min=1, max=10)] = 5,
+    levels: Annotated[
+        int, typer.Option("--levels", min=1, max=10, help="Pivot levels (each built on the last).")
+    ] = 5,
     strength: Annotated[int, typer.Option("--strength", min=1, help="Bars each side.")] = 2,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
@@ -47,12 +50,17 @@ def show(
     from pivotal.features.pivots import williams_pivots
     from pivotal.features.pivots.chart import pivot_chart
 
-    ctx = load_context(config, data_dir)
     key = series_key(exchange, symbol, timeframe)
-    start = parse_time(since, "--since") if since else None
-    end = parse_time(until, "--until") if until else None
+    start, end = parse_range(since, until)
+    ctx = load_context(config, data_dir)
     with ctx.store(read_only=True) as store:
         candles = store.read_candles(key, start, end)
+        infos = stored_series(store) if not len(candles) else []
+    if not len(candles) and not any(i.key == key for i in infos):
+        raise typer.BadParameter(
+            unknown_series_message(infos, key.exchange, key.symbol, key.timeframe),
+            param_hint="--symbol",
+        )
     if start is None:
         candles = candles[-bars:]
     if len(candles) < 2 * strength + 1:

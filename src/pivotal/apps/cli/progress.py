@@ -48,5 +48,7 @@ class DownloadProgressBar:
         if task is None:
             task = self._tasks[name] = self._bar.add_task(name, total=total)
         self._bar.update(task, completed=event.fetched, total=total)
-        if event.done:
+        if event.failed:  # never 100 % for a download that did not finish
+            self._bar.update(task, description=f"{name} [red]failed[/]")
+        elif event.done:
             self._bar.update(task, completed=total)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 import yaml
 
+from pivotal.apps.cli.args import validation_message
 from pivotal.apps.cli.common import Context, console, format_time
 
 if TYPE_CHECKING:
@@ -24,24 +25,116 @@ _DQN_KEYS = ("total_steps", "hidden", "seed", "device", "learning_rate", "batch_
 _JOB_KEYS = ("exchange", "since", "until", "envs", "cnn_checkpoint")
 
 
-def build_dqn_job(job_file: Path | None, options: dict[str, Any]) -> DQNJob:
-    """A DQNJob from a YAML/JSON file, then the options that were given (None = not given)."""
+def dqn_param_names() -> dict[str, tuple[str, ...]]:
+    """The names ``pivotal train dqn -p NAME=VALUE`` takes, by section of the DQN job."""
+    from pivotal.rl.config import EnvConfig
+    from pivotal.rl.dqn import DQNConfig
+    from pivotal.rl.run import DQNJob
+
+    job = tuple(n for n in DQNJob.model_fields if n not in ("env", "dqn"))
+    return {"dqn": tuple(DQNConfig.model_fields), "env": tuple(EnvConfig.model_fields), "": job}
+
+
+def _apply_params(data: dict[str, Any], params: dict[str, Any]) -> None:
+    """``-p NAME=VALUE``: NAME is a field of the agent (``hidden``, ``gamma``), of the
+    environment (``reward``, ``frames``) or of the job (``eval_every``); ``env.NAME``,
+    ``dqn.NAME`` or a dotted path (``env.settings.broker.initial_cash``) say where."""
+    sections = dqn_param_names()
+    for name, value in params.items():
+        path = name.split(".")
+        if len(path) == 1:
+            where = next((s for s, names in sections.items() if name in names), None)
+            if where is None:
+                listed = "; ".join(f"{s or 'job'}: {', '.join(n)}" for s, n in sections.items())
+                raise typer.BadParameter(
+                    f"unknown DQN parameter {name!r}; use one of {listed}", param_hint="--param"
+                )
+            path = [where, name] if where else [name]
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise typer.BadParameter(f"{name}: {part} is not a section", param_hint="--param")
+            node = child
+        node[path[-1]] = value
+
+
+def _cnn_market(path: Path) -> tuple[str, str, tuple[str, ...], int]:
+    """``(symbol, timeframe, streams, frames)`` of the job a PivotCNN checkpoint was trained
+    on; a usage error when the file is not a ``pivotal train`` checkpoint."""
+    from pivotal.rl.cnn_features import read_job_and_scaling
+
+    try:
+        _, job, _ = read_job_and_scaling(path)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--cnn") from None
+    return job.symbol, job.timeframe, tuple(job.streams), job.frames
+
+
+def _align_with_cnn(env: dict[str, Any], cnn: str, given: dict[str, Any]) -> None:
+    """The agent observes the CNN's market: symbol, anchor and streams default to the CNN's
+    (so ``--streams`` may be left out) and a different value is refused, as are fewer frames
+    than the CNN reads (its features would start after the agent's first step)."""
+    symbol, timeframe, streams, frames = _cnn_market(Path(cnn))
+    where = f"the PivotCNN checkpoint {cnn} was trained on {symbol} {timeframe}" + (
+        f" with streams {','.join(streams)}" if streams else " without streams"
+    )
+    wanted = {"symbol": symbol, "timeframe": timeframe, "streams": streams}
+    for key, value in wanted.items():
+        have = env.get(key)
+        if have is None:
+            env[key] = value
+            continue
+        same = set(have) == set(value) if key == "streams" else str(have) == value
+        if not same:
+            shown = ",".join(have) if key == "streams" else have
+            option = f"--{key}" if given.get(key) is not None else f"env.{key} in the job"
+            raise typer.BadParameter(
+                f"{option} {shown or '(none)'} does not match the CNN: {where}; leave "
+                f"{option} out to use the CNN's",
+                param_hint="--cnn",
+            )
+    if env.get("frames") is None:
+        env["frames"] = frames
+    elif int(env["frames"]) < frames:
+        raise typer.BadParameter(
+            f"--frames {env['frames']} is fewer than the {frames} frames the CNN reads, so its "
+            f"features would start after the agent's first step; use --frames {frames} or more "
+            "(or leave --frames out)",
+            param_hint="--frames",
+        )
+
+
+def build_dqn_job(
+    job_file: Path | None, options: dict[str, Any], params: dict[str, Any] | None = None
+) -> DQNJob:
+    """A DQNJob from a YAML/JSON file, then ``-p`` parameters, then the options that were
+    given (None = not given). With a PivotCNN checkpoint, the market defaults to the CNN's."""
     from pydantic import ValidationError
 
     from pivotal.rl.run import DQNJob
 
     data: dict[str, Any] = {}
     if job_file is not None:
-        loaded = yaml.safe_load(job_file.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(job_file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise typer.BadParameter(f"{job_file}: not valid YAML/JSON ({exc})") from None
         if not isinstance(loaded, dict):
             raise typer.BadParameter(f"{job_file}: a DQN job file must be a mapping")
         data = loaded
+        cnn_in_file = data.get("cnn_checkpoint")
+        if isinstance(cnn_in_file, str) and not Path(cnn_in_file).expanduser().is_absolute():
+            data["cnn_checkpoint"] = str(job_file.parent / cnn_in_file)  # relative to the file
+    _apply_params(data, params or {})
     env = dict(data.get("env", {}))
     dqn = dict(data.get("dqn", {}))
     for key, value in options.items():
         if value is None:
             continue
-        if key in _ENV_KEYS:
+        if key == "gaps":  # --gaps close|hold: the simulator's policy at a gap in the data
+            env["settings"] = {**dict(env.get("settings", {})), "gaps": value}
+        elif key in _ENV_KEYS:
             env[key] = value
         elif key in _DQN_KEYS:
             dqn[key] = value
@@ -49,12 +142,14 @@ def build_dqn_job(job_file: Path | None, options: dict[str, Any]) -> DQNJob:
             data[key] = value
         else:
             raise typer.BadParameter(f"--{key.replace('_', '-')} does not apply to dqn")
+    cnn = data.get("cnn_checkpoint")
+    if cnn:
+        _align_with_cnn(env, str(cnn), options)
     data["env"], data["dqn"] = env, dqn
     try:
         return DQNJob.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise typer.BadParameter("invalid DQN job:\n  " + "\n  ".join(lines)) from None
+        raise typer.BadParameter(validation_message(exc, "DQN job")) from None
 
 
 def train_dqn(

@@ -1,19 +1,22 @@
-"""``pivotal run``: the orchestrator over a run file (experts, gate, learning, settings).
+"""``pivotal run RUN_FILE``: the orchestrator over a run file (experts, gate, learning,
+settings).
 
 ``--mode backtest`` replays the stored candles through the orchestrator with the simulated
 broker and the risk manager. Paper and live trading drive the same orchestrator with the
-wall clock and an exchange broker; they arrive with Stage 7 and are refused until then.
+wall clock and an exchange broker; they are not available yet and are refused.
+``-c/--config`` is pivotal's own config file, as for every other command.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pivotal.apps.cli.common import DataDirOption, console, load_context
+from pivotal.apps.cli.common import ConfigOption, DataDirOption, console, load_context
 
 if TYPE_CHECKING:
     from pivotal.orchestrator.run import OrchestratedRun
@@ -22,21 +25,35 @@ MODES = ("backtest",)
 
 
 def summary_lines(run: OrchestratedRun) -> list[str]:
-    """The console summary of an orchestrated run: result beside buy-and-hold, decisions,
-    per-model contributions, learning and fault events, history."""
+    """The console summary of an orchestrated run: result beside buy-and-hold (the same
+    figures as the report and the JSON), time in the market, decisions, per-model
+    contributions, learning and fault events, gaps, checkpoints, history."""
+    from pivotal.orchestrator.benchmark import (
+        BUY_AND_HOLD,
+        BUY_AND_HOLD_TEXT,
+        edge_note,
+        in_market_pct,
+    )
+
     m = run.result.metrics
-    hold = run.benchmark["buy and hold"].metrics
+    hold = run.benchmark[BUY_AND_HOLD].metrics
+    in_market = in_market_pct(run.result)
     decisions = run.decisions
     counts = Counter(decisions["action"]) if len(decisions) else Counter()
     by_action = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
     lines = [
         f"data: {run.data_note}",
         f"orchestrated: return {m['total_return_pct']:+.2f} % vs buy-and-hold "
-        f"{hold['total_return_pct']:+.2f} %, max drawdown {m['max_drawdown_pct']:.2f} %, "
-        f"{int(m['n_trades'])} trades, win rate {m['win_rate_pct']:.1f} %, fees "
-        f"{m['fees_paid']:,.2f}",
-        f"decisions: {len(decisions):,} ({by_action})",
+        f"{hold['total_return_pct']:+.2f} %, max drawdown {m['max_drawdown_pct']:.2f} % vs "
+        f"{hold['max_drawdown_pct']:.2f} %, Sharpe {_ratio(m.get('sharpe_daily'))} vs "
+        f"{_ratio(hold.get('sharpe_daily'))} (daily returns), {int(m['n_trades'])} trades, "
+        f"win rate {m['win_rate_pct']:.1f} %, fees {m['fees_paid']:,.2f}",
+        f"in the market {in_market:.1f} % of the time; {BUY_AND_HOLD_TEXT}",
     ]
+    note = edge_note(float(m["total_return_pct"]), float(hold["total_return_pct"]), in_market)
+    if note:
+        lines.append(note)
+    lines.append(f"decisions: {len(decisions):,} ({by_action})")
     share_cols = [c for c in decisions.columns if c.startswith("share_")]
     acting = decisions[decisions["action"] != "HOLD"] if len(decisions) else decisions
     if share_cols and len(acting):
@@ -51,66 +68,149 @@ def summary_lines(run: OrchestratedRun) -> list[str]:
     kinds = Counter(e["kind"] for e in run.events)
     if kinds:
         lines.append("events: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    gaps = list(getattr(run, "gaps", None) or [])
+    if gaps:
+        from pivotal.backtest.gaps import gap_lines
+
+        lines.append(f"gaps in the data met by the run: {len(gaps)}")
+        lines += [f"  {line}" for line in gap_lines(gaps, limit=3)]
+    checkpoints = list(getattr(run, "checkpoints", None) or [])
+    if checkpoints:
+        status = Counter(str(c.get("status", "?")) for c in checkpoints)
+        lines.append(
+            "online checkpoints at the start: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(status.items()))
+        )
     lines.append(f"inference history: {run.stored:,} steps stored; {run.seconds:.1f} s")
     return lines
 
 
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(float(value)) else f"{float(value):.2f}"
+
+
 def run(
-    config_file: Annotated[
-        Path,
-        typer.Option(
-            "--config", "-c", exists=True, dir_okay=False, help="Run file (YAML): see README."
+    run_file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="RUN_FILE",
+            dir_okay=False,
+            show_default=False,
+            help="The run file (YAML): symbols, range, settings and the orchestrator's "
+            "experts; see the README.",
         ),
-    ],
-    mode: Annotated[str, typer.Option("--mode", help="backtest (paper, live: Stage 7).")] = (
-        "backtest"
-    ),
-    report: Annotated[Path | None, typer.Option("--report", help="Write the HTML report.")] = None,
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode", help="What to run: backtest (paper and live trading are not available yet)."
+        ),
+    ] = "backtest",
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            dir_okay=False,
+            help="Write the HTML report to this file (default: no report).",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            dir_okay=False,
+            help="Write decisions, trades, metrics, benchmark, events, gaps and checkpoints "
+            "as JSON to this file (default: no JSON).",
+            show_default=False,
+        ),
+    ] = None,
+    gaps: Annotated[
+        str | None,
+        typer.Option(
+            "--gaps",
+            help="At a gap in the data: close (exit at the close of the last bar before it) or "
+            "hold (carry the position through); default: the run file's settings.gaps, else "
+            "close.",
+            show_default=False,
+        ),
+    ] = None,
     no_history: Annotated[
-        bool, typer.Option("--no-history", help="Do not store the inference history.")
+        bool,
+        typer.Option("--no-history", help="Do not store the inference history (default: stored)."),
     ] = False,
+    config: ConfigOption = None,
     pivotal_config: Annotated[
         Path | None,
-        typer.Option("--pivotal-config", dir_okay=False, help="pivotal's own config file."),
+        typer.Option("--pivotal-config", dir_okay=False, hidden=True, help="Same as --config."),
     ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the orchestrator (experts → gate → risk → broker) as the run file says."""
+    if run_file is None:
+        raise typer.BadParameter(_missing_run_file(config), param_hint="RUN_FILE")
+    if not run_file.is_file():
+        raise typer.BadParameter(f"{run_file} is not a file", param_hint="RUN_FILE")
     if mode not in MODES:  # before the heavy imports: a refusal is instant
         raise typer.BadParameter(
             f"mode {mode!r} is not available in this version: use backtest (paper and live "
             "trading arrive with the exchange brokers)",
             param_hint="--mode",
         )
-    from pivotal.orchestrator.report import write_orchestrator_report
+    from pivotal.orchestrator.export import write_run_json
+    from pivotal.orchestrator.report import write_run_report
     from pivotal.orchestrator.run import load_run_config, run_backtest_mode
 
-    run_config = load_run_config(config_file)
+    run_config = load_run_config(run_file)
     if run_config.mode != mode:
         raise typer.BadParameter(
             f"the run file says mode {run_config.mode!r} but --mode is {mode!r}",
             param_hint="--mode",
         )
-    ctx = load_context(pivotal_config, data_dir)
+    if gaps is not None:
+        from pivotal.core.gaps import GapPolicy
+
+        try:
+            policy = GapPolicy.parse(gaps)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--gaps") from None
+        settings = run_config.settings.model_copy(update={"gaps": policy})
+        run_config = run_config.model_copy(update={"settings": settings})
+    ctx = load_context(config or pivotal_config, data_dir)
+    if "max_missing_bars" not in run_config.settings.model_fields_set:  # pivotal config: gaps
+        gap_bars = ctx.config.gaps.max_missing_bars
+        settings = run_config.settings.model_copy(update={"max_missing_bars": gap_bars})
+        run_config = run_config.model_copy(update={"settings": settings})
     with ctx.store() as store:
         result = run_backtest_mode(
-            store, run_config, history=not no_history, progress=console.is_terminal
+            store,
+            run_config,
+            history=not no_history,
+            progress=console.is_terminal,
+            warn=lambda line: console.print(f"[yellow]warning:[/] {line}", highlight=False),
         )
     for line in summary_lines(result):
         console.print(line, highlight=False)
     if report is not None:
-        write_orchestrator_report(
-            report,
-            result.result,
-            result.candles,
-            result.decisions,
-            accuracy=result.accuracy,
-            events=result.events,
-            benchmark=result.benchmark,
-            data_note=result.data_note,
-            thresholds=(
-                run_config.orchestrator.gate.buy_threshold,
-                run_config.orchestrator.gate.sell_threshold,
-            ),
-        )
+        write_run_report(report, result)
         console.print(f"report: {report}", highlight=False)
+    if json_out is not None:
+        write_run_json(result, json_out)
+        console.print(f"json: {json_out}", highlight=False)
+
+
+def _missing_run_file(config: Path | None) -> str:
+    """The message for a missing RUN_FILE; it spots a run file given as ``-c/--config``."""
+    text = "give the run file: pivotal run RUN_FILE (a YAML file; see the README)"
+    if config is None or not config.is_file():
+        return text
+    try:
+        head = config.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return text
+    if "orchestrator:" in head or "experts:" in head:
+        return (
+            f"{config} looks like a run file: give it as the argument, "
+            f"`pivotal run {config}`; -c/--config is pivotal's own config file"
+        )
+    return text

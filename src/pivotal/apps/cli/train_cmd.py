@@ -9,46 +9,69 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 import yaml
 
+from pivotal.apps.cli.args import (
+    model_name_arg,
+    needs_lookup,
+    stored_series,
+    symbol_arg,
+    timeframe_arg,
+    timeframes_arg,
+    validation_message,
+)
 from pivotal.apps.cli.common import (
     ConfigOption,
+    Context,
     DataDirOption,
     SinceOption,
     UntilOption,
     console,
     load_context,
     parse_name_values,
-    parse_time,
-    split_list,
+    parse_range,
 )
+from pivotal.apps.cli.train_options import (
+    BatchSizeOpt,
+    CheckpointArgument,
+    CnnOpt,
+    DeviceOpt,
+    EnvsOpt,
+    EpisodeLengthOpt,
+    EpochsOpt,
+    EvalHtmlOpt,
+    ExchangeOpt,
+    FramesOpt,
+    HtmlOpt,
+    JobOption,
+    KeepOpt,
+    LrOpt,
+    ModelArgument,
+    OptimizerOpt,
+    OutOpt,
+    ParamOpt,
+    SchedulerOpt,
+    SearchModelArgument,
+    SeedOpt,
+    StepsOpt,
+    StorageOpt,
+    StreamsOpt,
+    StudyOpt,
+    SymbolOpt,
+    TensorboardOpt,
+    TimeframeOpt,
+    TrialsOpt,
+)
+from pivotal.core.symbols import Symbol
+from pivotal.data.duckdb_store import STORE_FILE_NAME
 
 if TYPE_CHECKING:
     from pivotal.training.pipeline import TrainJob
     from pivotal.training.run import Evaluation
-
-ModelArgument = Annotated[str, typer.Argument(help="Registered model name (pivotal models list).")]
-JobOption = Annotated[
-    Path | None,
-    typer.Option("--job", help="YAML/JSON TrainJob file; the options below override it.",
-                 exists=True, dir_okay=False),
-]  # fmt: skip
-SymbolOpt = Annotated[str | None, typer.Option("--symbol", "-s", help="e.g. BTC/USDT.")]
-ExchangeOpt = Annotated[str | None, typer.Option("--exchange", "-e", help="Exchange id.")]
-TimeframeOpt = Annotated[str | None, typer.Option("--timeframe", "-t", help="Anchor, e.g. 1m.")]
-StreamsOpt = Annotated[
-    str | None, typer.Option("--streams", help="More timeframes as input streams, e.g. 1h,1d.")
-]
-FramesOpt = Annotated[int | None, typer.Option("--frames", min=2, help="Candles per stream.")]
-EpochsOpt = Annotated[int | None, typer.Option("--epochs", min=1)]
-DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
-ParamOpt = Annotated[
-    list[str] | None,
-    typer.Option("--param", "-p", help="Model hyperparameter NAME=VALUE (YAML value); repeat."),
-]
+    from pivotal.training.search import TrialReport
 
 
 def _read_job_file(path: Path | None) -> dict[str, Any]:
@@ -60,7 +83,27 @@ def _read_job_file(path: Path | None) -> dict[str, Any]:
         raise typer.BadParameter(f"{path}: not valid YAML/JSON ({exc})") from None
     if not isinstance(data, dict):
         raise typer.BadParameter(f"{path}: a TrainJob file must be a mapping of settings")
+    from pivotal.training.search import is_best_config
+
+    if is_best_config(data):  # the best.json of `pivotal optimize`: its job is the best trial's
+        if not isinstance(data.get("job"), dict):
+            raise typer.BadParameter(
+                f"{path} was written by a `pivotal optimize` that did not save the trial's job; "
+                "run the search again to get a file `pivotal train --job` accepts",
+                param_hint="--job",
+            )
+        return dict(data["job"])
     return data
+
+
+def _same_model(model: str, data: dict[str, Any], job_file: Path | None) -> None:
+    named = data.get("model")
+    if named is not None and named != model:
+        raise typer.BadParameter(
+            f"{job_file} is a job for model {named!r}, not {model!r}; run "
+            f"`pivotal train {named} --job {job_file}`",
+            param_hint="--job",
+        )
 
 
 def build_job(model: str, job_file: Path | None, **options: Any) -> TrainJob:
@@ -70,7 +113,11 @@ def build_job(model: str, job_file: Path | None, **options: Any) -> TrainJob:
     from pivotal.training.pipeline import TrainJob
 
     data = _read_job_file(job_file)
+    _same_model(model, data, job_file)
     data["model"] = model
+    gap_bars = options.pop("config_max_missing_bars", None)  # pivotal config: gaps
+    if gap_bars is not None:
+        data.setdefault("max_missing_bars", gap_bars)
     training = dict(data.get("training", {}))
     for key in ("epochs", "batch_size", "lr", "optimizer", "scheduler", "device", "seed"):
         value = options.pop(key, None)
@@ -86,11 +133,15 @@ def build_job(model: str, job_file: Path | None, **options: Any) -> TrainJob:
     for key, value in options.items():
         if value is not None:
             data[key] = value
+    if not data.get("symbol"):
+        raise typer.BadParameter(
+            "give the market to train on: --symbol (e.g. BTC/USDT), or a --job file with symbol:",
+            param_hint="--symbol",
+        )
     try:
         return TrainJob.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise typer.BadParameter("invalid training job:\n  " + "\n  ".join(lines)) from None
+        raise typer.BadParameter(validation_message(exc, "training job")) from None
 
 
 def show_evaluation(evaluation: Evaluation, html: Path | None) -> None:
@@ -103,10 +154,27 @@ def show_evaluation(evaluation: Evaluation, html: Path | None) -> None:
 
 
 def _times(since: str | None, until: str | None) -> dict[str, int | None]:
-    return {
-        "since": parse_time(since, "--since") if since else None,
-        "until": parse_time(until, "--until") if until else None,
-    }
+    start, end = parse_range(since, until)
+    return {"since": start, "until": end}
+
+
+def _market(
+    ctx: Context, symbol: str | None, timeframe: str | None, streams: str | None
+) -> dict[str, Any]:
+    """``--symbol``/``--timeframe``/``--streams`` checked before any data is read; a symbol
+    typed without a slash (``btcusdt``) is resolved against the store's symbols."""
+    if timeframe is not None:
+        timeframe_arg(timeframe)
+    stream_list = None
+    if streams is not None:
+        stream_list = tuple(t.value for t in timeframes_arg(streams, "--streams"))
+    if symbol is not None:
+        known: list[Symbol] = []
+        if needs_lookup(symbol) and (ctx.data_dir / STORE_FILE_NAME).is_file():
+            with ctx.store(read_only=True) as store:
+                known = [i.key.symbol for i in stored_series(store)]
+        symbol = str(symbol_arg(symbol, known=known))
+    return {"symbol": symbol, "timeframe": timeframe, "streams": stream_list}
 
 
 def train(
@@ -119,44 +187,40 @@ def train(
     until: UntilOption = None,
     frames: FramesOpt = None,
     epochs: EpochsOpt = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
-    lr: Annotated[float | None, typer.Option("--lr", min=0.0)] = None,
-    optimizer: Annotated[str | None, typer.Option("--optimizer")] = None,
-    scheduler: Annotated[str | None, typer.Option("--scheduler")] = None,
+    batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None,
+    optimizer: OptimizerOpt = None,
+    scheduler: SchedulerOpt = None,
     device: DeviceOpt = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    seed: SeedOpt = None,
     param: ParamOpt = None,
     job: JobOption = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Checkpoint folder [data-dir/models].")
-    ] = None,
-    keep: Annotated[int, typer.Option("--keep", min=1, help="Best checkpoints kept.")] = 5,
-    html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
-    tensorboard: Annotated[
-        bool, typer.Option("--tensorboard/--no-tensorboard", help="Log to data-dir/runs.")
-    ] = True,
-    cnn: Annotated[
-        Path | None,
-        typer.Option("--cnn", exists=True, dir_okay=False, help="dqn: PivotCNN checkpoint."),
-    ] = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="dqn: env steps.")] = None,
-    envs: Annotated[int | None, typer.Option("--envs", min=1, help="dqn: parallel envs.")] = None,
-    episode_length: Annotated[
-        int | None, typer.Option("--episode-length", min=1, help="dqn: steps per episode.")
-    ] = None,
+    out: OutOpt = None,
+    keep: KeepOpt = 5,
+    html: HtmlOpt = None,
+    tensorboard: TensorboardOpt = True,
+    cnn: CnnOpt = None,
+    steps: StepsOpt = None,
+    envs: EnvsOpt = None,
+    episode_length: EpisodeLengthOpt = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Train MODEL on stored candles; keep the best checkpoints; evaluate beside baselines.
 
     The split is chronological (70/15/15 by default) with a purge gap; scalers fit on the
-    training range only and travel inside the checkpoint with the whole job. MODEL ``dqn``
-    trains the reinforcement-learning agent in the trading environment and evaluates it
-    through the backtester beside buy-and-hold and a random agent.
-    """
-    from pivotal.training.run import train_job
+    training range only and travel inside the checkpoint with the whole job.
 
+    MODEL dqn trains the reinforcement-learning agent in the trading environment and
+    evaluates it through the backtester beside buy-and-hold and a random agent. Its settings
+    come from -p NAME=VALUE (e.g. -p hidden=128 -p gamma=0.98 -p reward=pnl) or a --job
+    file with env: (symbol, timeframe, streams, frames, episode_length, reward, settings)
+    and dqn: (total_steps, learning_rate, batch_size, hidden, gamma, ...) sections.
+    """
+    model_name_arg(model)  # before anything is read
     ctx = load_context(config, data_dir)
+    market = _market(ctx, symbol, timeframe, streams)
+    symbol, timeframe = market["symbol"], market["timeframe"]
     if model == "dqn":
         from pivotal.apps.cli import rl_cmd
 
@@ -164,7 +228,7 @@ def train(
             "symbol": symbol,
             "exchange": exchange,
             "timeframe": timeframe,
-            "streams": tuple(split_list(streams)) if streams else None,
+            "streams": market["streams"],
             "frames": frames,
             "total_steps": steps,
             "envs": envs,
@@ -178,9 +242,12 @@ def train(
         }
         ignored = {"--epochs": epochs, "--optimizer": optimizer, "--scheduler": scheduler}
         given = [name for name, value in ignored.items() if value is not None]
-        if given or param:
-            raise typer.BadParameter(f"{', '.join(given) or '--param'} does not apply to dqn")
-        the_dqn = rl_cmd.build_dqn_job(job, rl_options)
+        if given:
+            raise typer.BadParameter(
+                f"{', '.join(given)} does not apply to dqn (it trains by environment steps: "
+                "see --steps, and -p NAME=VALUE for its settings)"
+            )
+        the_dqn = rl_cmd.build_dqn_job(job, rl_options, parse_name_values(param))
         rl_cmd.train_dqn(
             ctx,
             the_dqn,
@@ -192,6 +259,8 @@ def train(
         return
     if any(v is not None for v in (cnn, steps, envs, episode_length)):
         raise typer.BadParameter("--cnn/--steps/--envs/--episode-length apply to dqn only")
+    from pivotal.training.run import train_job
+
     run_dir = ctx.data_dir / "runs" / model
     the_job = build_job(
         model,
@@ -199,7 +268,7 @@ def train(
         symbol=symbol,
         exchange=exchange,
         timeframe=timeframe,
-        streams=tuple(split_list(streams)) if streams else None,
+        streams=market["streams"],
         frames=frames,
         epochs=epochs,
         batch_size=batch_size,
@@ -210,6 +279,7 @@ def train(
         seed=seed,
         params=parse_name_values(param),
         log_dir=run_dir if tensorboard else None,
+        config_max_missing_bars=ctx.config.gaps.max_missing_bars,
         **_times(since, until),
     )
     folder = out or ctx.data_dir / "models" / model
@@ -228,6 +298,7 @@ def train(
         f"{'; stopped early' if result.stopped_early else ''}",
         highlight=False,
     )
+    console.print(f"data: {outcome.prepared.sample_summary()}", highlight=False)
     console.print(f"best checkpoint: {outcome.best_checkpoint}", highlight=False)
     if tensorboard:
         console.print(f"TensorBoard logs: {run_dir}", highlight=False)
@@ -235,8 +306,8 @@ def train(
 
 
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-    html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
+    checkpoint: CheckpointArgument,
+    html: EvalHtmlOpt = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -256,8 +327,8 @@ def evaluate(
 
 
 def optimize(
-    model: ModelArgument,
-    trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Trials in the study.")],
+    model: SearchModelArgument,
+    trials: TrialsOpt,
     symbol: SymbolOpt = None,
     exchange: ExchangeOpt = None,
     timeframe: TimeframeOpt = None,
@@ -269,10 +340,8 @@ def optimize(
     device: DeviceOpt = None,
     param: ParamOpt = None,
     job: JobOption = None,
-    study: Annotated[str | None, typer.Option("--study", help="Study name [MODEL].")] = None,
-    storage: Annotated[
-        str | None, typer.Option("--storage", help="Optuna storage URL [sqlite in data-dir].")
-    ] = None,
+    study: StudyOpt = None,
+    storage: StorageOpt = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -281,23 +350,26 @@ def optimize(
     The study lives in data-dir/search/optuna.db unless --storage says otherwise; the best
     trial's model and training settings are written to data-dir/search/<study>.best.json.
     """
+    model_name_arg(model, allow_rl=False)  # before anything is read
     from pivotal.training.pipeline import build_model, prepare
     from pivotal.training.search import TrialSetup, model_search_space, split_params
     from pivotal.training.search import optimize as run_search
     from pivotal.training.trainer import set_seed
 
     ctx = load_context(config, data_dir)
+    market = _market(ctx, symbol, timeframe, streams)
     the_job = build_job(
         model,
         job,
-        symbol=symbol,
+        symbol=market["symbol"],
         exchange=exchange,
         timeframe=timeframe,
-        streams=tuple(split_list(streams)) if streams else None,
+        streams=market["streams"],
         frames=frames,
         epochs=epochs,
         device=device,
         params=parse_name_values(param),
+        config_max_missing_bars=ctx.config.gaps.max_missing_bars,
         **_times(since, until),
     )
     with ctx.store(read_only=True) as store:
@@ -311,6 +383,11 @@ def optimize(
                 "training": the_job.training.model_copy(update={**training, "progress": False}),
             }
         )
+        saved = job_t.model_copy(
+            update={
+                "training": job_t.training.model_copy(update={"progress": True, "log_dir": None})
+            }
+        )
         from dataclasses import replace
 
         trial_data = replace(prepared, job=job_t)
@@ -321,6 +398,7 @@ def optimize(
             prepared.train,
             prepared.validation,
             model_name=model,
+            job=saved.model_dump(mode="json"),
         )
 
     result = run_search(
@@ -331,6 +409,7 @@ def optimize(
         directory=ctx.data_dir / "search",
         storage=storage,
         seed=the_job.training.seed,
+        on_trial=_print_trial,
     )
     console.print(
         f"study {result.study_name}: {result.n_complete} complete, {result.n_pruned} pruned, "
@@ -340,3 +419,26 @@ def optimize(
     )
     console.print(json.dumps(result.best_params, indent=2), highlight=False)
     console.print(f"best config: {result.config_path}", highlight=False)
+    console.print(
+        f"train it: pivotal train {model} --job {result.config_path}"
+        f"{f' --data-dir {data_dir}' if data_dir else ''}",
+        highlight=False,
+    )
+
+
+def _print_trial(report: TrialReport) -> None:
+    """One line per finished trial: its outcome and the best so far."""
+    outcome = {
+        "complete": f"validation loss {report.value:.4g}" if report.value is not None else "",
+        "pruned": "pruned (behind the median of earlier trials)",
+        "fail": "failed (diverged)",
+    }.get(report.state, report.state)
+    best = (
+        f"best {report.best_value:.4g} (trial #{report.best_trial})"
+        if report.best_value is not None
+        else "no complete trial yet"
+    )
+    console.print(
+        f"trial {report.finished}/{report.n_trials} (#{report.number}): {outcome}; {best}",
+        highlight=False,
+    )

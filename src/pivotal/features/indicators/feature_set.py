@@ -20,6 +20,11 @@ Columns (the first valid index with the default config in brackets):
 - ``volatility``: population std of the last ``volatility_period`` log returns [20]
 - ``momentum``: close - close ``momentum_period`` bars earlier [10]
 - ``hour_sin`` .. ``month_cos``: cyclic UTC time of the bar's open [0]
+
+**Gaps** (:mod:`pivotal.core.gaps`): the series is split into contiguous segments at every
+missing run longer than ``max_missing_bars`` bars, and each segment is computed exactly as if
+it were a separate series: after a gap every indicator warms up again (NaN), so no value mixes
+bars from both sides. The streaming twin resets when a bar arrives after a gap.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pydantic import Field, model_validator
 
 from pivotal.config.models import StrictModel
 from pivotal.core.candles import Candles
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, is_gap, segment_bounds_of
 from pivotal.features.indicators import batch as b
 from pivotal.features.indicators import streaming as s
 from pivotal.features.indicators import streaming_own as own
@@ -105,7 +111,12 @@ class IndicatorConfig(StrictModel):
 
 
 def compute_indicator_features(
-    candles: Candles, config: IndicatorConfig | None = None, *, allow_short: bool = False
+    candles: Candles,
+    config: IndicatorConfig | None = None,
+    *,
+    allow_short: bool = False,
+    step_ms: int | None = None,
+    max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
 ) -> dict[str, np.ndarray]:
     """Every column of :data:`FEATURE_COLUMNS` for ``candles``, in that order.
 
@@ -115,6 +126,10 @@ def compute_indicator_features(
     least one) are accepted: each column is then NaN where its own warm-up is not over, the
     same rows as in a longer series starting with the same candles (a young series still
     gets its time features, log returns and short indicators).
+
+    Each segment between gaps (a missing run of more than ``max_missing_bars`` bars of
+    ``step_ms``; the step is the smallest spacing of the open times when None) is computed
+    on its own, with its own warm-up: rows after a gap equal those of the segment alone.
     """
     cfg = config or IndicatorConfig()
     h = b.check_series(candles.high, "high")
@@ -133,6 +148,27 @@ def compute_indicator_features(
         raise ValueError(f"close has values <= 0 (first at index {np.argmax(c <= 0)})")
     if np.any(v < 0):
         raise ValueError(f"volume has negative values (first at index {np.argmax(v < 0)})")
+    bounds = segment_bounds_of(ts, step_ms, max_missing_bars)
+    if len(bounds) == 1:
+        return _segment_features(h, lo, c, v, ts, cfg)
+    out = {name: np.full(len(c), np.nan) for name in FEATURE_COLUMNS}
+    for a, z in bounds:
+        part = _segment_features(h[a:z], lo[a:z], c[a:z], v[a:z], ts[a:z], cfg)
+        for name in FEATURE_COLUMNS:
+            out[name][a:z] = part[name]
+    return out
+
+
+def _segment_features(
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    v: np.ndarray,
+    ts: np.ndarray,
+    cfg: IndicatorConfig,
+) -> dict[str, np.ndarray]:
+    """The feature set of one contiguous run of checked bars (TA-Lib accepts short input and
+    returns NaN where a warm-up is not over)."""
     macd_line, macd_signal, macd_hist = talib.MACD(c, cfg.macd_fast, cfg.macd_slow, cfg.macd_signal)
     upper, middle, lower = talib.BBANDS(c, cfg.bb_period, cfg.bb_k, cfg.bb_k, 0)
     slowk, slowd = talib.STOCH(
@@ -171,14 +207,34 @@ class StreamingIndicatorSet:
     first bar, row t equals row t of the batch result (rtol 1e-10, atol 1e-8, same NaNs).
     A non-finite price, a close <= 0 or a negative volume raises ``ValueError`` and leaves
     the state unchanged.
+
+    With ``step_ms`` (the timeframe's length) every indicator restarts when a bar arrives
+    after a gap of more than ``max_missing_bars`` missing bars, as the batch function does
+    (give it the same ``step_ms``); without it the stream is taken as one contiguous series.
     """
 
     columns: tuple[str, ...] = FEATURE_COLUMNS
 
-    def __init__(self, config: IndicatorConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: IndicatorConfig | None = None,
+        *,
+        step_ms: int | None = None,
+        max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
+    ) -> None:
         cfg = config or IndicatorConfig()
         self.config = cfg
         self.warmup = cfg.warmup()
+        self.step_ms = step_ms
+        self.max_missing_bars = max_missing_bars
+        self._last_open: int | None = None
+        self.gaps = 0  # how many gaps this stream has restarted after
+        self.bars = 0
+        self._start()
+
+    def _start(self) -> None:
+        """Fresh indicator state (at the first bar and after every gap)."""
+        cfg = self.config
         self._sma = s.StreamingSMA(cfg.sma_period)
         self._ema = s.StreamingEMA(cfg.ema_period)
         self._wma = s.StreamingWMA(cfg.wma_period)
@@ -195,7 +251,6 @@ class StreamingIndicatorSet:
         self._vol = own.StreamingVolatility(cfg.volatility_period)
         self._mom = own.StreamingMomentum(cfg.momentum_period)
         self._time = own.StreamingTimeFeatures()
-        self.bars = 0
 
     def update(
         self, timestamp: int, high: float, low: float, close: float, volume: float
@@ -208,6 +263,14 @@ class StreamingIndicatorSet:
                 f"bar at {timestamp} has a non-finite price, a close <= 0 or a bad volume: "
                 f"high={high} low={low} close={close} volume={volume}"
             )
+        if (
+            self.step_ms is not None
+            and self._last_open is not None
+            and is_gap(self._last_open, timestamp, self.step_ms, self.max_missing_bars)
+        ):
+            self._start()
+            self.gaps += 1
+        self._last_open = int(timestamp)
         log_ret = self._ret.update(close)
         self.bars += 1
         return (

@@ -7,6 +7,11 @@ the candle still open at ``t``) changes nothing it returns. Pivots are kept only
 confirmed at or before ``t`` and last predictions only when made at or before ``t``.
 Candle windows are views of the arrays passed in, not copies.
 
+Gaps (:mod:`pivotal.core.gaps`): a window never holds bars from both sides of a gap. It
+starts at the first bar after the newest gap before ``t`` (so it may hold fewer than
+``frames`` bars, which validation reports below ``min_frames``), and a stream whose newest
+closed candle lies before a gap that reaches ``t`` contributes no window at all.
+
 :class:`InputBuilder` does the same from a :class:`~pivotal.data.store.MarketDataStore`.
 """
 
@@ -18,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from pivotal.core.candles import Candles
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, gap_after, is_gap
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.types import BaseDataInput, COBData, ModelOutput, PivotPoint
@@ -28,15 +34,34 @@ from pivotal.features.inputs.spec import InputSpec
 __all__ = ["InputBuilder", "build_input", "closed_window"]
 
 
-def closed_window(candles: Candles, timeframe: Timeframe, t: int, frames: int) -> slice:
+def closed_window(
+    candles: Candles,
+    timeframe: Timeframe,
+    t: int,
+    frames: int,
+    *,
+    max_missing_bars: int | None = DEFAULT_MAX_MISSING_BARS,
+) -> slice:
     """Row slice of the newest ``frames`` candles closed at ``t`` (``timestamp + tf.ms <= t``).
 
     ``candles`` must be sorted by open time. Use the slice on arrays aligned row for row with
-    ``candles`` (indicator matrices) to get the rows that match the window.
+    ``candles`` (indicator matrices) to get the rows that match the window. The window stays
+    within one segment (module docstring): it is empty when a gap of more than
+    ``max_missing_bars`` bars separates the newest closed candle from ``t``, and starts after
+    the newest gap inside it. ``max_missing_bars=None`` ignores gaps.
     """
     tf = Timeframe.parse(timeframe)
-    end = int(np.searchsorted(candles.timestamp, t - tf.ms, side="right"))
-    return slice(max(0, end - frames), end)
+    ts = candles.timestamp
+    end = int(np.searchsorted(ts, t - tf.ms, side="right"))
+    start = max(0, end - frames)
+    if max_missing_bars is None or end == 0:
+        return slice(start, end)
+    if is_gap(int(ts[end - 1]), int(t), tf.ms, max_missing_bars):
+        return slice(end, end)
+    breaks = np.flatnonzero(gap_after(ts[start:end], tf.ms, max_missing_bars))
+    if len(breaks):
+        start += int(breaks[-1]) + 1
+    return slice(start, end)
 
 
 def _windows(
@@ -44,11 +69,14 @@ def _windows(
     timeframes: Iterable[Timeframe],
     t: int,
     frames: int,
+    max_missing_bars: int | None,
 ) -> dict[Timeframe, Candles]:
     parsed = {Timeframe.parse(tf): c for tf, c in candles_by_tf.items()}
     out = {}
     for tf in timeframes:
-        window = closed_window(parsed[tf], tf, t, frames) if tf in parsed else slice(0, 0)
+        window = slice(0, 0)
+        if tf in parsed:
+            window = closed_window(parsed[tf], tf, t, frames, max_missing_bars=max_missing_bars)
         if window.stop > window.start:
             out[tf] = parsed[tf][window]
     return out
@@ -66,6 +94,7 @@ def build_input(
     pivot_points: Iterable[PivotPoint] = (),
     last_predictions: Mapping[str, ModelOutput] | None = None,
     market_microstructure: Mapping[str, Any] | None = None,
+    max_missing_bars: int | None = DEFAULT_MAX_MISSING_BARS,
 ) -> BaseDataInput:
     """The input for ``symbol`` at ``t`` (UTC ms): what ``spec`` asks for, known at ``t``.
 
@@ -75,7 +104,8 @@ def build_input(
     not validate: call :func:`~pivotal.features.inputs.validation.require_complete` (the
     encoder does).
     Refuses a COB snapshot taken after ``t``; drops pivots confirmed and predictions made
-    after ``t``.
+    after ``t``. Windows stay within one segment (module docstring; ``max_missing_bars=None``
+    ignores gaps).
     """
     if isinstance(t, bool) or not isinstance(t, int | np.integer):
         raise TypeError(f"t must be UTC milliseconds as int, got {t!r}")
@@ -87,11 +117,13 @@ def build_input(
         )
     ref_windows: dict[Timeframe, Candles] = {}
     if reference is not None and spec.reference_symbol is not None:
-        ref_windows = _windows(reference, spec.reference_timeframes, t, spec.frames)
+        ref_windows = _windows(
+            reference, spec.reference_timeframes, t, spec.frames, max_missing_bars
+        )
     return BaseDataInput(
         symbol=Symbol.parse(symbol),
         timestamp=t,
-        ohlcv=_windows(candles_by_tf, spec.timeframes, t, spec.frames),
+        ohlcv=_windows(candles_by_tf, spec.timeframes, t, spec.frames, max_missing_bars),
         reference_symbol=spec.reference_symbol if reference is not None else None,
         reference_ohlcv=ref_windows,
         cob_data=cob_data,
@@ -120,6 +152,7 @@ class InputBuilder:
         spec: InputSpec,
         *,
         lookback_factor: int = 2,
+        max_missing_bars: int | None = DEFAULT_MAX_MISSING_BARS,
     ) -> None:
         if lookback_factor < 1:
             raise ValueError(f"lookback_factor must be >= 1, got {lookback_factor}")
@@ -127,6 +160,7 @@ class InputBuilder:
         self.exchange = normalize_exchange(exchange)
         self.spec = spec
         self.lookback_factor = lookback_factor
+        self.max_missing_bars = max_missing_bars
 
     def _read(self, symbol: Symbol, timeframes: Iterable[Timeframe], t: int) -> dict:
         out = {}
@@ -145,4 +179,5 @@ class InputBuilder:
         if spec.reference_symbol is not None and spec.reference_timeframes:
             reference = self._read(spec.reference_symbol, spec.reference_timeframes, t)
         candles = self._read(symbol, spec.timeframes, t)
+        parts.setdefault("max_missing_bars", self.max_missing_bars)
         return build_input(candles, symbol, t, spec, reference=reference, **parts)

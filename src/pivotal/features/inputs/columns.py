@@ -19,6 +19,9 @@ magnitude:
 - **pivots** (:func:`pivot_columns`): for each level and kind, the most recent pivot
   *confirmed* by row ``i`` (``confirm_index <= i``): ``log(price / close_i)`` and
   ``log1p(bars since its extreme bar)``; NaN when there is none yet.
+- **gaps**: indicators and pivots restart after every gap (:mod:`pivotal.core.gaps`): rows
+  after a gap equal those of the segment computed alone (NaN while it warms up again), and a
+  pivot from before a gap is never the "newest pivot" of a row after it.
 - **COB** (:func:`cob_columns`): the newest snapshot taken at or before the candle's close:
   imbalance over the central buckets and over all, the central imbalance moving averages,
   log bid and ask volume, the snapshot's age in seconds (log1p), and a presence flag.
@@ -35,6 +38,7 @@ from pydantic import Field
 
 from pivotal.config.models import StrictModel
 from pivotal.core.candles import Candles
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, segment_bounds_of
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.types import COBData
 from pivotal.features.indicators.feature_set import (
@@ -87,15 +91,21 @@ def indicator_columns(
     *,
     obv_window: int = 20,
     raw: Mapping[str, FloatMatrix] | None = None,
+    step_ms: int | None = None,
+    max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
 ) -> tuple[FeatureLayout, FloatMatrix]:
     """The indicator feature set made scale-free (see the module docstring); accepts fewer
     candles than the warm-up (NaN where an indicator is not valid yet). ``raw`` is
-    ``compute_indicator_features(candles, config, allow_short=True)`` when the caller already
-    has it."""
+    ``compute_indicator_features(candles, config, allow_short=True, step_ms=step_ms,
+    max_missing_bars=max_missing_bars)`` when the caller already has it. Each segment between
+    gaps is computed on its own."""
     if obv_window < 1:
         raise ValueError(f"obv_window must be >= 1, got {obv_window}")
     if raw is None:
-        raw = compute_indicator_features(candles, config, allow_short=True)
+        raw = compute_indicator_features(
+            candles, config, allow_short=True, step_ms=step_ms, max_missing_bars=max_missing_bars
+        )
+    bounds = segment_bounds_of(candles.timestamp, step_ms, max_missing_bars)
     close = candles.close
     out = np.empty((len(candles), len(FEATURE_COLUMNS)), dtype=np.float64)
     for j, name in enumerate(FEATURE_COLUMNS):
@@ -107,7 +117,8 @@ def indicator_columns(
         elif name in _PER_HUNDRED:
             out[:, j] = values / 100.0
         elif name == "obv":
-            out[:, j] = _obv_share(values, candles.volume, obv_window)
+            for a, z in bounds:
+                out[a:z, j] = _obv_share(values[a:z], candles.volume[a:z], obv_window)
         else:
             out[:, j] = values
     return indicator_layout(), out
@@ -139,15 +150,30 @@ def pivot_columns(
     *,
     levels: int = 5,
     strength: int | Sequence[int] = 2,
+    step_ms: int | None = None,
+    max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
 ) -> tuple[FeatureLayout, FloatMatrix]:
     """The newest confirmed pivot of each level and kind at every row (module docstring).
 
-    ``pivots`` is ``williams_pivots(candles.high, candles.low, ...)``'s frame for these very
-    candles; when None it is computed with ``levels`` and ``strength``.
+    ``pivots`` is ``williams_pivots(candles.high, candles.low, ..., timestamps=...)``'s frame
+    for these very candles; when None it is computed with ``levels`` and ``strength``. A row
+    only sees pivots of its own segment (none from before a gap).
     """
+    bounds = segment_bounds_of(candles.timestamp, step_ms, max_missing_bars)
     if pivots is None:
-        pivots = williams_pivots(candles.high, candles.low, levels=levels, strength=strength)
+        pivots = williams_pivots(
+            candles.high,
+            candles.low,
+            levels=levels,
+            strength=strength,
+            timestamps=candles.timestamp,
+            step_ms=step_ms,
+            max_missing_bars=max_missing_bars,
+        )
     n = len(candles)
+    segment_start = np.zeros(n, dtype=np.int64)
+    for a, z in bounds:
+        segment_start[a:z] = a
     layout = pivot_layout(levels)
     out = np.full((n, len(layout)), np.nan)
     rows = np.arange(n)
@@ -172,6 +198,7 @@ def pivot_columns(
                 )
             latest = np.searchsorted(confirm, rows, side="right") - 1
             known = latest >= 0
+            known[known] = extreme[latest[known]] >= segment_start[known]
             pick = latest[known]
             out[known, j] = np.log(price[pick] / candles.close[known])
             out[known, j + 1] = np.log1p(rows[known] - extreme[pick])
@@ -304,6 +331,7 @@ def candle_columns(
     *,
     indicators: Mapping[str, FloatMatrix] | None = None,
     pivots: pd.DataFrame | None = None,
+    max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
 ) -> tuple[FeatureLayout, FloatMatrix]:
     """The enabled column groups of ``config`` for ``candles``, joined (``config.layout()``).
 
@@ -311,20 +339,30 @@ def candle_columns(
     (unknown yet) until its own warm-up ends, so a young series still encodes. A caller that
     already computed the raw indicators (``compute_indicator_features(..., allow_short=True)``)
     or the pivots (``williams_pivots`` with the config's levels and strength) of these candles
-    passes them instead of having them computed again.
+    passes them instead of having them computed again (with the same gap settings).
+    Indicators and pivots restart after every gap of more than ``max_missing_bars`` bars of
+    ``timeframe``.
     """
     cfg = config or ColumnsConfig()
+    step = Timeframe.parse(timeframe).ms
+    gaps = {"step_ms": step, "max_missing_bars": max_missing_bars}
     parts: list[FloatMatrix] = []
     if cfg.indicators:
         parts.append(
-            indicator_columns(candles, cfg.indicator, obv_window=cfg.obv_window, raw=indicators)[1]
+            indicator_columns(
+                candles, cfg.indicator, obv_window=cfg.obv_window, raw=indicators, **gaps
+            )[1]
         )
     if cfg.pivots:
-        if pivots is None:
-            pivots = williams_pivots(
-                candles.high, candles.low, levels=cfg.pivot_levels, strength=cfg.pivot_strength
-            )
-        parts.append(pivot_columns(candles, pivots, levels=cfg.pivot_levels)[1])
+        parts.append(
+            pivot_columns(
+                candles,
+                pivots,
+                levels=cfg.pivot_levels,
+                strength=cfg.pivot_strength,
+                **gaps,
+            )[1]
+        )
     if cfg.cob:
         parts.append(
             cob_columns(

@@ -12,6 +12,13 @@ sample times are read from the anchor's timestamps; nothing is stored per sample
 window is a ``sliding_window_view`` row of that table, found with ``searchsorted`` for the
 last candle closed at ``t``; only the requested batch is materialized.
 
+**Gaps** (:mod:`pivotal.core.gaps`): a sample whose window, in any stream, would hold bars
+from both sides of a gap (more than ``max_missing_bars`` missing bars), or whose stream's
+newest closed candle lies before a gap that reaches the sample time, is *invalid*:
+:attr:`EncodedInputDataset.valid` is False for it and :attr:`~EncodedInputDataset.gap_invalid`
+counts them. Positions stay those of every anchor close (so indices are stable); consumers
+(training, RL) drop the invalid ones. Valid samples equal the one-at-a-time path.
+
 Throughput comes from :meth:`EncodedInputDataset.get_batch` (vectorized over indices). With a
 ``DataLoader`` pass ``batch_size=None`` and ``sampler=BatchSampler(...)``: each index list
 then goes to ``__getitem__`` as one batch, ``(batch, streams, frames, channels)``.
@@ -30,6 +37,7 @@ from torch.utils.data import Dataset
 
 from pivotal.core.candles import Candles
 from pivotal.core.errors import DataError
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, segment_ids
 from pivotal.core.timeframes import Timeframe
 from pivotal.features.inputs.encoder import (
     ExtraFeatures,
@@ -85,6 +93,7 @@ class EncodedInputDataset(Dataset[torch.Tensor]):
         reference: Mapping[Timeframe, Candles] | None = None,
         extra: ExtraFeatures | None = None,
         extra_layout: FeatureLayout | None = None,
+        max_missing_bars: int | None = DEFAULT_MAX_MISSING_BARS,
     ) -> None:
         if spec.required:
             parts = ", ".join(sorted(p.value for p in spec.required))
@@ -136,6 +145,25 @@ class EncodedInputDataset(Dataset[torch.Tensor]):
             for name, tf, source, matrix in sources
             if source is not None
         )
+        self.max_missing_bars = max_missing_bars
+        self.valid = self._valid([(tf, s) for _, tf, s, _ in sources if s is not None])
+        """Per sample, False when its window crosses a gap (module docstring)."""
+        self.gap_invalid = int(len(self.valid) - self.valid.sum())
+
+    def _valid(self, sources: list[tuple[Timeframe, Candles]]) -> npt.NDArray[np.bool_]:
+        valid = np.ones(len(self), dtype=bool)
+        if self.max_missing_bars is None:
+            return valid
+        t = self.times(np.arange(len(self)))
+        frames = self.spec.frames
+        for tf, source in sources:
+            ts = source.timestamp
+            seg = segment_ids(ts, tf.ms, self.max_missing_bars)
+            last = np.searchsorted(ts, t - tf.ms, side="right") - 1
+            first = np.maximum(last - frames + 1, 0)
+            valid &= seg[first] == seg[last]
+            valid &= (t - ts[last]) // tf.ms - 1 <= self.max_missing_bars
+        return valid
 
     def _stream(
         self,

@@ -27,6 +27,11 @@ sample ``t`` of an :class:`EncodedInputDataset` built over the whole stored seri
 converge to the same values after their warm-up (EMA-type seeding decays geometrically; the
 OBV column is a windowed share, VWAP restarts each session), while the highest pivot levels
 may differ, since they depend on long history: pick ``history_bars`` accordingly.
+
+**Gaps.** The history read at ``t`` never reaches back past a gap of more than
+``max_missing_bars`` bars (:func:`~pivotal.features.inputs.builder.closed_window`): after a
+gap the indicators and pivots start again, as in the bulk path, and a stream whose newest
+closed candle is before a gap that reaches ``t`` is missing (validation says so).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import pandas as pd
 import torch
 
 from pivotal.core.candles import Candles
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.types import BaseDataInput
@@ -90,6 +96,7 @@ class StandardizedDataProvider:
         predictions: PredictionLog | None = None,
         flow_window_ms: int = 60_000,
         flow: OrderFlowConfig | None = None,
+        max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
     ) -> None:
         if history_bars < spec.frames:
             raise ValueError(
@@ -104,6 +111,7 @@ class StandardizedDataProvider:
         self.columns = columns or ColumnsConfig()
         self.context = context or ContextEncoder(spec.prediction_sources)
         self.history_bars = history_bars
+        self.max_missing_bars = max_missing_bars
         if pivot_timeframe is None:
             pivot_timeframe = Timeframe.M1 if Timeframe.M1 in spec.timeframes else None
             pivot_timeframe = pivot_timeframe or spec.timeframes[0]
@@ -123,7 +131,10 @@ class StandardizedDataProvider:
     def _closed(self, symbol: Symbol, tf: Timeframe, t: int) -> Candles:
         start = t - self.history_bars * tf.ms
         candles = self.store.read_candles(SeriesKey(self.exchange, symbol, tf), start, t)
-        return candles[closed_window(candles, tf, t, self.history_bars)]
+        window = closed_window(
+            candles, tf, t, self.history_bars, max_missing_bars=self.max_missing_bars
+        )
+        return candles[window]
 
     def _histories(self, symbol: Symbol, t: int) -> tuple[dict, dict]:
         primary = {tf: self._closed(symbol, tf, t) for tf in self.spec.timeframes}
@@ -151,11 +162,17 @@ class StandardizedDataProvider:
         """Raw indicators and pivots of one stream's closed history, computed once per build
         and shared by the input's parts and the encoded columns."""
         cfg = self.columns
-        indicators = compute_indicator_features(history, cfg.indicator, allow_short=True)
+        gaps = {"step_ms": tf.ms, "max_missing_bars": self.max_missing_bars}
+        indicators = compute_indicator_features(history, cfg.indicator, allow_short=True, **gaps)
         pivots = None
         if cfg.pivots or tf == self.pivot_timeframe:
             pivots = williams_pivots(
-                history.high, history.low, levels=cfg.pivot_levels, strength=cfg.pivot_strength
+                history.high,
+                history.low,
+                levels=cfg.pivot_levels,
+                strength=cfg.pivot_strength,
+                timestamps=history.timestamp,
+                **gaps,
             )
         return _Derived(indicators, pivots)
 
@@ -187,6 +204,7 @@ class StandardizedDataProvider:
             pivot_points=pivots,
             last_predictions=self.predictions.latest(symbol, t),
             market_microstructure=self._microstructure(symbol, t),
+            max_missing_bars=self.max_missing_bars,
         )
         return inp, primary, derived
 
@@ -202,7 +220,13 @@ class StandardizedDataProvider:
             if self.columns.cob:
                 snapshots = self.cob.between(symbol, int(history.timestamp[0]), t)
             layout, matrix = candle_columns(
-                history, tf, self.columns, snapshots, indicators=d.indicators, pivots=d.pivots
+                history,
+                tf,
+                self.columns,
+                snapshots,
+                indicators=d.indicators,
+                pivots=d.pivots,
+                max_missing_bars=self.max_missing_bars,
             )
             rows = len(inp.ohlcv[tf]) if tf in inp.ohlcv else 0
             extra[tf] = (layout, matrix[len(history) - rows :])

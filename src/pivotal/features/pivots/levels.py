@@ -13,6 +13,10 @@ now_index``), never from later ones, so they can feed models and strategies with
   one low among them and a positive range. ``normalize`` maps ``price_min → 0`` and
   ``price_max → 1`` (or ``-1``/``+1`` with ``signed=True``), linearly and without clipping
   unless asked: prices beyond the recent swings land outside the interval.
+
+Gaps (:mod:`pivotal.core.gaps`): ``since_index`` (the first bar of ``now_index``'s segment)
+keeps pivots from before a gap out of the levels and bounds; :func:`pivot_bounds_series`
+given the bars' ``timestamps`` restarts after every gap.
 """
 
 from __future__ import annotations
@@ -24,14 +28,21 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, segment_bounds_of
+
 FloatArray = npt.NDArray[np.float64]
 
 
-def _level_rows(pivots: pd.DataFrame, level: int, now_index: int | None) -> pd.DataFrame:
-    """Pivots of ``level`` known at ``now_index``, in confirmation order (stable)."""
+def _level_rows(
+    pivots: pd.DataFrame, level: int, now_index: int | None, since_index: int | None = None
+) -> pd.DataFrame:
+    """Pivots of ``level`` known at ``now_index`` whose extreme bar is at or after
+    ``since_index``, in confirmation order (stable)."""
     rows = pivots[pivots["level"].to_numpy() == level]
     if now_index is not None:
         rows = rows[rows["confirm_index"].to_numpy() <= now_index]
+    if since_index is not None:
+        rows = rows[rows["index"].to_numpy() >= since_index]
     order = np.argsort(rows["confirm_index"].to_numpy(), kind="stable")
     return rows.iloc[order]
 
@@ -61,12 +72,14 @@ def support_resistance(
     levels: tuple[int, ...] | None = None,
     recent: int | None = None,
     tolerance: float = 0.001,
+    since_index: int | None = None,
 ) -> tuple[PriceLevel, ...]:
     """Nearest resistance above and support below ``price`` per pivot level, at ``now_index``.
 
     ``levels`` restricts the pivot levels (default: all in ``pivots``); ``recent`` keeps only the
     last ``recent`` known pivots of each level (default: all); ``tolerance`` is the relative
-    distance within which a pivot touches a level. Returns levels sorted by pivot level,
+    distance within which a pivot touches a level; ``since_index`` ignores pivots whose extreme
+    bar is earlier (pass the first bar after the last gap). Returns levels sorted by pivot level,
     resistance before support; a side with no qualifying pivot is left out.
     """
     if not np.isfinite(price) or price <= 0:
@@ -78,7 +91,7 @@ def support_resistance(
     wanted = sorted(set(pivots["level"].tolist())) if levels is None else sorted(set(levels))
     out: list[PriceLevel] = []
     for level in wanted:
-        rows = _level_rows(pivots, int(level), now_index)
+        rows = _level_rows(pivots, int(level), now_index, since_index)
         if recent is not None:
             rows = rows.iloc[-recent:]
         prices = rows["price"].to_numpy()
@@ -140,15 +153,21 @@ class PivotBounds:
 
     @classmethod
     def from_pivots(
-        cls, pivots: pd.DataFrame, now_index: int, level: int = 1, count: int = 10
+        cls,
+        pivots: pd.DataFrame,
+        now_index: int,
+        level: int = 1,
+        count: int = 10,
+        since_index: int | None = None,
     ) -> PivotBounds:
-        """Bounds from the last ``count`` pivots of ``level`` confirmed at or before ``now_index``.
+        """Bounds from the last ``count`` pivots of ``level`` confirmed at or before ``now_index``
+        (and extreme at or after ``since_index``: the first bar after the last gap).
 
         Raises ``ValueError`` when those pivots hold no high or no low, or span no range (too
         early in the data: wait for more bars or use a finer level).
         """
         _check_count(count)
-        rows = _level_rows(pivots, level, now_index).iloc[-count:]
+        rows = _level_rows(pivots, level, now_index, since_index).iloc[-count:]
         is_high = (rows["kind"].astype(str) == "high").to_numpy()
         prices = rows["price"].to_numpy(dtype=np.float64)
         if not is_high.any() or is_high.all():
@@ -184,14 +203,32 @@ class PivotBounds:
 
 
 def pivot_bounds_series(
-    pivots: pd.DataFrame, n_bars: int, level: int = 1, count: int = 10
+    pivots: pd.DataFrame,
+    n_bars: int,
+    level: int = 1,
+    count: int = 10,
+    *,
+    timestamps: Any = None,
+    step_ms: int | None = None,
+    max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
 ) -> tuple[FloatArray, FloatArray]:
     """Per-bar ``(price_min, price_max)`` of :meth:`PivotBounds.from_pivots` for bars 0..n_bars-1.
 
     Bar ``t`` uses the pivots confirmed at or before ``t``; NaN where ``from_pivots`` would
     raise (warm-up). Vectorized: rolling min/max over the pivot sequence, then carried forward.
+    With the bars' ``timestamps`` each segment between gaps uses only its own pivots (as
+    ``since_index`` does), starting again with NaN after a gap.
     """
     _check_count(count)
+    if timestamps is not None:
+        out_lo, out_hi = np.full(n_bars, np.nan), np.full(n_bars, np.nan)
+        index = pivots["index"].to_numpy()
+        for a, z in segment_bounds_of(np.asarray(timestamps)[:n_bars], step_ms, max_missing_bars):
+            part = pivots[(index >= a) & (index < z)].copy()
+            part["index"] -= a
+            part["confirm_index"] -= a
+            out_lo[a:z], out_hi[a:z] = pivot_bounds_series(part, z - a, level, count)
+        return out_lo, out_hi
     rows = _level_rows(pivots, level, None)
     prices = pd.Series(rows["price"].to_numpy(dtype=np.float64))
     is_high = pd.Series((rows["kind"].astype(str) == "high").to_numpy(dtype=np.float64))

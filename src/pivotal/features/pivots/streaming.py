@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, is_gap
 from pivotal.features.pivots.williams import KINDS, Pivot, check_levels_strength
 
 
@@ -61,14 +62,32 @@ class StreamingWilliamsPivots:
     ``update(high, low, timestamp)`` takes the bar that has just closed and returns the pivots
     it confirms (``confirm_index`` = that bar's index), in the batch order: by level, high
     before low. Timestamps (bar open times, UTC ms) are either given for every bar or for none.
+
+    With ``step_ms`` (the timeframe's length) and timestamps, the detectors restart when a bar
+    arrives after a gap of more than ``max_missing_bars`` missing bars, as the batch function
+    does with the same ``step_ms``: no pivot's window spans a gap.
     """
 
-    def __init__(self, levels: int = 5, strength: int | Sequence[int] = 2) -> None:
+    def __init__(
+        self,
+        levels: int = 5,
+        strength: int | Sequence[int] = 2,
+        *,
+        step_ms: int | None = None,
+        max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
+    ) -> None:
         self.strengths = check_levels_strength(levels, strength)
         self.levels = len(self.strengths)
-        self._detectors = {kind: [_SwingDetector(n) for n in self.strengths] for kind in KINDS}
+        self.step_ms = step_ms
+        self.max_missing_bars = max_missing_bars
+        self._detectors = self._fresh()
         self._count = 0
         self._with_ts: bool | None = None
+        self._last_ts: int | None = None
+        self.gaps = 0  # how many gaps the detectors restarted after
+
+    def _fresh(self) -> dict[str, list[_SwingDetector]]:
+        return {kind: [_SwingDetector(n) for n in self.strengths] for kind in KINDS}
 
     @property
     def bars_seen(self) -> int:
@@ -93,6 +112,15 @@ class StreamingWilliamsPivots:
             )
         self._count = t + 1
         ts = None if timestamp is None else int(timestamp)
+        if (
+            ts is not None
+            and self.step_ms is not None
+            and self._last_ts is not None
+            and is_gap(self._last_ts, ts, self.step_ms, self.max_missing_bars)
+        ):
+            self._detectors = self._fresh()
+            self.gaps += 1
+        self._last_ts = ts
         out: list[Pivot] = []
         for kind, sign, price in (("high", 1.0, h), ("low", -1.0, lo)):
             item = _Item(sign * price, price, t, t, ts)

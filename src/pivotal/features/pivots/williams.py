@@ -28,6 +28,10 @@ bar, hence so do those of each level's highs (and lows).
 ``williams_pivots`` returns one row per pivot, sorted by ``confirm_index``, then ``level``,
 then ``kind`` (high before low): the order in which :class:`StreamingWilliamsPivots` emits
 them. Timestamps are UTC milliseconds (int64); datetime64 input is converted.
+
+**Gaps** (:mod:`pivotal.core.gaps`): when timestamps are given, the bars are split into
+contiguous segments at every missing run longer than ``max_missing_bars`` bars and each
+segment is computed as a separate series, so no pivot's window (at any level) spans a gap.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, segment_bounds_of
 from pivotal.core.symbols import Symbol
 from pivotal.core.types import PivotKind, PivotPoint
 
@@ -187,6 +192,9 @@ def williams_pivots(
     levels: int = 5,
     strength: int | Sequence[int] = 2,
     timestamps: Any = None,
+    *,
+    step_ms: int | None = None,
+    max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
 ) -> pd.DataFrame:
     """Williams market-structure pivots of ``levels`` levels (definitions: module docstring).
 
@@ -197,14 +205,22 @@ def williams_pivots(
     ms or datetime64) are given, ``timestamp`` and ``confirm_timestamp`` (int64 ms). Rows are
     sorted by ``confirm_index``, ``level``, ``kind``. Raises ``ValueError``/``TypeError`` on
     mismatched lengths, NaN or infinity, ``high < low``, ``strength < 1`` or ``levels < 1``.
+
+    With ``timestamps``, each segment between gaps (more than ``max_missing_bars`` missing bars
+    of ``step_ms``; the smallest spacing of the timestamps when None) is computed on its own.
     """
     strengths = check_levels_strength(levels, strength)
     h, lo = check_bars(high, low)
     ts = None if timestamps is None else _as_timestamps(timestamps, len(h))
+    bounds = [(0, len(h))] if ts is None else segment_bounds_of(ts, step_ms, max_missing_bars)
     parts: list[tuple[int, int, tuple[IntArray, IntArray, FloatArray]]] = []
-    for kind_code, (extremes, sign) in enumerate(((h, 1.0), (lo, -1.0))):
-        for level, arrays in enumerate(_chain(extremes, sign, strengths), start=1):
-            parts.append((level, kind_code, arrays))
+    for a, z in bounds:
+        for kind_code, (extremes, sign) in enumerate(((h[a:z], 1.0), (lo[a:z], -1.0))):
+            for level, (idx, conf, price) in enumerate(_chain(extremes, sign, strengths), start=1):
+                parts.append((level, kind_code, (idx + a, conf + a, price)))
+    if not parts:
+        empty = np.empty(0, dtype=np.int64)
+        parts.append((1, 0, (empty, empty, np.empty(0, dtype=np.float64))))
     sizes = [len(a[0]) for _, _, a in parts]
     level_col = np.repeat(np.array([p[0] for p in parts], dtype=np.int64), sizes)
     kind_codes = np.repeat(np.array([p[1] for p in parts], dtype=np.int8), sizes)

@@ -41,7 +41,7 @@ def indicator_channels(channels: int) -> slice:
 
 @register("hybrid")
 class HybridModel(PivotalModel):
-    """Seed 002's conv + LSTM + attention + indicator network (sizes as in the seed)."""
+    """Conv + LSTM + attention + indicator network (the reference sizes)."""
 
     model_type: ClassVar[str] = "hybrid"
 

@@ -32,7 +32,7 @@ LOG_VOLUME = BASE_CHANNELS.index("log_volume")
 
 @register("volume_lstm")
 class VolumeLSTM(PivotalModel):
-    """LSTM (``lstm_size`` 50 units, the seed's) over the newest ``lookback`` frames → head.
+    """LSTM (``lstm_size`` 50 units by default) over the newest ``lookback`` frames → head.
 
     ``lookback=None`` reads every frame (``hyperparameters()`` then reports
     ``shape.frames``). The last LSTM state and the context feed a ``head_size``-wide ReLU

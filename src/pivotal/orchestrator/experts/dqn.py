@@ -235,6 +235,12 @@ class DQNExpert:
         return self._path
 
     @property
+    def trained_until_ms(self) -> int | None:
+        """The end (UTC ms) of the range its training job read (``until``; validation and
+        test included); None when the job read to the end of the store then."""
+        return self._job.until
+
+    @property
     def job(self) -> DQNJob:
         return self._job
 

@@ -8,12 +8,21 @@ per anchor-candle close. ``infer`` standardises the sample of the request's clos
 the checkpoint's scaling (never refitted) and runs the network once:
 
 - ``output``: :func:`~pivotal.models.outputs.to_model_outputs`'s
-  :class:`~pivotal.core.types.ModelOutput` (``action``, ``action_probabilities``,
-  ``pivot_points``, regression and class predictions, ``hidden``/``conv_features``/
-  ``recurrent_state`` hidden states), plus ``hidden_states["features"]``: the float32 row
-  that :func:`~pivotal.rl.cnn_features.cnn_features` gives for that close time (same
+  :class:`~pivotal.core.types.ModelOutput` (``action``, ``action_probabilities``, class
+  predictions, ``hidden``/``conv_features``/``recurrent_state`` hidden states), plus
+  ``hidden_states["features"]``: the float32 row that
+  :func:`~pivotal.rl.cnn_features.cnn_features` gives for that close time (same
   :class:`~pivotal.rl.cnn_features.FeatureColumns`, with hidden columns), named by
   ``metadata["feature_names"]``. The DQN expert reads that row.
+- **Real units.** ``predictions["regression"]`` is in the targets' own units (the
+  checkpoint's target scaling inverted: ``pivot1_high_bars`` in bars of the anchor
+  timeframe, ``pivot1_high_rel`` as ``log(pivot / close)``); the network's standardised row
+  stays in ``hidden_states["regression_scaled"]``. ``predictions["pivot_points"]`` are those
+  pivot targets as prices and bars (:func:`~pivotal.models.outputs.pivot_targets`: ``price =
+  close × exp(rel)`` with the anchor candle's close at the sample time, in
+  ``metadata["reference_close"]``). The network's ``pivot_price``/``pivot_time``/
+  ``pivot_confidence`` heads are not trained by ``pivotal train`` and are not shown as
+  predictions (they stay in the feature row the DQN was trained on).
 - ``tensors``: ``{"x": float32 (1, streams, frames, channels)}``, the standardised input.
 
 Online learning (seed 003 §4.6): :meth:`PivotCNNExpert.fit` trains **only the action head**
@@ -47,7 +56,7 @@ from pivotal.features.inputs.spec import InputSpec
 from pivotal.features.inputs.validation import format_time
 from pivotal.models.base import PivotalModel
 from pivotal.models.networks.pivot_cnn import ACTIONS
-from pivotal.models.outputs import to_model_outputs
+from pivotal.models.outputs import pivot_targets, to_model_outputs
 from pivotal.orchestrator.contracts import Inference, InferenceRequest, TrainingExample
 from pivotal.rl.cnn_features import (
     ACTION_HEAD,
@@ -76,10 +85,19 @@ its online Adam over the action head (a ``pivotal train`` checkpoint's is the tr
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _Bulk:
-    """One symbol's prepared inputs: the dataset and its sample close times (UTC ms)."""
+    """One symbol's prepared inputs: the dataset and its sample close times (UTC ms), and the
+    anchor candles' close times and closes (for prices in real units)."""
 
     inputs: EncodedInputDataset
     times: npt.NDArray[np.int64]
+    close_times: npt.NDArray[np.int64]
+    closes: npt.NDArray[np.float64]
+
+    def close_at(self, t: int) -> float | None:
+        i = int(np.searchsorted(self.close_times, t))
+        if i < len(self.close_times) and int(self.close_times[i]) == t:
+            return float(self.closes[i])
+        return None
 
 
 class PivotCNNExpert:
@@ -151,6 +169,12 @@ class PivotCNNExpert:
         return self._job
 
     @property
+    def trained_until_ms(self) -> int | None:
+        """The newest time whose data may be in the loaded weights
+        (:attr:`~pivotal.training.checkpoints.Checkpoint.trained_until_ms`)."""
+        return self._checkpoint.trained_until_ms
+
+    @property
     def model(self) -> PivotalModel:
         return self._model
 
@@ -177,7 +201,10 @@ class PivotCNNExpert:
                 f"layout than its job builds now: {'; '.join(diffs)}; retrain the model"
             )
         times = inputs.times(np.arange(len(inputs))).astype(np.int64, copy=False)
-        self._data[symbol] = _Bulk(inputs, times)
+        anchor = candles[self._job.anchor]
+        close_times = np.asarray(anchor.timestamp, dtype=np.int64) + self._job.anchor.ms
+        closes = np.asarray(anchor.close, dtype=np.float64)
+        self._data[symbol] = _Bulk(inputs, times, close_times, closes)
 
     def infer(self, request: InferenceRequest) -> Inference:
         """The output at ``request.timestamp`` from the prepared sample closing then."""
@@ -203,13 +230,39 @@ class PivotCNNExpert:
         with torch.inference_mode():
             outputs = self._model(x.to(self.device), None)
             base = to_model_outputs(
-                self._model, outputs, model_name=self.name, symbols=symbol, timestamps=timestamp
+                self._model,
+                outputs,
+                model_name=self.name,
+                symbols=symbol,
+                timestamps=timestamp,
+                target_scaling=self._target_scaling(),
             )[0]
             row = self._columns.rows(outputs)[0]
         hidden = dict(base.hidden_states or {})
         hidden["features"] = row
         metadata = {**base.metadata, "feature_names": self._columns.names}
-        return replace(base, hidden_states=hidden, metadata=metadata)
+        predictions = dict(base.predictions)
+        predictions.pop("pivot_points", None)  # untrained heads: not a prediction
+        bulk = self._data.get(symbol)
+        close = None if bulk is None else bulk.close_at(timestamp)
+        pivots = pivot_targets(
+            predictions.get("regression", {}),
+            close=close,
+            timestamp=timestamp,
+            bar_ms=self._job.anchor.ms,
+        )
+        if pivots:
+            predictions["pivot_points"] = pivots
+            metadata["reference_close"] = close
+        return replace(base, predictions=predictions, hidden_states=hidden, metadata=metadata)
+
+    def _target_scaling(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+        """The regression targets' training scaling, None when the model has none."""
+        width = len(self._model.targets.regression)
+        mean, std = self._scaling.target_mean, self._scaling.target_std
+        if not width or len(mean) != width or len(std) != width:
+            return None
+        return mean, std
 
     def _bulk(self, symbol: str) -> _Bulk:
         bulk = self._data.get(symbol)
@@ -367,13 +420,23 @@ class PivotCNNExpert:
 
     def score(self, examples: Sequence[TrainingExample]) -> float:
         """Accuracy in [0, 1] of the current action head on ``examples`` (argmax == label)."""
-        x, y = self._examples(examples, "score")
-        correct = 0
+        logits, y = self._logits(examples, "score")
+        return int((logits.argmax(dim=1) == y).sum()) / len(y)
+
+    def log_loss(self, examples: Sequence[TrainingExample]) -> float:
+        """Mean cross-entropy (natural log) of the current action head on ``examples``."""
+        logits, y = self._logits(examples, "log_loss")
+        return float(F.cross_entropy(logits.double(), y))
+
+    def _logits(
+        self, examples: Sequence[TrainingExample], where: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self._examples(examples, where)
+        parts = []
         with torch.inference_mode():
             for lo in range(0, len(y), 512):
-                logits = self._model(x[lo : lo + 512].to(self.device), None)[ACTION_HEAD]
-                correct += int((logits.argmax(dim=1).cpu() == y[lo : lo + 512]).sum())
-        return correct / len(y)
+                parts.append(self._model(x[lo : lo + 512].to(self.device), None)[ACTION_HEAD])
+        return torch.cat(parts).cpu(), y
 
     def save(self, path: Path, *, metrics: Mapping[str, float]) -> Path:
         """Atomically write the current weights as a checkpoint that is again a valid

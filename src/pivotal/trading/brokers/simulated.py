@@ -88,6 +88,7 @@ from pivotal.core.orders import (
     OrderRequest,
     OrderSide,
     OrderStatus,
+    OrderType,
     TimeInForce,
 )
 from pivotal.trading.brokers.config import SimulatedBrokerConfig
@@ -197,6 +198,23 @@ class SimulatedBroker:
         equal and raises ``ValueError`` when it differs. A None id becomes
         ``f"{id_prefix}-{n:08d}"``.
         """
+        return self._submit(request, at_close=self._at_close)
+
+    def submit_at_close(self, request: OrderRequest) -> Order:
+        """Submit a market order that fills now, at the close of the last bar passed to
+        ``on_bar``/``mark`` (as every market order does with ``fill_timing="current_close"``).
+
+        For exits that cannot wait for the next bar's open: the close at the last bar before
+        a gap in the data. The fill goes through the same checks, slippage, fees and events
+        as any other; it is rejected with "no price yet" before the first bar.
+        """
+        if not isinstance(request, OrderRequest):
+            raise TypeError(f"submit takes an OrderRequest, got {type(request).__name__}")
+        if request.type is not OrderType.MARKET:
+            raise ValueError(f"submit_at_close takes a market order, got {request.type.value}")
+        return self._submit(request, at_close=True)
+
+    def _submit(self, request: OrderRequest, *, at_close: bool) -> Order:
         if not isinstance(request, OrderRequest):
             raise TypeError(f"submit takes an OrderRequest, got {type(request).__name__}")
         cid = request.client_order_id
@@ -225,7 +243,7 @@ class SimulatedBroker:
         )
         work = Working(order, self._seq, book, now + self._latency, PHASE[request.type])
         self._orders[cid] = work
-        reason = self._refusal_at_submit(work, book, now)
+        reason = self._refusal_at_submit(work, book, now, at_close)
         if reason is not None or book is None:
             self._transition(
                 work, OrderStatus.REJECTED, reason or "unknown symbol", now, quantity=work.quantity
@@ -233,7 +251,7 @@ class SimulatedBroker:
             return work.order
         self._transition(work, OrderStatus.OPEN, "submitted", now, quantity=work.quantity)
         book.active.append(work)
-        if self._at_close and work.phase == MARKET:
+        if at_close and work.phase == MARKET:
             i = book.last_index
             self._execute(work, book, i, now, float(book.close[i]), Liquidity.TAKER, "at close")
             self._end_opportunity(work, now)
@@ -388,7 +406,9 @@ class SimulatedBroker:
     def _position_lots(self, position: float) -> int:
         return round(position / self._lot)
 
-    def _refusal_at_submit(self, work: Working, book: Book | None, now: int) -> str | None:
+    def _refusal_at_submit(
+        self, work: Working, book: Book | None, now: int, at_close: bool
+    ) -> str | None:
         request = work.request
         if book is None:
             return f"unknown symbol {request.symbol!r}; this broker trades {sorted(self._books)}"
@@ -430,7 +450,7 @@ class SimulatedBroker:
                     f"{qty(work.quantity or 0.0)} would open a short from a position of "
                     f"{qty(position)}"
                 )
-        if self._at_close and work.phase == MARKET and book.last_index < 0:
+        if at_close and work.phase == MARKET and book.last_index < 0:
             return "no price yet: fill_timing='current_close' needs a bar passed to on_bar first"
         if work.lots is not None and not request.reduce_only:
             if request.limit_price is not None:
