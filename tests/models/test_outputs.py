@@ -13,6 +13,9 @@ from pivotal.core.types import Action, ModelOutput
 from pivotal.models import InputShape, TargetSpec, available, create, to_model_outputs
 from pivotal.models.outputs import NEUTRAL_CONFIDENCE
 
+# the shipped networks (other test modules register tiny models named test_* when imported first)
+ZOO = [name for name in available() if not name.startswith("test_")]
+
 SHAPE = InputShape(streams=2, frames=32, channels=9, context=3)
 BOTH = TargetSpec(regression=("ret_1", "ret_5"), classes=("up", "down", "flat"))
 REGRESSION = TargetSpec(regression=("ret_1",))
@@ -32,7 +35,7 @@ def run(name: str, targets: TargetSpec):
         return model, model(x, context)
 
 
-@pytest.mark.parametrize("name", available())
+@pytest.mark.parametrize("name", ZOO)
 def test_one_model_output_per_sample_with_probabilities_and_hidden_state(name: str) -> None:
     model, out = run(name, BOTH)
     results = to_model_outputs(
@@ -62,7 +65,7 @@ def test_one_model_output_per_sample_with_probabilities_and_hidden_state(name: s
         np.testing.assert_array_equal(hidden, out["hidden"][i].numpy())
 
 
-@pytest.mark.parametrize("name", available())
+@pytest.mark.parametrize("name", ZOO)
 def test_regression_only_models_state_the_neutral_confidence(name: str) -> None:
     model, out = run(name, REGRESSION)
     (result, *_) = to_model_outputs(model, out, model_name=name, symbols="ETH/USDT", timestamps=0)

@@ -168,7 +168,9 @@ def build_observations(candles: Mapping[Timeframe, Candles], job: DQNJob) -> Mar
             )
         features = cnn_features(job.cnn_checkpoint, candles)
         extra = (features.times, features.values, features.names)
-    return MarketObservations(candles, spec, extra=extra)
+    # windows across a gap are invalid under the environment's own gap definition
+    gap_bars = job.env.settings.max_missing_bars
+    return MarketObservations(candles, spec, extra=extra, max_missing_bars=gap_bars)
 
 
 def split_steps(observations: MarketObservations, job: DQNJob) -> tuple[int, int, int, int]:

@@ -23,6 +23,7 @@ from pivotal.apps.cli.args import (
     timeframes_arg,
     validation_message,
 )
+from pivotal.apps.cli.backtest_cmd import gap_policy_arg
 from pivotal.apps.cli.common import (
     ConfigOption,
     Context,
@@ -45,6 +46,7 @@ from pivotal.apps.cli.train_options import (
     EvalHtmlOpt,
     ExchangeOpt,
     FramesOpt,
+    GapsOpt,
     HtmlOpt,
     JobOption,
     KeepOpt,
@@ -203,6 +205,7 @@ def train(
     steps: StepsOpt = None,
     envs: EnvsOpt = None,
     episode_length: EpisodeLengthOpt = None,
+    gaps: GapsOpt = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -238,6 +241,7 @@ def train(
             "learning_rate": lr,
             "batch_size": batch_size,
             "cnn_checkpoint": str(cnn) if cnn else None,
+            "gaps": None if gaps is None else str(gap_policy_arg(gaps)),
             **_times(since, until),
         }
         ignored = {"--epochs": epochs, "--optimizer": optimizer, "--scheduler": scheduler}
@@ -257,8 +261,8 @@ def train(
             html=html or ctx.data_dir / "reports" / "dqn.html",
         )
         return
-    if any(v is not None for v in (cnn, steps, envs, episode_length)):
-        raise typer.BadParameter("--cnn/--steps/--envs/--episode-length apply to dqn only")
+    if any(v is not None for v in (cnn, steps, envs, episode_length, gaps)):
+        raise typer.BadParameter("--cnn/--steps/--envs/--episode-length/--gaps apply to dqn only")
     from pivotal.training.run import train_job
 
     run_dir = ctx.data_dir / "runs" / model

@@ -185,6 +185,15 @@ EpisodeLengthOpt = Annotated[
         "--episode-length", min=1, help="dqn only: steps per episode.", show_default="1440"
     ),
 ]
+GapsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gaps",
+        help="dqn only: at a gap in the data, close (flatten at the last bar before it and end "
+        "the episode) or hold (carry the position through).",
+        show_default="close",
+    ),
+]
 CheckpointArgument = Annotated[
     Path,
     typer.Argument(
