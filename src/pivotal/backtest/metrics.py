@@ -153,6 +153,9 @@ _DURATION_KEYS = frozenset(
     }
 )
 _RATIO_KEYS = frozenset({"sharpe", "sortino", "calmar", "profit_factor", "sqn"})
+ILL_CONDITIONED_SHARPE = 1e3
+"""A displayed Sharpe beyond this is the ill-conditioned volatility's artefact: shown as n/a
+(the raw value stays in the metrics and the JSON, as backtesting.py computes it)."""
 _MONEY_KEYS = frozenset({"final_equity", "peak_equity", "fees_paid"})
 _TRADE_INPUT_COLUMNS = ("entry_bar", "exit_bar", "entry_time", "exit_time", "pnl", "return_pct")
 # Resolutions backtesting.py's _round_timedelta may ceil to, coarsest first (ms).
@@ -500,6 +503,9 @@ def _format_value(key: str, value: Any) -> str:
         return f"{int(number):,}"
     if key in _MONEY_KEYS:
         return f"{number:,.2f}"
+    if key == "sharpe" and abs(number) > ILL_CONDITIONED_SHARPE:
+        # the geometric volatility collapsed to ~0 (module docstring): not a real Sharpe
+        return "n/a (volatility ≈ 0)"
     if key in _RATIO_KEYS:
         return f"{number:.3f}"
     return f"{number:,.2f}"

@@ -1,5 +1,5 @@
-"""An open trade's exit time is unknown: the JSON export writes null, not 1969-12-31 (the -1
-sentinel read as a time)."""
+"""Honest backtest exports and tables: an open trade's exit time is null (not 1969-12-31
+from the -1 sentinel), and an ill-conditioned Sharpe is not printed as a number."""
 
 from __future__ import annotations
 
@@ -26,3 +26,13 @@ def test_an_open_trades_exit_time_is_null_and_a_closed_ones_is_kept() -> None:
     assert closed["exit_time_ms"] == 1_700_000_120_000
     assert still_open["exit_time"] is None and still_open["exit_time_ms"] is None
     assert still_open["entry_time_ms"] == 1_700_000_060_000
+
+
+def test_an_ill_conditioned_sharpe_is_shown_as_not_available() -> None:
+    """A span that is mostly a gap collapses the geometric volatility to ~0; the table must
+    not print a Sharpe of -7e10 (seen on BTC 1m 2020-06..2021-11)."""
+    from pivotal.backtest.metrics import format_metrics
+
+    shown = dict(format_metrics({"sharpe": -72_445_311_527.1, "sortino": -1.5}))
+    assert shown["Sharpe ratio"] == "n/a (volatility ≈ 0)"
+    assert dict(format_metrics({"sharpe": -2.25}))["Sharpe ratio"] == "-2.250"
