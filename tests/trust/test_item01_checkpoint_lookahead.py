@@ -54,15 +54,7 @@ def _config(tiny: TinyExperts, folder: Path, span: dict[str, int]) -> RunConfig:
             **{k: GRID_START + v * M1.ms for k, v in span.items()},
             "warmup_bars": 50,
             "orchestrator": {
-                "experts": [
-                    {"name": "pivot_cnn", "kind": "pivot_cnn", "checkpoint": str(tiny.cnn)},
-                    {
-                        "name": "dqn",
-                        "kind": "dqn",
-                        "checkpoint": str(tiny.dqn),
-                        "depends_on": ["pivot_cnn"],
-                    },
-                ],
+                "experts": tiny.experts(),
                 "gate": {"buy_threshold": 0.0, "sell_threshold": 0.0},
                 "history": {"enabled": False},
                 "learning": {

@@ -59,15 +59,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Comp
             "warmup_bars": 50,
             "settings": {"risk": {"stop_loss_pct": 0.002}},
             "orchestrator": {
-                "experts": [
-                    {"name": "pivot_cnn", "kind": "pivot_cnn", "checkpoint": str(tiny.cnn)},
-                    {
-                        "name": "dqn",
-                        "kind": "dqn",
-                        "checkpoint": str(tiny.dqn),
-                        "depends_on": ["pivot_cnn"],
-                    },
-                ],
+                "experts": tiny.experts(),
                 "gate": {"buy_threshold": 0.0, "sell_threshold": 0.0},
                 "learning": {"enabled": False},
             },

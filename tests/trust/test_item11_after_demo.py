@@ -49,15 +49,7 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunConfig]
             "learn_from": GRID_START + 650 * MINUTE,
             "warmup_bars": 50,
             "orchestrator": {
-                "experts": [
-                    {"name": "pivot_cnn", "kind": "pivot_cnn", "checkpoint": str(tiny.cnn)},
-                    {
-                        "name": "dqn",
-                        "kind": "dqn",
-                        "checkpoint": str(tiny.dqn),
-                        "depends_on": ["pivot_cnn"],
-                    },
-                ],
+                "experts": tiny.experts(),
                 "learning": {
                     "horizon_bars": 5,
                     "batch_size": 16,

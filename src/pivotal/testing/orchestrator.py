@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pivotal.core.candles import Candles
 from pivotal.rl.run import DQNJob, train_dqn_job
@@ -26,6 +27,18 @@ class TinyExperts:
     dqn: Path
     store: Path
     candles: Candles
+
+    def experts(self) -> list[dict[str, Any]]:
+        """The run file's ``orchestrator.experts``: the PivotCNN and the DQN reading it."""
+        return [
+            {"name": "pivot_cnn", "kind": "pivot_cnn", "checkpoint": str(self.cnn)},
+            {
+                "name": "dqn",
+                "kind": "dqn",
+                "checkpoint": str(self.dqn),
+                "depends_on": ["pivot_cnn"],
+            },
+        ]
 
 
 def train_tiny_experts(
