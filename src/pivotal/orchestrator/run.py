@@ -13,6 +13,7 @@ equal-weight basket, fully invested at the first bar's close, no fees; the strat
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -149,7 +150,7 @@ def load_run_config(path: str | Path) -> RunConfig:
 
     def resolve(p: Path) -> Path:
         p = p.expanduser()
-        return p if p.is_absolute() else path.parent / p
+        return p if p.is_absolute() else Path(os.path.normpath(path.parent / p))  # no a/../b
 
     experts = [
         e.model_copy(update={"checkpoint": resolve(e.checkpoint)})
