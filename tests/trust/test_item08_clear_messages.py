@@ -83,6 +83,36 @@ def test_since_after_until_names_both_dates(data_dir: Path, command: list[str]) 
     assert "no 1h candles" not in text and "not in the store" not in text  # not the symbol
 
 
+@pytest.mark.parametrize(
+    ("spans", "expected"),
+    [
+        (
+            "since: 2026-01-20\nuntil: 2026-01-10\n",
+            "since 2026-01-20 must be before until 2026-01-10",
+        ),
+        (
+            "since: 2026-01-20\nuntil: 2026-02-10\nlearn_from: 2026-01-25 12:00\n",
+            "learn_from 2026-01-25 12:00 UTC must be before since 2026-01-20",
+        ),
+    ],
+)
+def test_a_run_files_span_in_the_wrong_order_names_the_dates(
+    tmp_path: Path, spans: str, expected: str
+) -> None:
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(
+        "symbols: [BTC/USDT]\ntimeframe: 5m\n"
+        + spans
+        + "orchestrator:\n  experts:\n  - {name: cnn, kind: pivot_cnn, checkpoint: cnn.pt}\n"
+    )
+    code, out, err = _run(["run", str(run_file), "-d", str(tmp_path)])
+    text = plain(out + err)
+    assert code == 2, text
+    assert expected in " ".join(text.split())
+    assert not re.search(r"\d{13}", text), f"epoch milliseconds in: {text}"
+    assert "Value error" not in text
+
+
 # -- decisions query ----------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ a :class:`WallClock`. All times are UTC milliseconds since the epoch.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 
@@ -39,3 +40,11 @@ class ReplayClock:
                 f"replay clock cannot move backwards from {self._now} to {timestamp_ms}"
             )
         self._now = int(timestamp_ms)
+
+
+def utc_text(timestamp_ms: int) -> str:
+    """A UTC time for messages: ``2026-01-20`` at midnight, else ``2026-01-20 13:05 UTC``."""
+    moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    if timestamp_ms % 86_400_000 == 0:
+        return moment.strftime("%Y-%m-%d")
+    return moment.strftime("%Y-%m-%d %H:%M UTC")

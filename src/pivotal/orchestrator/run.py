@@ -31,6 +31,7 @@ from pivotal.backtest.gaps import mostly_gaps_warnings
 from pivotal.backtest.result import BacktestResult
 from pivotal.config.models import StrictModel
 from pivotal.core.candles import Candles
+from pivotal.core.clock import utc_text
 from pivotal.core.errors import ConfigError, DataError, ModelError
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
@@ -113,12 +114,15 @@ class RunConfig(StrictModel):
     @model_validator(mode="after")
     def _span(self) -> RunConfig:
         if self.since is not None and self.until is not None and self.since >= self.until:
-            raise ValueError(f"since ({self.since}) must be before until ({self.until})")
+            raise ValueError(
+                f"since {utc_text(self.since)} must be before until {utc_text(self.until)}"
+            )
         if self.learn_from is not None and self.since is None:
             raise ValueError("learn_from needs since: the learning span is [learn_from, since)")
         if self.learn_from is not None and self.since is not None and self.learn_from >= self.since:
             raise ValueError(
-                f"learn_from ({self.learn_from}) must be before since ({self.since}): the "
+                f"learn_from {utc_text(self.learn_from)} must be before since "
+                f"{utc_text(self.since)}: the "
                 "learning span precedes trading"
             )
         return self
@@ -145,7 +149,11 @@ def load_run_config(path: str | Path) -> RunConfig:
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{'.'.join(map(str, e['loc'])) or 'run file'}: {e['msg']}" for e in exc.errors()]
+        lines = [
+            f"{'.'.join(map(str, e['loc'])) or 'run file'}: "
+            + str(e["msg"]).removeprefix("Value error, ")
+            for e in exc.errors()
+        ]
         raise ConfigError(f"{path}: invalid run file:\n  " + "\n  ".join(lines)) from None
 
     def resolve(p: Path) -> Path:

@@ -49,6 +49,7 @@ import numpy.typing as npt
 import torch
 
 from pivotal.core.candles import Candles
+from pivotal.core.clock import utc_text
 from pivotal.core.timeframes import Timeframe
 from pivotal.features.inputs import EncodedInputDataset, candle_columns
 from pivotal.models.base import PivotalModel
@@ -173,7 +174,7 @@ def build_inputs(
     # default: up to and including the last given candle's close (the range is half-open)
     end = int(anchor.timestamp[-1]) + job.anchor.ms + 1 if until is None else int(until)
     if start >= end:
-        raise ValueError(f"since ({start}) must be before until ({end})")
+        raise ValueError(f"since {utc_text(start)} must be before until {utc_text(end)}")
     return EncodedInputDataset(
         job.spec(), streams, start, end, anchor=job.anchor, extra=extra, max_missing_bars=gap_bars
     )

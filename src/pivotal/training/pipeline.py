@@ -42,6 +42,7 @@ from pydantic import Field, model_validator
 
 from pivotal.config.models import StrictModel
 from pivotal.core.candles import Candles
+from pivotal.core.clock import utc_text
 from pivotal.core.errors import DataError
 from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, SeriesGap, find_series_gaps
 from pivotal.core.symbols import Symbol
@@ -128,7 +129,9 @@ class TrainJob(StrictModel):
         if abs(total - 1.0) > 1e-9:
             raise ValueError(f"train, validation and test fractions must sum to 1, got {total}")
         if self.since is not None and self.until is not None and self.since >= self.until:
-            raise ValueError(f"since ({self.since}) must be before until ({self.until})")
+            raise ValueError(
+                f"since {utc_text(self.since)} must be before until {utc_text(self.until)}"
+            )
         return self
 
     @property
