@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from pivotal.apps.cli.common import ConfigOption, DataDirOption, console, load_context
+from pivotal.core.clock import utc_text
 
 app = typer.Typer(help="Models: registered networks and stored checkpoints.", no_args_is_help=True)
 
@@ -61,19 +62,29 @@ def list_models(
             ckpt.model_name,
             "" if ckpt.epoch is None else str(ckpt.epoch),
             _score(ckpt.metrics),
-            _trained_on(path, ckpt.data_span),
+            _trained_on(path, ckpt.data_span) + _learned_until(ckpt.metrics),
             str(path.relative_to(root)),
         )
     console.print(table)
 
 
 def _score(metrics: Mapping[str, Any]) -> str:
-    """The checkpoint's selection metric: ``val_loss`` (networks) or ``val_return`` (DQN)."""
-    for name in ("val_loss", "val_return", "val_accuracy", "train_loss"):
+    """The checkpoint's selection metric: ``val_loss`` (networks), ``val_return`` (DQN) or
+    ``holdout_accuracy`` (an online checkpoint of the learning loop)."""
+    for name in ("val_loss", "val_return", "val_accuracy", "holdout_accuracy", "train_loss"):
         value = metrics.get(name)
         if isinstance(value, int | float):
             return f"{name} {value:.4g}"
     return ""
+
+
+def _learned_until(metrics: Mapping[str, Any]) -> str:
+    """``, online until …`` for a checkpoint the learning loop wrote (what a backtest checks
+    before loading it), else nothing."""
+    value = metrics.get("learned_until_ms")
+    if not isinstance(value, int | float):
+        return ""
+    return f", online until {utc_text(int(value))}"
 
 
 def _trained_on(path: Path, span: Mapping[str, Any] | None) -> str:
