@@ -239,19 +239,21 @@ def build_figure(
     return figure
 
 
-def display_bucket_ms(period_ms: float, n_bars: int, span_ms: int) -> int | None:
+def display_bucket_ms(
+    period_ms: float, n_bars: int, span_ms: int, max_bars: int = MAX_DISPLAY_BARS
+) -> int | None:
     """The display bucket for ``n_bars`` bars spaced ``period_ms``; None to draw every bar.
 
-    ``k * period`` with the smallest ``k`` that leaves at most :data:`MAX_DISPLAY_BARS`
+    ``k * period`` with the smallest ``k`` that leaves at most ``max_bars``
     buckets over ``span_ms``, replaced by the smallest round timeframe (1s … 1w) that is a
     multiple of the bar spacing, also fits, and is at most four times as coarse.
     """
-    if n_bars <= MAX_DISPLAY_BARS:
+    if n_bars <= max_bars:
         return None
     step = max(int(period_ms), 1)
-    minimal = (span_ms // (step * MAX_DISPLAY_BARS) + 1) * step
+    minimal = (span_ms // (step * max_bars) + 1) * step
     for bucket in _NICE_BUCKETS_MS:
-        fits = bucket >= minimal and span_ms // bucket + 1 <= MAX_DISPLAY_BARS
+        fits = bucket >= minimal and span_ms // bucket + 1 <= max_bars
         if fits and bucket % step == 0 and bucket <= 4 * minimal:
             return bucket
     return minimal

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from pivotal.backtest.report import _NICE_BUCKETS_MS, time_text
+from pivotal.backtest.report import display_bucket_ms, time_text
 from pivotal.backtest.result import BacktestResult
 
 MAX_TABLE_ROWS = 200
@@ -88,16 +88,8 @@ def bucket_ms(ts: npt.NDArray[np.int64], max_points: int) -> int | None:
     """None when ``ts`` has at most ``max_points`` bars, else the smallest round bucket (a
     multiple of the bar spacing, at most four times the minimal one) leaving at most
     ``max_points`` buckets."""
-    if len(ts) <= max_points:
-        return None
-    span = int(ts[-1] - ts[0])
-    step = max(int(np.median(np.diff(ts[-100:]))), 1)
-    minimal = (span // (step * max_points) + 1) * step
-    for bucket in _NICE_BUCKETS_MS:
-        fits = bucket >= minimal and span // bucket + 1 <= max_points
-        if fits and bucket % step == 0 and bucket <= 4 * minimal:
-            return bucket
-    return minimal
+    step = max(int(np.median(np.diff(ts[-100:]))), 1) if len(ts) > 1 else 1
+    return display_bucket_ms(step, len(ts), int(ts[-1] - ts[0]), max_points)
 
 
 def decision_table(decisions: pd.DataFrame) -> pd.DataFrame:
