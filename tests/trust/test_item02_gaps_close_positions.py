@@ -180,6 +180,25 @@ def test_event_engine_and_vectorized_path_agree_at_gaps(fill: str, seed: int) ->
     assert _spans_a_gap(fast.trades, candles) == []
 
 
+def test_a_signal_exit_filling_on_the_gap_bar_is_a_signal_exit_in_both_paths() -> None:
+    """An exit signal on the bar before the last one fills at the last bar's open (next_open):
+    that is the signal's exit, not a gap exit at the close."""
+    candles = _with_hole(1_200, at=600, missing=500)
+    entries, exits = np.zeros(len(candles), bool), np.zeros(len(candles), bool)
+    entries[590], exits[598] = True, True
+    strategy = SignalStrategy("fixed", lambda c: Signals(entries, exits, 0))
+    event = run_backtest({SYMBOL: candles}, strategy, timeframe="1m", settings=_settings())
+    fast = run_signals(
+        candles, (entries, exits), symbol=SYMBOL, fee=FEE, fraction=1.0 - 2.2e-16, bar_ms=MS
+    )
+    for result in (event, fast):
+        trade = result.trades.iloc[0]
+        assert trade.exit_bar == 599 and trade.exit_reason != "gap"
+        assert trade.exit_price == candles.open[599]
+        assert trade.exit_time == candles.timestamp[599]  # at the bar's open
+    assert event.trades["exit_reason"].tolist() == fast.trades["exit_reason"].tolist()
+
+
 def test_vectorized_hold_is_the_old_behaviour() -> None:
     candles = _with_hole()
     entries = np.zeros(len(candles), bool)

@@ -202,11 +202,12 @@ def _simulate(
         out.cash_open.append(cash)
         k_ext = bisect_left(ext, i + 1, k_ext)
         j = ext[k_ext] if k_ext < len(ext) and ext[k_ext] < last else None
-        if gap is not None and (j is None or j >= gap):
+        at_gap = gap is not None and (j is None or j >= gap)
+        if at_gap:
             exit_bar, exit_price, pos = gap, float(closes[gap]), gap + 1
         elif j is None:
             return out  # still open at the end
-        else:
+        else:  # a signal exit (with next_open it may fill on the gap bar itself, at its open)
             exit_bar, exit_price, pos = j + shift, float(fill_prices[j + shift]), j + 1
         x = exit_price * lot
         charged = units * x * fee
@@ -215,7 +216,7 @@ def _simulate(
         out.exit_prices.append(exit_price)
         out.exit_fees.append(charged)
         out.cash_flat.append(cash)
-        out.at_gap.append(exit_bar == gap)
+        out.at_gap.append(at_gap)
 
 
 def _equity(

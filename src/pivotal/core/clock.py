@@ -6,6 +6,7 @@ a :class:`WallClock`. All times are UTC milliseconds since the epoch.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
@@ -48,3 +49,10 @@ def utc_text(timestamp_ms: int) -> str:
     if timestamp_ms % 86_400_000 == 0:
         return moment.strftime("%Y-%m-%d")
     return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def iso_utc(ms: int | float | None) -> str | None:
+    """``2024-01-02T03:04:05Z`` (seconds) of UTC milliseconds; None (or not finite) is None."""
+    if ms is None or not math.isfinite(float(ms)):
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

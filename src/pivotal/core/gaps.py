@@ -24,7 +24,13 @@ MOSTLY_GAPS_SHARE = 0.5
 
 
 class GapPolicy(StrEnum):
-    """What happens to an open position at a gap."""
+    """What happens to an open position at a gap.
+
+    ``close`` treats a gap like the end of the data followed by a new series: a replay knows
+    at bar g that no bar follows for a while, exactly as it knows where its data ends. That
+    is hindsight about data availability (no price or signal after g is used), so it is for
+    replays only: a live feed cannot know an outage is coming, and a gap plan must never be
+    built from future data there."""
 
     CLOSE = "close"  # exit at the close of the last bar before the gap (default)
     HOLD = "hold"  # carry the position through the gap (the user asked for it)

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from pivotal.core.candles import CANDLE_COLUMNS, Candles
 from pivotal.core.errors import OperationalError
-from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, find_series_gaps
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.trades import TRADE_COLUMNS, Trades
@@ -469,18 +469,13 @@ def _hi(end: int | None) -> int:
 
 
 def find_gaps(timestamps: np.ndarray, timeframe: Timeframe) -> list[Gap]:
-    """Runs of missing candles in sorted open times (gaps between the first and last)."""
-    if len(timestamps) < 2:
-        return []
-    step = np.diff(timestamps)
-    where = np.flatnonzero(step > timeframe.ms)
+    """Every run of missing candles in sorted open times (between the first and last), as
+    first and last missing open time: :func:`pivotal.core.gaps.find_series_gaps` with no run
+    bridged."""
+    ms = timeframe.ms
     return [
-        Gap(
-            start=int(timestamps[i]) + timeframe.ms,
-            end=int(timestamps[i + 1]) - timeframe.ms,
-            missing=int(step[i] // timeframe.ms) - 1,
-        )
-        for i in where
+        Gap(start=g.last_before + ms, end=g.first_after - ms, missing=g.missing)
+        for g in find_series_gaps(timestamps, ms, max_missing_bars=0)
     ]
 
 

@@ -186,15 +186,21 @@ def check_reachability(client: ccxt.Exchange, timeout_s: float) -> None:
     fetch = client.fetch
     verdicts: dict[tuple[str, int], ExchangeUnreachable | None] = {}
 
-    def check(url: str) -> None:
+    def where(url: str) -> tuple[str, int] | None:
+        """The (host, port) a request goes to; None when there is nothing to probe (no host,
+        or a proxy carries the request)."""
         parts = urlsplit(url)
         if not parts.hostname or _uses_proxy(client, url):
+            return None
+        return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+    def check(url: str, again: bool = False) -> None:
+        target = where(url)
+        if target is None:
             return
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        where = (parts.hostname, port)
-        if where not in verdicts:
-            verdicts[where] = probe_host(client.id, parts.hostname, port, timeout_s)
-        verdict = verdicts[where]
+        if again or target not in verdicts:
+            verdicts[target] = probe_host(client.id, target[0], target[1], timeout_s)
+        verdict = verdicts[target]
         if verdict is not None:
             raise verdict
 
@@ -202,11 +208,10 @@ def check_reachability(client: ccxt.Exchange, timeout_s: float) -> None:
         check(url)
         try:
             return fetch(url, method, headers, body)
+        except (ccxt.DDoSProtection, ccxt.RateLimitExceeded, ccxt.ExchangeNotAvailable):
+            raise  # the host answered (429, 418, 5xx, maintenance): nothing to probe
         except ccxt.NetworkError:
-            parts = urlsplit(url)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            verdicts.pop((parts.hostname or "", port), None)  # check again: did the net go?
-            check(url)
+            check(url, again=True)  # no reply at all: did the network go?
             raise
 
     client.fetch = checked_fetch

@@ -106,9 +106,13 @@ def _replayed_log_loss(target: Any, held: Sequence[Any]) -> float | None:
 
 def holdout_scores(target: Any, held: Sequence[Any]) -> Scores:
     """``target``'s accuracy (its ``score``) and log-loss on ``held`` (module docstring)."""
-    accuracy = float(target.score(held))
-    own = getattr(target, "log_loss", None)
-    loss = float(own(held)) if callable(own) else _replayed_log_loss(target, held)
+    both = getattr(target, "scores", None)
+    if callable(both):  # one forward pass for both
+        accuracy, loss = (float(v) for v in both(held))
+    else:
+        accuracy = float(target.score(held))
+        own = getattr(target, "log_loss", None)
+        loss = float(own(held)) if callable(own) else _replayed_log_loss(target, held)
     if loss is not None and not np.isfinite(loss):
         raise ValueError(f"holdout log-loss is {loss}")
     return Scores(accuracy, loss)

@@ -30,6 +30,8 @@ and its position leaves through a reduce-only market order (exit reason ``gap``,
 :mod:`pivotal.trading.gaps`), filled at the bar's close by a broker that can; the source is
 not asked, so no entry is taken there. Without a plan (or under ``hold``) nothing changes.
 :func:`replay` builds the plan from ``settings.gaps`` and lists the gaps in its result.
+The plan is hindsight about where the data stops (:class:`~pivotal.core.gaps.GapPolicy`):
+replays only; a live builder passes none.
 
 The source must be prepared (``source.prepare(symbol, history)``) before :meth:`run`;
 :func:`replay` prepares it with the whole series, as the backtest engine does.

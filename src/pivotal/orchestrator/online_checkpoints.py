@@ -36,12 +36,12 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from pivotal.core.clock import iso_utc
 from pivotal.core.errors import ModelError
 from pivotal.orchestrator.contracts import TrainableExpert
 from pivotal.training.checkpoint_manager import CheckpointEntry, CheckpointManager
@@ -65,13 +65,6 @@ TRAINED_UNTIL = "trained_until_ms"
 """Metric key: the end of the data of the whole model (its base included), when known."""
 
 Status = Literal["loaded", "skipped"]
-
-
-def iso_utc(ms: int | float | None) -> str | None:
-    """``2024-01-02T03:04:05Z`` (seconds) of UTC milliseconds; None stays None."""
-    if ms is None or not math.isfinite(float(ms)):
-        return None
-    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,12 @@ file back gives the same run. Written atomically.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pivotal.core.clock import iso_utc
 from pivotal.data.atomic import atomic_write_text
 from pivotal.orchestrator.run import RunConfig
 
@@ -30,7 +30,7 @@ def write_run_file(config: RunConfig, path: str | os.PathLike[str], *, header: s
     for key in ("since", "until", "learn_from"):
         value = getattr(config, key)
         if value is not None:
-            data[key] = _iso(int(value))
+            data[key] = iso_utc(int(value))
     orchestrator = data.get("orchestrator", {})
     for expert, source in zip(
         orchestrator.get("experts", []), config.orchestrator.experts, strict=True
@@ -42,10 +42,6 @@ def write_run_file(config: RunConfig, path: str | os.PathLike[str], *, header: s
     comments = "".join(f"# {line}\n" for line in header.splitlines())
     text = comments + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     return atomic_write_text(target, text)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _relative(path: Path, folder: Path) -> str:

@@ -175,7 +175,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         if GapPolicy.parse(settings.gaps) is not GapPolicy.CLOSE:
             before_gap[:] = False
         self._before_gap = before_gap
-        self._valid = np.asarray(getattr(observations, "valid", np.ones(n, dtype=bool)))
+        self._valid = np.asarray(observations.valid)
         self._reward = RewardTracker(config)
         self._cursor = self.start
         self._t = -1  # current step; -1 before the first reset

@@ -34,7 +34,12 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, segment_ids, window_crosses_gap
+from pivotal.core.gaps import (
+    DEFAULT_MAX_MISSING_BARS,
+    segment_ids,
+    segment_starts,
+    window_crosses_gap,
+)
 from pivotal.features.inputs.dataset import EncodedInputDataset
 from pivotal.models.base import InputShape
 
@@ -273,7 +278,7 @@ class SupervisedDataset(BatchDataset):
             label_ok = ~window_crosses_gap(seg, rows, rows + int(label_horizon))
         warm = np.ones(len(rows), dtype=bool)
         if warmup_bars > 0 and len(rows):
-            seg_start = np.flatnonzero(np.r_[True, np.diff(seg) != 0])
+            seg_start = np.flatnonzero(segment_starts(ts, inputs.anchor.ms, max_missing_bars))
             warm = (seg[rows] == 0) | (rows - seg_start[seg[rows]] >= warmup_bars)
         has_target = targets.has_target[rows]
         label_ok &= warm

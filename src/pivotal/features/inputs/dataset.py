@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 
 from pivotal.core.candles import Candles
 from pivotal.core.errors import DataError
-from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, segment_ids
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, segment_ids, window_crosses_gap
 from pivotal.core.timeframes import Timeframe
 from pivotal.features.inputs.encoder import (
     ExtraFeatures,
@@ -161,7 +161,7 @@ class EncodedInputDataset(Dataset[torch.Tensor]):
             seg = segment_ids(ts, tf.ms, self.max_missing_bars)
             last = np.searchsorted(ts, t - tf.ms, side="right") - 1
             first = np.maximum(last - frames + 1, 0)
-            valid &= seg[first] == seg[last]
+            valid &= ~window_crosses_gap(seg, first, last)
             valid &= (t - ts[last]) // tf.ms - 1 <= self.max_missing_bars
         return valid
 

@@ -428,6 +428,13 @@ class PivotCNNExpert:
         logits, y = self._logits(examples, "log_loss")
         return float(F.cross_entropy(logits.double(), y))
 
+    def scores(self, examples: Sequence[TrainingExample]) -> tuple[float, float]:
+        """``(score, log_loss)`` of ``examples`` from one forward pass (the learning loop
+        judges every candidate, and the current model, on both)."""
+        logits, y = self._logits(examples, "scores")
+        accuracy = int((logits.argmax(dim=1) == y).sum()) / len(y)
+        return accuracy, float(F.cross_entropy(logits.double(), y))
+
     def _logits(
         self, examples: Sequence[TrainingExample], where: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
