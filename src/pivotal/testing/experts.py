@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -89,7 +90,7 @@ def fake_account(timestamp: int = 0, equity: float = 10_000.0) -> AccountSnapsho
     return AccountSnapshot(timestamp, "USDT", equity, equity, 0.0, equity, 1.0, 0.0, 0.0, 0.0, {})
 
 
-class FakeExpert:
+class FakeExpert(ABC):
     """Base of the fakes: protocol attributes, call records, fallback and prepare switches.
     Subclasses implement :meth:`answer`."""
 
@@ -131,8 +132,9 @@ class FakeExpert:
         self.threads.append(threading.current_thread())
         return self.answer(request)
 
+    @abstractmethod
     def answer(self, request: InferenceRequest) -> Inference:
-        raise NotImplementedError(f"{type(self).__name__} must implement answer()")
+        """The inference this fake gives for ``request``."""
 
     def replay(self, symbol: str, timestamp: int, tensors: Tensors) -> ModelOutput:
         return self.output(symbol, timestamp)

@@ -124,7 +124,8 @@ def query(
         sym = _symbol(symbol, [name for name, *_ in spans])
         if model is not None:
             _check_model(history, model, sym)
-        held = [s for s in history.spans(model=model) if sym is None or s[0] == sym]
+        by_model = spans if model is None else history.spans(model=model)
+        held = [s for s in by_model if sym is None or s[0] == sym]
         for note in _span_notes(held, start, end, model):
             err_console.print(note, highlight=False)
         total = history.count(symbol=sym, model=model, since=start, until=end)

@@ -118,8 +118,9 @@ def feature_step(store: DuckDBStore, out_dir: Path, bars: int = 1000) -> list[st
     from pivotal.features.pivots.chart import pivot_chart
 
     lines = []
-    hourly = [i for i in store.series() if i.key.timeframe is Timeframe.H1]
-    minutely = [i for i in store.series() if i.key.timeframe is Timeframe.M1]
+    stored = store.series()
+    hourly = [i for i in stored if i.key.timeframe is Timeframe.H1]
+    minutely = [i for i in stored if i.key.timeframe is Timeframe.M1]
     for info in (hourly or minutely)[:2]:
         candles = store.read_candles(info.key)[-bars:]
         features = compute_indicator_features(candles)
@@ -151,8 +152,9 @@ def backtest_step(store: DuckDBStore, out_dir: Path) -> list[str]:
     from pivotal.trading.fees import FeeSchedule
     from pivotal.trading.risk import RiskConfig
 
-    hourly = [i for i in store.series() if i.key.timeframe is Timeframe.H1]
-    minutely = [i for i in store.series() if i.key.timeframe is Timeframe.M1]
+    stored = store.series()
+    hourly = [i for i in stored if i.key.timeframe is Timeframe.H1]
+    minutely = [i for i in stored if i.key.timeframe is Timeframe.M1]
     chosen = (hourly or minutely)[:2]
     if not chosen:
         return ["no hourly or minute candles stored: nothing to backtest"]
