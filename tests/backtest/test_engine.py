@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oracles.backtesting_oracle import BACKTESTING_ALL_IN, run_sma_cross
 from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.engine import run_backtest
 from pivotal.backtest.signals import Signals
@@ -21,7 +22,6 @@ from pivotal.core.candles import Candles
 from pivotal.core.ports import DecisionContext
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.types import TradingAction
-from pivotal.testing.backtesting_oracle import BACKTESTING_ALL_IN, run_sma_cross
 from pivotal.testing.planted import planted_candles
 from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 from pivotal.trading.brokers.config import SimulatedBrokerConfig
@@ -102,8 +102,8 @@ class _EveryBar:
     def prepare(self, symbol: str, candles: Candles) -> None:
         self.inner.prepare(symbol, candles)
 
-    def next_wake(self, symbol: str, bar_index: int) -> int:
-        return bar_index
+    def next_wake(self, symbol: str, now_ms: int) -> int:
+        return now_ms
 
     def decide(self, context: DecisionContext) -> Sequence[TradingAction]:
         return self.inner.decide(context)

@@ -400,7 +400,7 @@ def btc_slice_ending_in_a_position(btc: Candles) -> Candles:
 
 
 def assert_same_as_backtesting(candles: Candles, *, expect_open: bool | None = None) -> None:
-    from pivotal.testing.backtesting_oracle import run_sma_cross
+    from oracles.backtesting_oracle import run_sma_cross
 
     ours = run_signals(candles, sma_cross(candles.close), fraction=ALL_IN)
     oracle = run_sma_cross(candles, fast=10, slow=30, cash=100_000.0, commission=0.001)

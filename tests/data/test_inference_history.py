@@ -16,8 +16,15 @@ from pivotal.core.errors import DataError, OperationalError
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.data import inference_history as ih
+from pivotal.data import inference_record
 from pivotal.data.duckdb_store import DuckDBStore
 from pivotal.data.inference_history import InferenceHistory, InferenceRecord
+from pivotal.data.inference_payload import (
+    pack_payload,
+    pack_payloads,
+    payload_header,
+    record_arrays,
+)
 from pivotal.data.series import SeriesKey
 
 T0 = 1_700_000_000_000
@@ -160,9 +167,22 @@ def test_compression_shrinks_a_compressible_payload(store: DuckDBStore) -> None:
 
 def test_threaded_compression_gives_the_same_bytes() -> None:
     records = [record(i) for i in range(40)]
-    headers = [ih._header(r) for r in records]
-    inline = [ih._pack(h, ih._arrays(r), 6) for h, r in zip(headers, records, strict=True)]
-    assert ih._pack_all(headers, records, 6) == inline
+    headers = [payload_header(r) for r in records]
+    inline = [pack_payload(h, record_arrays(r), 6) for h, r in zip(headers, records, strict=True)]
+    assert pack_payloads(headers, records, 6) == inline
+
+
+def test_the_split_modules_keep_one_public_api() -> None:
+    """The record and the codec moved to their own modules; ``inference_history`` still
+    exports the same names, and they are the same objects."""
+    assert set(ih.__all__) == {
+        "HISTORY_SCHEMA_VERSION",
+        "InferenceHistory",
+        "InferenceRecord",
+        "RetentionReport",
+    }
+    assert ih.InferenceRecord is inference_record.InferenceRecord
+    assert pack_payload(payload_header(record(0)), [], 6)[:4] == b"PIH1"
 
 
 # -- queries ----------------------------------------------------------------------------------
@@ -364,12 +384,12 @@ def test_read_only_store_without_history_and_newer_schema(tmp_path: Path) -> Non
 def test_corrupt_payload_is_a_data_error(history: InferenceHistory, store: DuckDBStore) -> None:
     rec = record(0)
     history.append([rec])
-    good = ih._pack(ih._header(rec), ih._arrays(rec), 6)
+    good = pack_payload(payload_header(rec), record_arrays(rec), 6)
     corrupt = {
         b"PIH9" + good[4:]: "unknown format",
         good[:-10]: "corrupt",  # arrays stream cut
-        ih._pack(ih._header(rec), ih._arrays(rec)[1:], 6): "cut short",  # arrays missing
-        ih._pack(ih._header(rec), [*ih._arrays(rec), np.zeros(3)], 6): "bytes after",
+        pack_payload(payload_header(rec), record_arrays(rec)[1:], 6): "cut short",  # arrays missing
+        pack_payload(payload_header(rec), [*record_arrays(rec), np.zeros(3)], 6): "bytes after",
     }
     for payload, message in corrupt.items():
         with store.transaction() as con:

@@ -10,6 +10,7 @@ the tests allow three of them.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -153,11 +154,15 @@ def test_online_updates_learn_the_planted_signal() -> None:
 
 
 class _Recorder(LinearExpert):
-    """Records what the loop trains on and judges with."""
+    """Records what the loop trains on and judges with (its training copy, which the
+    learning worker trains, records into the same list)."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.calls: list[tuple[str, list[TrainingExample]]] = []
+
+    def training_copy(self) -> _Recorder:
+        return copy.deepcopy(self, memo={id(self.calls): self.calls})
 
     def fit(self, examples: Sequence[TrainingExample], *, epochs: int = 1) -> float:
         self.calls.append(("fit", list(examples)))

@@ -447,6 +447,27 @@ def test_real_data_report(tmp_path: Path) -> None:
         assert np.all(np.isfinite(values(markers["y"])))
 
 
+def test_trade_rows_have_one_cell_per_header_and_the_exit_reason_in_words(
+    tmp_path: Path, market: dict[str, Candles], results: tuple[BacktestResult, BacktestResult]
+) -> None:
+    """Regression: each trade row had one cell more than the header (the raw exit_reason and
+    its words), so the words sat in an unlabelled column."""
+    result, _ = results
+    assert len(result.trades) > 0
+    page = write_orchestrator_report(
+        tmp_path / "r.html", result, market, make_decisions(market)
+    ).read_text()
+    trades = page.split("<h2>Trades</h2>", 1)[1].split("</table>", 1)[0]
+    headers = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", trades)
+    rows = re.findall(r"<tr>(.*?)</tr>", trades.split("<tbody>", 1)[1])
+    assert headers[0] == "#" and headers[-1] == "Exit reason"
+    assert len(rows) == min(len(result.trades), MAX_TABLE_ROWS)
+    for row in rows:
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+        assert len(cells) == len(headers)
+        assert cells[-1] in {"signal", "signal (reversal)", "stop-loss", "end of data", "gap"}
+
+
 @pytest.mark.slow
 def test_headless_browser_draws_the_page(
     tmp_path: Path, market: dict[str, Candles], results: tuple[BacktestResult, BacktestResult]

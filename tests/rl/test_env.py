@@ -132,8 +132,8 @@ class _Replay:
     def prepare(self, symbol: str, candles: Candles) -> None:
         pass
 
-    def next_wake(self, symbol: str, bar_index: int) -> int:
-        return bar_index
+    def next_wake(self, symbol: str, now_ms: int) -> int:
+        return now_ms
 
     def decide(self, context: DecisionContext) -> Sequence[TradingAction]:
         action = self.actions.get(context.bar_index)
@@ -350,3 +350,23 @@ def test_vector_env_checks_actions(market: MarketObservations) -> None:
     with pytest.raises(ValueError, match="shape"):
         vec.step(np.zeros(3, dtype=np.int64))
     assert vec.metadata["autoreset_mode"].name == "NEXT_STEP"
+
+
+def test_lockstep_methods_are_step_in_parts(market: MarketObservations) -> None:
+    """What the vector env drives (reset_simulation, advance, position_state, step_info) gives
+    what reset/step give, and refuses to advance an ended episode."""
+    config = _config(episode_length=5)
+    whole, parts = TradingEnv(market, config), TradingEnv(market, config)
+    _, info = whole.reset(seed=3)
+    parts.reset_simulation(3)
+    assert parts.step_info() == info
+    for action in (1, 0, 2, 3, 1):
+        obs, reward, terminated, truncated, info = whole.step(action)
+        r, te, tr, fills, notional = parts.advance(action)
+        assert (r, te, tr) == (reward, terminated, truncated)
+        assert parts.step_info(fills, notional) == info
+        step = np.array([parts.current_step], dtype=np.int64)
+        np.testing.assert_array_equal(market.observe(step, [parts.position_state()])[0], obs)
+    assert truncated
+    with pytest.raises(RuntimeError, match="ended"):
+        parts.advance(0)

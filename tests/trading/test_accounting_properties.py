@@ -149,13 +149,13 @@ def test_accounting_invariants_hold_after_every_bar_and_order(
     market: Candles, config: SimulatedBrokerConfig, plan: list[list[Intent]]
 ) -> None:
     clock = ReplayClock(0)
-    broker = SimulatedBroker({SYM: market}, clock, config, bar_ms=BAR)
+    broker = SimulatedBroker(clock, config, bar_ms=BAR, symbols=[SYM])
     initial = config.initial_cash
     previous = broker.account()
     signed_fills = 0.0
     for i in range(len(market)):
         clock.advance_to((i + 1) * BAR)
-        broker.on_bar(SYM, i)
+        broker.on_bar(SYM, market.rows(i, i + 1))
         snap = broker.account()
         check_account(snap, initial)
         # cash moves only by realized PnL minus fees

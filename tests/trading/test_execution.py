@@ -58,14 +58,14 @@ def _setup(
     candles = planted_candles(bars, seed=4, bar_ms=BAR_MS)
     clock = ReplayClock(int(candles.timestamp[0]))
     sim = SimulatedBroker(
-        {SYMBOL: candles},
         clock,
         SimulatedBrokerConfig(initial_cash=10_000.0, fees=FEES, fill_timing=fill, lot_size=1e-6),
         bar_ms=BAR_MS,
+        symbols=[SYMBOL],
     )
     for j in range(bars):  # the bars up to the decision have closed
         clock.advance_to(int(candles.timestamp[j]) + BAR_MS)
-        sim.on_bar(SYMBOL, j)
+        sim.on_bar(SYMBOL, candles.rows(j, j + 1))
     broker = ProtocolOnly(sim)
     manager = RiskManager(RiskConfig(**risk))
     executor = ActionExecutor(broker, manager, fees=FEES, lot_size=1e-6)

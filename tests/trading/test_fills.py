@@ -62,10 +62,10 @@ class Sim:
         self.candles = make_candles(rows)
         self.clock = ReplayClock(0)
         self.broker = SimulatedBroker(
-            {SYM: self.candles},
             self.clock,
             self.config,
             bar_ms=BAR,
+            symbols=[SYM],
             **extra,  # type: ignore[arg-type]
         )
         self.i = 0
@@ -73,7 +73,7 @@ class Sim:
     def close_bars(self, n: int = 1) -> None:
         for _ in range(n):
             self.clock.advance_to((self.i + 1) * BAR)
-            self.broker.on_bar(SYM, self.i)
+            self.broker.on_bar(SYM, self.candles.rows(self.i, self.i + 1))
             self.i += 1
 
     def submit(self, side: str = "buy", **fields: object) -> Order:
@@ -498,11 +498,9 @@ def test_per_symbol_fees_maker_versus_taker_in_the_broker() -> None:
     )
     clock = ReplayClock(0)
     candles = make_candles([FLAT, (100.0, 101.0, 97.0, 100.0)])
-    broker = SimulatedBroker(
-        {SYM: candles, ETH: candles}, clock, SimulatedBrokerConfig(fees=fees), bar_ms=BAR
-    )
+    broker = SimulatedBroker(clock, SimulatedBrokerConfig(fees=fees), bar_ms=BAR)
     for symbol in (SYM, ETH):
-        broker.on_bar(symbol, 0)
+        broker.on_bar(symbol, candles.rows(0, 1))
     clock.advance_to(BAR)
     for symbol in (SYM, ETH):
         broker.submit(OrderRequest(symbol, OrderSide.BUY, quantity=1.0))
@@ -510,7 +508,7 @@ def test_per_symbol_fees_maker_versus_taker_in_the_broker() -> None:
             OrderRequest(symbol, OrderSide.BUY, OrderType.LIMIT, quantity=1.0, limit_price=98.0)
         )
     for symbol in (SYM, ETH):
-        broker.on_bar(symbol, 1)
+        broker.on_bar(symbol, candles.rows(1, 2))
     fills = [e for e in broker.drain_events() if isinstance(e, Fill)]
     got = {(f.symbol, f.liquidity): f.fee for f in fills}
     assert got == pytest.approx(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from pivotal.core.candles import Candles
@@ -13,6 +15,7 @@ from pivotal.trading.fees import FeeSchedule
 
 BAR = 60_000
 SYMBOL = "BTC/USDT"
+_SERIES: weakref.WeakKeyDictionary[SimulatedBroker, Candles] = weakref.WeakKeyDictionary()
 
 
 def _broker(rows: list[tuple[float, float, float, float]], cash: float = 10_000.0):  # type: ignore[no-untyped-def]
@@ -22,13 +25,14 @@ def _broker(rows: list[tuple[float, float, float, float]], cash: float = 10_000.
     )
     clock = ReplayClock(0)
     config = SimulatedBrokerConfig(initial_cash=cash, fees=FeeSchedule(maker=0.0, taker=0.001))
-    broker = SimulatedBroker({SYMBOL: candles}, clock, config, bar_ms=BAR)
+    broker = SimulatedBroker(clock, config, bar_ms=BAR, symbols=[SYMBOL])
+    _SERIES[broker] = candles  # pushed bar by bar by _close_bar
     return broker, clock
 
 
 def _close_bar(broker: SimulatedBroker, clock: ReplayClock, i: int) -> None:
     clock.advance_to((i + 1) * BAR)
-    broker.on_bar(SYMBOL, i)
+    broker.on_bar(SYMBOL, _SERIES[broker].rows(i, i + 1))
 
 
 def _entry(**kw: object) -> OrderRequest:

@@ -44,13 +44,14 @@ def market(price: float = 100.0, **kw: float | None) -> MarketState:
 
 
 # ---------------------------------------------------------------------- sizing methods
-def test_fixed_fraction_emits_an_equity_fraction_order() -> None:
+def test_fixed_fraction_emits_an_equity_fraction_order_with_its_quantity() -> None:
     rm = RiskManager(RiskConfig(fraction=0.5))
     d = rm.review(buy(), account(10_000.0), market(100.0))
     assert d.approved
     (entry,) = d.orders
     assert entry.equity_fraction == pytest.approx(0.5)
-    assert entry.quantity is None
+    # the quantity an exchange executes: 0.5 × 10 000 / 100 (no fee here), in whole lots
+    assert entry.quantity == pytest.approx(50.0) and not entry.sized_at_fill
     assert entry.type is OrderType.MARKET
     assert entry.side is OrderSide.BUY
     assert not entry.reduce_only
@@ -58,6 +59,26 @@ def test_fixed_fraction_emits_an_equity_fraction_order() -> None:
     # estimate: 0.5 × 10 000 / 100 = 50 units
     assert d.final_quantity == pytest.approx(50.0)
     assert not d.resized
+
+
+def test_the_decided_quantity_is_what_the_broker_would_size_at_the_decision_price() -> None:
+    """An exchange needs a size: the quantity sent with the fraction is the simulated
+    broker's fill-time rule (backtesting.py's) applied at the decision price."""
+    from pivotal.trading.brokers.matching import affordable_lots
+
+    rm = RiskManager(RiskConfig(fraction=0.5))
+    mkt = market(123.45, taker_fee=0.001, lot_size=1e-6)
+    (entry,) = rm.review(buy(), account(10_000.0), mkt).orders
+    lots = affordable_lots(
+        0.5, available=10_000.0, freed=0.0, leverage=1.0, lot=1e-6, price=123.45, rate=0.001
+    )
+    assert lots > 0 and entry.quantity == lots * 1e-6
+    assert entry.equity_fraction == pytest.approx(0.5)
+    # nothing affordable at the decision price: only the intent goes (a broker sizing at the
+    # fill may still fill it; an exchange broker refuses it)
+    one_lot_before_fees = market(4_999.0, taker_fee=0.001, lot_size=1.0)  # 5 000 notional
+    (poor,) = rm.review(buy(), account(10_000.0), one_lot_before_fees).orders
+    assert poor.quantity is None and poor.sized_at_fill
 
 
 def test_fixed_fraction_with_account_leverage_divides_by_it() -> None:

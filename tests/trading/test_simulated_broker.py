@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import warnings
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,6 +32,7 @@ from pivotal.trading.fees import FeeSchedule
 BAR = 60_000
 SYM = "BTC/USDT"
 FULL = 1.0 - sys.float_info.epsilon  # backtesting.py's default buy() size
+_SERIES: weakref.WeakKeyDictionary[SimulatedBroker, Candles] = weakref.WeakKeyDictionary()
 
 
 def make_candles(rows: Sequence[tuple[float, ...]]) -> Candles:
@@ -49,17 +51,18 @@ def broker_at(
     """A broker whose first ``bars_closed`` bars have closed (clock at the last close)."""
     clock = ReplayClock(0)
     config = SimulatedBrokerConfig(**options)  # type: ignore[arg-type]
-    broker = SimulatedBroker({SYM: make_candles(rows)}, clock, config, bar_ms=BAR)
+    broker = SimulatedBroker(clock, config, bar_ms=BAR, symbols=[SYM])
+    candles = _SERIES[broker] = make_candles(rows)  # pushed bar by bar by step()
     for i in range(bars_closed):
         clock.advance_to((i + 1) * BAR)
-        broker.on_bar(SYM, i)
+        broker.on_bar(SYM, candles.rows(i, i + 1))
     return broker, clock
 
 
 def step(broker: SimulatedBroker, clock: ReplayClock) -> None:
     i = broker.last_index(SYM) + 1
     clock.advance_to((i + 1) * BAR)
-    broker.on_bar(SYM, i)
+    broker.on_bar(SYM, _SERIES[broker].rows(i, i + 1))
 
 
 def buy(quantity: float | None = 1.0, **fields: object) -> OrderRequest:
@@ -123,7 +126,7 @@ def test_client_ids_are_deterministic_and_resubmission_is_idempotent() -> None:
     with pytest.raises(ValueError, match="already used by a different order"):
         broker.submit(buy(2.0, client_order_id="sim-00000002"))
     clock = ReplayClock(0)
-    paper = SimulatedBroker({SYM: make_candles(flat_rows(2))}, clock, bar_ms=BAR, id_prefix="paper")
+    paper = SimulatedBroker(clock, bar_ms=BAR, symbols=[SYM], id_prefix="paper")
     assert paper.submit(buy()).client_order_id == "paper-00000001"
 
 
@@ -147,9 +150,10 @@ def test_illegal_transitions_are_bugs() -> None:
     broker, clock = broker_at(flat_rows(3))
     order = broker.submit(buy())
     step(broker, clock)
-    work = broker._orders[order.client_order_id]
+    ledger = broker._ledger
+    work = ledger.work(order.client_order_id)
     with pytest.raises(RuntimeError, match="illegal order transition filled -> open"):
-        broker._transition(work, OrderStatus.OPEN, "reopen", 0)
+        ledger.transition(work, OrderStatus.OPEN, "reopen", 0)
 
 
 def test_malformed_requests_raise_when_built() -> None:
@@ -160,7 +164,7 @@ def test_malformed_requests_raise_when_built() -> None:
         OrderRequest(SYM, OrderSide.BUY, equity_fraction=-0.5)
     with pytest.raises(ValueError, match="takes no limit_price"):
         OrderRequest(SYM, OrderSide.BUY, quantity=1.0, limit_price=100.0)
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ValueError, match="or both; got neither"):
         OrderRequest(SYM, OrderSide.BUY)
     broker, _ = broker_at(flat_rows(2))
     with pytest.raises(TypeError, match="OrderRequest"):
@@ -299,25 +303,44 @@ def test_short_round_trip_with_leverage() -> None:
 # -- engine-driving API -----------------------------------------------------------------------
 def test_mark_and_bar_order_checks() -> None:
     broker, clock = broker_at(flat_rows(6))
+    candles = _SERIES[broker]
     broker.submit(buy(1.0))
     with pytest.raises(ValueError, match="active order"):
-        broker.mark(SYM, 1)
+        broker.mark(SYM, candles.rows(1, 2))
     step(broker, clock)
-    broker.mark(SYM, 3)  # skipping quiet bars is fine
+    broker.mark(SYM, candles.rows(2, 4))  # a quiet span: several bars at once
     assert broker.last_index(SYM) == 3
-    with pytest.raises(ValueError, match="increasing order"):
-        broker.on_bar(SYM, 3)
-    with pytest.raises(IndexError, match="outside"):
-        broker.on_bar(SYM, 6)
+    assert broker.account().positions[SYM].mark_price == candles.close[3]
+    with pytest.raises(ValueError, match="increasing open time"):
+        broker.on_bar(SYM, candles.rows(3, 4))
+    with pytest.raises(ValueError, match="takes one row"):
+        broker.on_bar(SYM, candles.rows(4, 6))
+    with pytest.raises(ValueError, match="one or more rows"):
+        broker.mark(SYM, candles.rows(4, 4))
     with pytest.raises(ValueError, match="unknown symbol"):
-        broker.on_bar("ETH/USDT", 4)
-    broker.submit(buy(1.0, type=OrderType.LIMIT, limit_price=10.0))
-    with pytest.raises(ValueError, match="skips bars after 3 while 1 order"):
-        broker.on_bar(SYM, 5)
-    with pytest.raises(TypeError, match="must be a Candles"):
-        SimulatedBroker({SYM: "candles"}, clock, bar_ms=BAR)  # type: ignore[dict-item]
-    with pytest.raises(ValueError, match="has no candles"):
-        SimulatedBroker({SYM: make_candles(flat_rows(2))}, clock, bar_ms=BAR, books={"X/USDT": []})
+        broker.on_bar("ETH/USDT", candles.rows(4, 5))
+    with pytest.raises(TypeError, match="takes a Candles row"):
+        broker.on_bar(SYM, "candle")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="books for unknown symbol"):
+        SimulatedBroker(clock, bar_ms=BAR, symbols=[SYM], books={"X/USDT": []})
+    with pytest.raises(ValueError, match="symbols is empty"):
+        SimulatedBroker(clock, bar_ms=BAR, symbols=[])
+
+
+def test_symbols_become_known_as_their_bars_arrive() -> None:
+    clock = ReplayClock(BAR)
+    broker = SimulatedBroker(clock, bar_ms=BAR)
+    early = broker.submit(buy(1.0))
+    assert early.status is OrderStatus.REJECTED and "no bar of it" in early.reason
+    candles = make_candles(flat_rows(3))
+    broker.on_bar(SYM, candles.rows(0, 1))
+    assert broker.symbols == (SYM,) and broker.last_index(SYM) == 0
+    assert broker.last_index("ETH/USDT") == -1
+    order = broker.submit(buy(1.0))
+    clock.advance_to(2 * BAR)
+    broker.on_bar(SYM, candles.rows(1, 2))
+    assert broker.order(order.client_order_id).status is OrderStatus.FILLED
+    assert broker.fills_frame()["bar"].tolist() == [1]
 
 
 # -- backtesting.py parity ----------------------------------------------------------------------
@@ -355,11 +378,11 @@ def _run_both(
     config = SimulatedBrokerConfig(
         initial_cash=cash, fees=FeeSchedule(maker=commission, taker=commission), lot_size=1.0
     )
-    broker = SimulatedBroker({SYM: candles}, clock, config, bar_ms=BAR)
+    broker = SimulatedBroker(clock, config, bar_ms=BAR, symbols=[SYM])
     equity = np.empty(len(candles))
     for i in range(len(candles)):
         clock.advance_to(int(candles.timestamp[i]) + BAR)
-        broker.on_bar(SYM, i)
+        broker.on_bar(SYM, candles.rows(i, i + 1))
         equity[i] = broker.portfolio.equity
         position = broker.portfolio.quantity(SYM)
         if i in buys and position == 0.0:

@@ -21,6 +21,7 @@ from pivotal.backtest.api import backtest
 from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.engine import run_backtest
 from pivotal.backtest.export import read_json, to_json_dict, write_json
+from pivotal.backtest.replay import replay
 from pivotal.backtest.report import build_figure, write_html
 from pivotal.backtest.signals import Signals
 from pivotal.backtest.strategies import SignalStrategy, make_strategy
@@ -29,7 +30,6 @@ from pivotal.core.candles import Candles
 from pivotal.core.gaps import find_series_gaps
 from pivotal.core.timeframes import Timeframe
 from pivotal.features.inputs.spec import InputSpec
-from pivotal.orchestrator.loop import replay
 from pivotal.rl.config import EnvConfig
 from pivotal.rl.env import BUY, HOLD, TradingEnv
 from pivotal.rl.observations import MarketObservations

@@ -1,13 +1,16 @@
-"""The event-driven backtest engine: a replay clock, the SimulatedBroker and the RiskManager.
+"""The event-driven backtest engine: the runtime's kernel plus quiet-bar skipping.
 
-One step per bar of the timeline, in this order (the same order paper and live trading
-follow, with the wall clock and an exchange broker in place of these two):
+The engine builds a replay clock, the SimulatedBroker, the RiskManager and the executor
+around a :class:`~pivotal.runtime.kernel.Kernel` and runs the kernel's pieces once per busy
+bar of the timeline, in this order (the order of every mode: paper and live trading run
+the same kernel with the wall clock and an exchange broker in place of the first two):
 
 1. the replay clock moves to the bar's **close**;
 2. the broker processes the bar for each symbol that has one (market orders fill at its
    open, stops/limits trigger intrabar, positions are marked at its close);
 3. the risk manager observes the new equity (drawdown breaker, daily loss, VaR);
-4. the decision source is asked for actions for each symbol whose wake-up bar this is; the
+4. the decision source is asked for actions for each symbol whose wake-up has come (the
+   bar's close is at or after ``source.next_wake``, a UTC ms time); the
    :class:`~pivotal.trading.execution.ActionExecutor` puts each action through
    ``RiskManager.review`` and the orders it returns to ``Broker.submit``;
 5. equity at the bar's close is recorded.
@@ -30,11 +33,9 @@ checks the equity curve, trades and fills are identical.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import talib
 
 from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.gaps import GapPlan
@@ -42,13 +43,14 @@ from pivotal.backtest.result import BacktestResult
 from pivotal.backtest.timeline import Timeline, closed_streams, to_timeline_steps
 from pivotal.core.candles import Candles
 from pivotal.core.clock import ReplayClock
-from pivotal.core.ports import DecisionContext, DecisionSource
+from pivotal.core.ports import DecisionSource
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.trades import Trades
 from pivotal.core.types import COBData
+from pivotal.runtime.kernel import ClosedBar, Kernel
+from pivotal.runtime.recorder import MemoryRecorder
 from pivotal.trading.brokers.simulated import SimulatedBroker
-from pivotal.trading.execution import ActionExecutor, alert_record, broker_event_record
-from pivotal.trading.gaps import flatten_before_gap
+from pivotal.trading.execution import ActionExecutor
 from pivotal.trading.risk import RiskManager
 
 __all__ = ["BacktestEngine", "run_backtest"]
@@ -88,10 +90,10 @@ class BacktestEngine:
         self.timeline = Timeline.build(self.candles, self.timeframe.ms)
         self.clock = ReplayClock(int(self.timeline.timestamps[0]))
         self.broker = SimulatedBroker(
-            self.candles,
             self.clock,
             self.settings.broker,
             bar_ms=self.timeframe.ms,
+            symbols=list(self.candles),
             trades=trades,
             books=books,
         )
@@ -102,14 +104,24 @@ class BacktestEngine:
             fees=self.settings.broker.fees,
             lot_size=self.settings.broker.lot_size,
         )
-        self._atr = {
-            s: talib.ATR(c.high, c.low, c.close, timeperiod=self.settings.atr_period)
-            for s, c in self.candles.items()
-        }
-        self._events: list[dict[str, Any]] = []
-        self._decisions = 0
         self.gap_plan = GapPlan.build(
             self.candles, self.timeframe, self.settings.gaps, self.settings.max_missing_bars
+        )
+        self.recorder = MemoryRecorder()
+        higher_streams = self.higher
+        self.kernel = Kernel(
+            clock=self.clock,
+            broker=self.broker,
+            risk=self.risk,
+            source=source,
+            executor=self._executor,
+            timeframe=self.timeframe,
+            recorder=self.recorder,
+            venue=self.broker,
+            candles_view=self.candles.__getitem__,
+            higher_view=lambda s, now: closed_streams(higher_streams.get(s), now),
+            atr_period=self.settings.atr_period,
+            gap_plan=self.gap_plan,
         )
         closing: dict[int, list[str]] = {}
         for symbol in self.candles:
@@ -141,10 +153,12 @@ class BacktestEngine:
             or self.settings.risk.daily_loss_limit is not None
         )
 
-        for symbol, bars in self.candles.items():
+        kernel = self.kernel
+        apply_bar = kernel.apply_bar
+        candles = self.candles
+        for symbol, bars in candles.items():
             self.source.prepare(symbol, bars)
-        warmup = max(int(self.source.warmup_bars()), 0)
-        wake_step = {s: self._wake_step(s, warmup) for s in symbols}
+        wake_step = {s: self._first_wake_step(s) for s in symbols}
 
         bar = _progress(progress, n, f"backtest {self.source.name}")
         k = 0
@@ -154,21 +168,24 @@ class BacktestEngine:
             for s in symbols:
                 j = int(index[s][k])
                 if j >= 0:
-                    broker.on_bar(s, j)
+                    apply_bar(s, candles[s].rows(j, j + 1))
             self._pre[k] = portfolio.equity
             closing = self._closing.get(k, ())
-            for s in closing:
-                flatten_before_gap(broker, s)
-            for s in symbols:
-                if wake_step[s] == k:
-                    if self._halts or k + 1 - self._observed >= _OBSERVE_BATCH:
-                        self._observe_until(k + 1)
-                    j = int(index[s][k])
-                    if s not in closing:
-                        self._decide(s, j, t_close)
-                    wake_step[s] = self._wake_step(s, j + 1)
+            due = [s for s in symbols if wake_step[s] == k]
+            if due and (self._halts or k + 1 - self._observed >= _OBSERVE_BATCH):
+                self._observe_until(k + 1)
+            if due or closing:
+                bars = [
+                    ClosedBar(s, j, t_close, candles[s].rows(j, j + 1))
+                    for s in symbols
+                    if (s in due or s in closing) and (j := int(index[s][k])) >= 0
+                ]
+                kernel.decide(bars, t_close)
+                for b in bars:
+                    if b.symbol in due:
+                        wake_step[b.symbol] = self._wake_step(b.symbol, b.bar_index + 1)
             equity[k] = portfolio.equity
-            self._collect_events()
+            kernel.collect()
             nxt = min(min(wake_step.values()), self._next_gap_step(k + 1))
             if nxt > k + 1 and not broker.has_active_orders():
                 end = min(nxt, n)
@@ -179,7 +196,7 @@ class BacktestEngine:
             bar.update(k)
         bar.close()
         self._observe_until(n)
-        self._collect_events()
+        kernel.collect()
         return BacktestResult(
             initial_cash=float(self.settings.broker.initial_cash),
             timestamps=np.asarray(ts, dtype=np.int64),
@@ -187,12 +204,12 @@ class BacktestEngine:
             trades=to_timeline_steps(broker.closed_trades(), tl, ("entry_bar", "exit_bar")),
             open_trades=to_timeline_steps(broker.open_trades(), tl, ("entry_bar",)),
             fills=to_timeline_steps(broker.fills_frame(), tl, ("bar",)),
-            events=tuple(self._events),
+            events=tuple(self.recorder.events),
             settings={
                 "source": self.source.name,
                 "timeframe": str(self.timeframe),
                 "symbols": symbols,
-                "decisions": self._decisions,
+                "decisions": kernel.decisions,
                 **self.settings.model_dump(mode="json"),
             },
             engine="event",
@@ -200,18 +217,30 @@ class BacktestEngine:
         )
 
     # -- pieces --------------------------------------------------------------------------
-    def _wake_step(self, symbol: str, bar_index: int) -> int:
-        """Timeline step of the source's next wake-up bar for ``symbol`` (n = never)."""
-        bars = len(self.candles[symbol])
-        if bar_index >= bars:
+    def _first_wake_step(self, symbol: str) -> int:
+        """Timeline step of ``symbol``'s first wake-up: the kernel asks the source from the
+        close of the first bar past the warm-up (n = never)."""
+        bars = self.candles[symbol]
+        first = self.kernel.warmup
+        if first >= len(bars):
             return len(self.timeline)
-        wake = int(self.source.next_wake(symbol, bar_index))
-        if wake < bar_index:
-            raise ValueError(
-                f"{self.source.name}.next_wake({symbol!r}, {bar_index}) returned {wake}, "
-                "an earlier bar; it must return a bar index >= the one it was given"
-            )
-        return self.timeline.step_of(symbol, wake)
+        self.kernel.start(symbol, int(bars.timestamp[first]) + self.timeline.bar_ms)
+        return self._wake_step(symbol, first)
+
+    def _wake_step(self, symbol: str, start: int) -> int:
+        """Timeline step of the bar the kernel wakes ``symbol`` at next: its first bar (from
+        bar ``start`` on, whose close is after the last asked time) with a close at or after
+        the wake-up time (n = never)."""
+        wake = self.kernel.wake(symbol)
+        if wake is None:
+            return len(self.timeline)
+        bar_ms = self.timeline.bar_ms
+        opens = self.candles[symbol].timestamp
+        if start < len(opens) and wake <= int(opens[start]) + bar_ms:
+            return self.timeline.step_of(symbol, start)  # the next bar (every-bar sources)
+        # close >= wake  <=>  open >= wake - bar length
+        j = int(np.searchsorted(opens, wake - bar_ms, side="left"))
+        return self.timeline.step_of(symbol, j)
 
     def _next_gap_step(self, step: int) -> int:
         """The first step at or after ``step`` where a position is closed before a gap."""
@@ -247,37 +276,10 @@ class BacktestEngine:
         self.clock.advance_to(int(tl.timestamps[end - 1]) + tl.bar_ms)
         for symbol in self.candles:
             steps = tl.bar_steps[symbol]
+            first = int(np.searchsorted(steps, start, side="left"))
             last = int(np.searchsorted(steps, end, side="left")) - 1
-            if last >= 0 and steps[last] >= start:
-                self.broker.mark(symbol, last)
-
-    def _decide(self, symbol: str, j: int, t_close: int) -> None:
-        bars = self.candles[symbol]
-        context = DecisionContext(
-            timestamp=t_close,
-            symbol=symbol,
-            bar_index=j,
-            candles=bars.head(j + 1),
-            account=self.broker.account(),
-            open_orders=tuple(self.broker.open_orders(symbol)),
-            higher=closed_streams(self.higher.get(symbol), t_close),
-        )
-        actions = self.source.decide(context)
-        self._decisions += 1
-        self._events.extend(
-            self._executor.execute(
-                actions,
-                context.account,
-                symbol=symbol,
-                timestamp=t_close,
-                price=float(bars.close[j]),
-                atr=float(self._atr[symbol][j]),
-            )
-        )
-
-    def _collect_events(self) -> None:
-        self._events.extend(broker_event_record(e) for e in self.broker.drain_events())
-        self._events.extend(alert_record(a) for a in self.risk.drain_alerts())
+            if last >= first:  # the symbol's bars in the span, pushed for their closes
+                self.broker.mark(symbol, self.candles[symbol].rows(first, last + 1))
 
 
 def run_backtest(

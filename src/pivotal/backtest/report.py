@@ -36,7 +36,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,31 +49,40 @@ from plotly.subplots import make_subplots
 
 from pivotal.backtest.export import json_safe
 from pivotal.backtest.metrics import METRIC_LABELS, format_metrics, result_metrics
+from pivotal.backtest.report_chart import (
+    LONG_COLOR,
+    MAX_DISPLAY_BARS,
+    SHORT_COLOR,
+    display_bucket_ms,
+    fill_marker_traces,
+    resample_candles,
+    resample_series,
+    span_text,
+    time_text,
+)
 from pivotal.backtest.report_gaps import add_gap_bands, gap_section
+from pivotal.backtest.report_page import TRADE_HEADERS, html_page, html_table, trade_text_columns
 from pivotal.backtest.result import BacktestResult
 from pivotal.core.candles import Candles
 from pivotal.data.atomic import atomic_write_text
 
-MAX_DISPLAY_BARS = 20_000
+__all__ = [
+    "CHART_DIV_ID",
+    "LONG_COLOR",
+    "MAX_DISPLAY_BARS",
+    "SHORT_COLOR",
+    "TABLE_EDGE_ROWS",
+    "benchmark_curve",
+    "build_figure",
+    "display_bucket_ms",
+    "report_metrics",
+    "time_text",
+    "verdict",
+    "write_html",
+]
+
 TABLE_EDGE_ROWS = 500
 CHART_DIV_ID = "pivotal-backtest-chart"
-LONG_COLOR = "#2ca02c"
-SHORT_COLOR = "#d62728"
-_NICE_SECONDS = (1, 5, 15, 30, 60, 180, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200)
-_NICE_BUCKETS_MS = tuple(1000 * s for s in (*_NICE_SECONDS, 86400, 259200, 604800))  # 1s … 1w
-_LONG_SIDES = frozenset({"long", "buy"})
-_SHORT_SIDES = frozenset({"short", "sell"})
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}"
-    "h1{margin-bottom:0.2em}h2{margin-top:1.5em}"
-    ".verdict{font-size:1.15em;padding:0.6em;background:#f4f6f8;border-left:4px solid #888}"
-    ".meta{color:#555}"
-    "table{border-collapse:collapse;margin:0.5em 0;font-size:0.9em}"
-    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-    "th{background:#f0f0f0}td.text,th.text{text-align:left}"
-    "tr.gap td{text-align:center;color:#777;font-style:italic}"
-    "pre{background:#f7f7f7;padding:0.6em;overflow-x:auto}"
-)
 
 
 def write_html(
@@ -174,7 +183,7 @@ def build_figure(
     symbols = list(shown)
     rows = len(symbols) + 2
     titles = [_candle_title(s, period, bucket, len(shown[s])) for s in symbols]
-    suffix = f" (last value per {_span_text(bucket)})" if bucket else ""
+    suffix = f" (last value per {span_text(bucket)})" if bucket else ""
     titles += [f"Equity vs buy & hold [quote]{suffix}", _drawdown_title(bucket)]
     figure = make_subplots(
         rows=rows,
@@ -187,23 +196,23 @@ def build_figure(
     for row, symbol in enumerate(symbols, start=1):
         series = shown[symbol]
         if len(series):
-            x, o, h, lo, c = _resample_candles(series, bucket)
+            x, o, h, lo, c = resample_candles(series, bucket)
             figure.add_trace(
                 go.Candlestick(x=x, open=o, high=h, low=lo, close=c, name=symbol, showlegend=False),
                 row=row,
                 col=1,
             )
-        for trace in _marker_traces(result, symbol, single=len(symbols) == 1):
+        for trace in fill_marker_traces(result, symbol, single=len(symbols) == 1):
             figure.add_trace(trace, row=row, col=1)
 
-    eq_x, eq_y = _resample(ts, np.asarray(result.equity, dtype=np.float64), bucket, "last")
+    eq_x, eq_y = resample_series(ts, np.asarray(result.equity, dtype=np.float64), bucket, "last")
     figure.add_trace(
         go.Scatter(x=eq_x, y=eq_y, name="equity", line={"color": "#1f77b4", "width": 1.5}),
         row=rows - 1,
         col=1,
     )
     if bench is not None:
-        bx, by = _resample(ts, bench, bucket, "last")
+        bx, by = resample_series(ts, bench, bucket, "last")
         figure.add_trace(
             go.Scatter(
                 x=bx, y=by, name="buy & hold", line={"color": "#7f7f7f", "width": 1, "dash": "dot"}
@@ -213,7 +222,7 @@ def build_figure(
         )
     equity = np.asarray(result.equity, dtype=np.float64)
     drawdown = -(1 - equity / np.maximum.accumulate(equity)) * 100
-    dx, dy = _resample(ts, drawdown, bucket, "min")
+    dx, dy = resample_series(ts, drawdown, bucket, "min")
     figure.add_trace(
         go.Scatter(
             x=dx,
@@ -237,26 +246,6 @@ def build_figure(
         template="plotly_white",
     )
     return figure
-
-
-def display_bucket_ms(
-    period_ms: float, n_bars: int, span_ms: int, max_bars: int = MAX_DISPLAY_BARS
-) -> int | None:
-    """The display bucket for ``n_bars`` bars spaced ``period_ms``; None to draw every bar.
-
-    ``k * period`` with the smallest ``k`` that leaves at most ``max_bars``
-    buckets over ``span_ms``, replaced by the smallest round timeframe (1s … 1w) that is a
-    multiple of the bar spacing, also fits, and is at most four times as coarse.
-    """
-    if n_bars <= max_bars:
-        return None
-    step = max(int(period_ms), 1)
-    minimal = (span_ms // (step * max_bars) + 1) * step
-    for bucket in _NICE_BUCKETS_MS:
-        fits = bucket >= minimal and span_ms // bucket + 1 <= max_bars
-        if fits and bucket % step == 0 and bucket <= 4 * minimal:
-            return bucket
-    return minimal
 
 
 def verdict(metrics: Mapping[str, Any], *, n_open: int = 0) -> str:
@@ -286,169 +275,14 @@ def verdict(metrics: Mapping[str, Any], *, n_open: int = 0) -> str:
     return " ".join(parts)
 
 
-# --- traces ------------------------------------------------------------------------------
-
-
-def _marker_traces(result: BacktestResult, symbol: str, *, single: bool) -> list[go.Scatter]:
-    closed = _for_symbol(result.trades, symbol, single)
-    still_open = _for_symbol(result.open_trades, symbol, single)
-    traces = []
-    for label, table, is_open in (("", closed, False), ("open ", still_open, True)):
-        if table.empty:
-            continue
-        side = table["side"].astype(str).str.lower()
-        unknown = sorted(set(side) - _LONG_SIDES - _SHORT_SIDES)
-        if unknown:
-            raise ValueError(f"trade side must be long/short (or buy/sell), got {unknown}")
-        for is_long in (True, False):
-            part = table[side.isin(_LONG_SIDES if is_long else _SHORT_SIDES).to_numpy()]
-            if part.empty:
-                continue
-            name = f"{label}{'long' if is_long else 'short'} entries"
-            traces.append(
-                _markers(
-                    part,
-                    "entry",
-                    f"{symbol} {name}",
-                    ("triangle-up", LONG_COLOR, "#fff")
-                    if is_long
-                    else ("triangle-down", SHORT_COLOR, "#000"),
-                    symbol,
-                )
-            )
-        if not is_open:
-            traces.append(
-                _markers(
-                    table, "exit", f"{symbol} exits", ("triangle-down", SHORT_COLOR, "#fff"), symbol
-                )
-            )
-    return traces
-
-
-def _markers(
-    table: pd.DataFrame, which: str, name: str, style: tuple[str, str, str], symbol: str
-) -> go.Scatter:
-    """Markers at the ``which`` ("entry"/"exit") fills; ``style`` = (shape, fill, outline)."""
-    shape, color, outline = style
-    x = time_text(table[f"{which}_time"].to_numpy(dtype=np.int64))
-    y = table[f"{which}_price"].to_numpy(dtype=np.float64)
-    custom = np.column_stack(
-        [
-            _column(table, "size"),
-            _column(table, "pnl"),
-            _column(table, "return_pct"),
-        ]
-    )
-    return go.Scatter(
-        x=x,
-        y=y,
-        mode="markers",
-        name=name,
-        marker={
-            "symbol": shape,
-            "size": 10,
-            "color": color,
-            "line": {"width": 1, "color": outline},
-        },
-        customdata=custom,
-        hovertemplate=(
-            f"<b>{html.escape(name)}</b><br>%{{x|%Y-%m-%d %H:%M:%S}} UTC<br>price %{{y:,.8g}}"
-            "<br>size %{customdata[0]:.8g}<br>trade pnl %{customdata[1]:,.2f}"
-            f" (%{{customdata[2]:+.2f}} %)<extra>{html.escape(symbol)}</extra>"
-        ),
-    )
-
-
-def _for_symbol(table: pd.DataFrame, symbol: str, single: bool) -> pd.DataFrame:
-    if table is None or table.empty:
-        return pd.DataFrame()
-    if "symbol" not in table.columns:
-        return table if single else pd.DataFrame()
-    return table[table["symbol"].astype(str).to_numpy() == symbol]
-
-
-def _column(table: pd.DataFrame, name: str) -> npt.NDArray[np.float64]:
-    if name not in table.columns:
-        return np.full(len(table), np.nan)
-    return pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=np.float64)
-
-
-# --- display resampling ------------------------------------------------------------------
-
-
-def time_text(ms: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:
-    """UTC ms as naive ISO strings for Plotly's date axes, as short as exactness allows.
-
-    Plotly draws date strings as written, while it would shift epoch numbers into the
-    viewer's time zone; minutes (``2025-01-01T00:00``) when every value is on a minute,
-    else seconds, else milliseconds.
-    """
-    values = np.asarray(ms, dtype=np.int64)
-    unit = "m" if not np.any(values % 60_000) else "s" if not np.any(values % 1_000) else "ms"
-    return np.datetime_as_string(values.astype("datetime64[ms]"), unit=unit)
-
-
-def _starts(
-    ts: npt.NDArray[np.int64], bucket: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:
-    keys = ts // bucket
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    return keys[starts] * bucket, starts
-
-
-def _resample_candles(candles: Candles, bucket: int | None) -> tuple[npt.NDArray[np.float64], ...]:
-    ts = candles.timestamp
-    if bucket is None:
-        return (
-            time_text(ts),
-            candles.open,
-            candles.high,
-            candles.low,
-            candles.close,
-        )
-    x, starts = _starts(ts, bucket)
-    ends = np.r_[starts[1:], len(ts)] - 1
-    return (
-        time_text(x),
-        candles.open[starts],
-        np.fmax.reduceat(candles.high, starts),
-        np.fmin.reduceat(candles.low, starts),
-        candles.close[ends],
-    )
-
-
-def _resample(
-    ts: npt.NDArray[np.int64], values: npt.NDArray[np.float64], bucket: int | None, how: str
-) -> tuple[npt.NDArray[np.str_], npt.NDArray[np.float64]]:
-    if bucket is None:
-        return time_text(ts), values
-    x, starts = _starts(ts, bucket)
-    if how == "min":
-        return time_text(x), np.fmin.reduceat(values, starts)
-    ends = np.r_[starts[1:], len(ts)] - 1
-    return time_text(x), values[ends]
-
-
-def _span_text(ms: float | None) -> str:
-    if ms is None or not math.isfinite(ms) or ms <= 0:
-        return "?"
-    for unit, name in (
-        (604_800_000, "w"),
-        (86_400_000, "d"),
-        (3_600_000, "h"),
-        (60_000, "m"),
-        (1_000, "s"),
-    ):
-        if ms % unit == 0:
-            return f"{int(ms // unit)}{name}"
-    return f"{ms:g}ms"
+# --- titles ------------------------------------------------------------------------------
 
 
 def _candle_title(symbol: str, period: float, bucket: int | None, n: int) -> str:
     if bucket is None:
-        return f"{symbol} — {_span_text(period)} candles"
+        return f"{symbol} — {span_text(period)} candles"
     return (
-        f"{symbol} — {n:,} {_span_text(period)} candles resampled to {_span_text(bucket)} "
+        f"{symbol} — {n:,} {span_text(period)} candles resampled to {span_text(bucket)} "
         "for display; markers at exact fill times"
     )
 
@@ -456,7 +290,7 @@ def _candle_title(symbol: str, period: float, bucket: int | None, n: int) -> str
 def _drawdown_title(bucket: int | None) -> str:
     if bucket is None:
         return "Drawdown [%]"
-    return f"Drawdown [%] (deepest per {_span_text(bucket)})"
+    return f"Drawdown [%] (deepest per {span_text(bucket)})"
 
 
 # --- the page ----------------------------------------------------------------------------
@@ -480,41 +314,25 @@ def _page(result: BacktestResult, metrics: Mapping[str, Any], chart: str, title:
     else:
         note = f"{n:,} closed trades."
     settings = json.dumps(json_safe(result.settings), indent=1, sort_keys=True)
-    return "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en">',
-            "<head>",
-            '<meta charset="utf-8">',
-            f"<title>{html.escape(title)}</title>",
-            f"<style>{_STYLE}</style>",
-            "</head>",
-            "<body>",
-            f"<h1>{html.escape(title)}</h1>",
-            f'<p class="verdict">{html.escape(verdict(metrics, n_open=n_open))}</p>',
-            f'<p class="meta">{html.escape(meta)}</p>',
-            chart,
-            "<h2>Metrics</h2>",
-            _table(["Metric", "Value"], [list(r) for r in format_metrics(metrics)], text_cols=1),
-            '<p class="meta">Definitions: the docstring of pivotal.backtest.metrics '
-            "(backtesting.py's conventions).</p>",
-            "<h2>Trades</h2>",
-            f"<p>{html.escape(note)}</p>",
-            _trade_table(result.trades, edge=TABLE_EDGE_ROWS),
-            gap_section(result.gaps, result.trades),
-            "<h2>Open positions at the end</h2>",
-            _trade_table(result.open_trades, edge=TABLE_EDGE_ROWS) if n_open else "<p>None.</p>",
-            "<h2>Settings</h2>",
-            f"<pre>{html.escape(settings)}</pre>",
-            "</body>",
-            "</html>",
-            "",
-        ]
-    )
-
-
-_TRADE_HEADERS = ("#", "Symbol", "Side", "Entry (UTC)", "Exit (UTC)", "Entry price", "Exit price")
-_TRADE_HEADERS += ("Size", "PnL", "Fees", "Return [%]", "Exit reason")
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="verdict">{html.escape(verdict(metrics, n_open=n_open))}</p>',
+        f'<p class="meta">{html.escape(meta)}</p>',
+        chart,
+        "<h2>Metrics</h2>",
+        html_table(["Metric", "Value"], [list(r) for r in format_metrics(metrics)], text_cols=1),
+        '<p class="meta">Definitions: the docstring of pivotal.backtest.metrics '
+        "(backtesting.py's conventions).</p>",
+        "<h2>Trades</h2>",
+        f"<p>{html.escape(note)}</p>",
+        _trade_table(result.trades, edge=TABLE_EDGE_ROWS),
+        gap_section(result.gaps, result.trades),
+        "<h2>Open positions at the end</h2>",
+        _trade_table(result.open_trades, edge=TABLE_EDGE_ROWS) if n_open else "<p>None.</p>",
+        "<h2>Settings</h2>",
+        f"<pre>{html.escape(settings)}</pre>",
+    ]
+    return html_page(title, body)
 
 
 def _trade_table(trades: pd.DataFrame, *, edge: int) -> str:
@@ -525,61 +343,12 @@ def _trade_table(trades: pd.DataFrame, *, edge: int) -> str:
     if n > 2 * edge:
         positions = np.r_[positions[:edge], positions[-edge:]]
     part = trades.iloc[positions]
-    cols = _trade_text_columns(part)
+    cols = trade_text_columns(part)
     rows = [[str(p + 1), *(col[i] for col in cols)] for i, p in enumerate(positions)]
     if n > 2 * edge:
         gap = f"… {n - 2 * edge:,} trades not shown …"
         rows.insert(edge, [gap])
-    return _table(list(_TRADE_HEADERS), rows, text_cols=5)
-
-
-def _trade_text_columns(part: pd.DataFrame) -> list[list[str]]:
-    def text(name: str) -> list[str]:
-        if name not in part.columns:
-            return [""] * len(part)
-        return ["" if v is None else str(v) for v in part[name].tolist()]
-
-    def times(name: str) -> list[str]:
-        values = _column(part, name)
-        known = np.isfinite(values)
-        text = time_text(np.where(known, values, 0).astype(np.int64))
-        return [t.replace("T", " ") if k else "" for t, k in zip(text, known, strict=True)]
-
-    def numbers(name: str, fmt: str) -> list[str]:
-        return ["" if not math.isfinite(v) else format(v, fmt) for v in _column(part, name)]
-
-    return [
-        text("symbol"),
-        text("side"),
-        times("entry_time"),
-        times("exit_time"),
-        numbers("entry_price", ",.8g"),
-        numbers("exit_price", ",.8g"),
-        numbers("size", ".8g"),
-        numbers("pnl", ",.2f"),
-        numbers("fees", ",.2f"),
-        numbers("return_pct", "+.3f"),
-        text("exit_reason"),
-    ]
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, text_cols: int) -> str:
-    """An HTML table; the first ``text_cols`` columns left-aligned, one-cell rows spanning."""
-
-    def cell(tag: str, value: str, i: int) -> str:
-        cls = ' class="text"' if i < text_cols else ""
-        return f"<{tag}{cls}>{html.escape(value)}</{tag}>"
-
-    head = "".join(cell("th", h, i) for i, h in enumerate(headers))
-    body = []
-    for row in rows:
-        if len(row) == 1 and len(headers) > 1:
-            body.append(
-                f'<tr class="gap"><td colspan="{len(headers)}">{html.escape(row[0])}</td></tr>'
-            )
-        else:
-            body.append("<tr>" + "".join(cell("td", v, i) for i, v in enumerate(row)) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return html_table(["#", *TRADE_HEADERS], rows, text_cols=5)
 
 
 def _finite(value: Any) -> float | None:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from pivotal.backtest.report_page import html_table
 from pivotal.core.gaps import SeriesGap
 from pivotal.core.timeframes import Timeframe
 
@@ -64,14 +65,11 @@ def gap_section(gaps: Sequence[Mapping[str, Any]], trades: pd.DataFrame | None) 
         span = SeriesGap(
             int(gap["last_before_ms"]), int(gap["first_after_ms"]), int(gap["missing_bars"])
         ).describe(str(gap.get("timeframe", "")))
-        cells = [str(gap.get("symbol", "")), span]
-        rows.append("<tr>" + "".join(f'<td class="text">{html.escape(c)}</td>' for c in cells))
-    head = '<tr><th class="text">Symbol</th><th class="text">Gap (UTC)</th></tr>'
+        rows.append([str(gap.get("symbol", "")), span])
     note = (
         f"{len(gaps)} gap(s) in the data (shaded on the chart); {closed} trade(s) were closed "
         "at the last bar before one (exit reason gap)."
     )
-    return (
-        f"<h2>Gaps in the data</h2><p>{html.escape(note)}</p>"
-        f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+    return f"<h2>Gaps in the data</h2><p>{html.escape(note)}</p>" + html_table(
+        ["Symbol", "Gap (UTC)"], rows, text_cols=2
     )

@@ -4,8 +4,8 @@ Each computes its causal signal arrays once (:mod:`pivotal.backtest.signals`) an
 answers at a bar's close: BUY on an entry signal when flat, CLOSE on an exit signal when
 long. They are long-only, like backtesting.py's classic ``SmaCross``; the risk manager
 sizes the entry (all-in by default, sized at the fill price, as backtesting.py does).
-``next_wake`` points the engine at the next signal bar, so bars without a signal cost no
-Python call.
+``next_wake`` points the engine at the next signal bar's close (a UTC ms time), so bars
+without a signal cost no Python call.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from pivotal.backtest.signals import STRATEGY_SIGNALS, Signals, parse_params
 from pivotal.core.candles import Candles
-from pivotal.core.ports import DecisionContext
+from pivotal.core.ports import NEVER, DecisionContext
 from pivotal.core.symbols import Symbol
 from pivotal.core.types import Action, TradingAction
 
@@ -39,7 +39,7 @@ class SignalStrategy:
         self._compute = compute
         self._entries: dict[str, npt.NDArray[np.bool_]] = {}
         self._exits: dict[str, npt.NDArray[np.bool_]] = {}
-        self._events: dict[str, npt.NDArray[np.int64]] = {}
+        self._wakes: dict[str, npt.NDArray[np.int64]] = {}
         self._symbols: dict[str, Symbol] = {}
 
     def warmup_bars(self) -> int:
@@ -53,17 +53,19 @@ class SignalStrategy:
             )
         self._entries[symbol] = np.asarray(signals.entries, dtype=bool)
         self._exits[symbol] = np.asarray(signals.exits, dtype=bool)
-        self._events[symbol] = np.flatnonzero(self._entries[symbol] | self._exits[symbol])
+        events = np.flatnonzero(self._entries[symbol] | self._exits[symbol])
+        self._wakes[symbol] = candles.timestamp[events] + _bar_ms(candles)
         self._symbols[symbol] = Symbol.parse(symbol)
 
     def signals(self, symbol: str) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
         """The prepared (entries, exits) for ``symbol``."""
         return self._entries[symbol], self._exits[symbol]
 
-    def next_wake(self, symbol: str, bar_index: int) -> int:
-        events = self._events[symbol]
-        at = int(np.searchsorted(events, bar_index, side="left"))
-        return int(events[at]) if at < len(events) else len(self._entries[symbol])
+    def next_wake(self, symbol: str, now_ms: int) -> int:
+        """The close (UTC ms) of the first signal bar closing at or after ``now_ms``."""
+        wakes = self._wakes[symbol]
+        at = int(np.searchsorted(wakes, now_ms, side="left"))
+        return int(wakes[at]) if at < len(wakes) else NEVER
 
     def decide(self, context: DecisionContext) -> Sequence[TradingAction]:
         j = context.bar_index
@@ -85,6 +87,16 @@ class SignalStrategy:
                 reason=reason,
             ),
         )
+
+
+def _bar_ms(candles: Candles) -> int:
+    """The series' bar length in ms: the smallest step between consecutive opens (a series
+    on one timeframe's grid with two adjacent bars anywhere; gaps only make steps longer).
+    With fewer than two bars, 1 ms: the wake-up then falls inside the bar, which is enough
+    for the runtime to pick that bar (it wakes at the first close at or after it)."""
+    if len(candles) < 2:
+        return 1
+    return int(np.diff(candles.timestamp).min())
 
 
 def strategy_names() -> list[str]:

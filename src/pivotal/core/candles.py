@@ -137,6 +137,14 @@ class Candles:
             object.__setattr__(view, name, getattr(self, name)[:stop])
         return view
 
+    def rows(self, start: int, stop: int) -> Candles:
+        """Candles ``start..stop-1`` as views, without re-validating the columns (as
+        :meth:`head`): the per-bar path pushes one-row views of this kind to the broker."""
+        view = object.__new__(Candles)
+        for name in CANDLE_COLUMNS:
+            object.__setattr__(view, name, getattr(self, name)[start:stop])
+        return view
+
     def columns(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in CANDLE_COLUMNS}
 

@@ -11,8 +11,10 @@ asset (USDT), times in UTC milliseconds since the epoch. Fees are positive numbe
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class OrderSide(StrEnum):
@@ -47,15 +49,24 @@ class OrderType(StrEnum):
 
 
 class OrderStatus(StrEnum):
-    """Lifecycle: new → open → partially filled → filled / cancelled / rejected / expired."""
+    """Lifecycle: new → (submitted →) open → partially filled → filled / cancelled / rejected /
+    expired, with ``pending_cancel`` between a cancel request and the venue's answer.
+
+    ``SUBMITTED`` and ``PENDING_CANCEL`` are the in-flight states of a venue that answers
+    asynchronously (an exchange): sent but not yet acknowledged, cancel sent but not yet
+    confirmed (fills may still arrive then). Both count as active. A broker that answers at
+    once (the simulated one) goes NEW → OPEN and straight to CANCELLED.
+    """
 
     NEW = "new"
+    SUBMITTED = "submitted"
     OPEN = "open"
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
     CANCELLED = "cancelled"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    PENDING_CANCEL = "pending_cancel"
 
     @property
     def is_terminal(self) -> bool:
@@ -74,6 +85,7 @@ _TERMINAL = frozenset(
 ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.NEW: frozenset(
         {
+            OrderStatus.SUBMITTED,
             OrderStatus.OPEN,
             OrderStatus.PARTIALLY_FILLED,
             OrderStatus.FILLED,
@@ -89,6 +101,7 @@ ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
             OrderStatus.CANCELLED,
             OrderStatus.EXPIRED,
             OrderStatus.REJECTED,
+            OrderStatus.PENDING_CANCEL,
         }
     ),
     OrderStatus.PARTIALLY_FILLED: frozenset(
@@ -97,9 +110,30 @@ ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
             OrderStatus.FILLED,
             OrderStatus.CANCELLED,
             OrderStatus.EXPIRED,
+            OrderStatus.PENDING_CANCEL,
         }
     ),
     OrderStatus.FILLED: frozenset(),
+    OrderStatus.SUBMITTED: frozenset(
+        {
+            OrderStatus.OPEN,
+            OrderStatus.PARTIALLY_FILLED,
+            OrderStatus.FILLED,
+            OrderStatus.REJECTED,
+            OrderStatus.CANCELLED,
+            OrderStatus.EXPIRED,
+            OrderStatus.PENDING_CANCEL,
+        }
+    ),
+    OrderStatus.PENDING_CANCEL: frozenset(
+        {
+            OrderStatus.PARTIALLY_FILLED,
+            OrderStatus.FILLED,
+            OrderStatus.CANCELLED,
+            OrderStatus.EXPIRED,
+            OrderStatus.OPEN,  # the venue refused the cancel: the order works on
+        }
+    ),
     OrderStatus.CANCELLED: frozenset(),
     OrderStatus.REJECTED: frozenset(),
     OrderStatus.EXPIRED: frozenset(),
@@ -133,12 +167,19 @@ def _check_price(name: str, value: float | None) -> None:
 class OrderRequest:
     """What a strategy (through the risk manager) asks a broker to do.
 
-    Size is given either as ``quantity`` (base units) or as ``equity_fraction``: the share
-    of the account's *available* margin (equity minus margin already used, times leverage)
-    to commit, turned into a quantity **at fill time** from the fill price and the fee,
-    rounded down to the broker's lot size (the way backtesting.py sizes
-    ``buy(size=0.999…)`` from its ``margin_available``). When flat, available = equity.
-    Exactly one of the two is set.
+    Size: ``quantity`` (base units) is what a venue executes. ``equity_fraction`` is the
+    sizing *intent*: the share of the account's *available* margin (equity minus margin
+    already used, times leverage) to commit. At least one is set:
+
+    - ``quantity`` alone: a fixed size;
+    - both (what the risk manager sends): ``quantity`` was computed from the fraction at the
+      decision price (fees and lot size included); an exchange broker executes
+      ``quantity``; the simulated broker, with ``size_at_fill`` on (its default, for
+      backtesting.py parity), re-sizes from the fraction at the fill price instead;
+    - ``equity_fraction`` alone: sized **at fill time** from the fill price and the fee,
+      rounded down to the lot size (the way backtesting.py sizes ``buy(size=0.999…)`` from
+      its ``margin_available``; when flat, available = equity). Only a broker that can
+      size at fill (the simulated one) accepts it; an exchange broker refuses it.
 
     ``reduce_only`` orders may only shrink the position; a broker cuts them to the
     position's size and rejects them when flat. ``client_order_id`` makes submission
@@ -164,10 +205,9 @@ class OrderRequest:
         object.__setattr__(self, "side", OrderSide(self.side))
         object.__setattr__(self, "type", OrderType(self.type))
         object.__setattr__(self, "time_in_force", TimeInForce(self.time_in_force))
-        if (self.quantity is None) == (self.equity_fraction is None):
+        if self.quantity is None and self.equity_fraction is None:
             raise ValueError(
-                "give exactly one of quantity (base units) or equity_fraction (share of equity)"
-                f"; got quantity={self.quantity!r}, equity_fraction={self.equity_fraction!r}"
+                "give quantity (base units), equity_fraction (share of equity) or both; got neither"
             )
         if self.quantity is not None and (
             not isinstance(self.quantity, int | float)
@@ -207,6 +247,11 @@ class OrderRequest:
             raise ValueError("expire_at_ms is only valid with time_in_force GTD")
 
     @property
+    def sized_at_fill(self) -> bool:
+        """Whether only ``equity_fraction`` is set: the size is known only at the fill."""
+        return self.quantity is None
+
+    @property
     def is_taker(self) -> bool:
         """Market, stop and take-profit orders take liquidity; limit orders make it."""
         return self.type is not OrderType.LIMIT
@@ -215,7 +260,12 @@ class OrderRequest:
 @dataclass(frozen=True, slots=True)
 class Order:
     """A broker's snapshot of one order. ``quantity`` is None until an equity-fraction order
-    is sized at its first fill."""
+    is sized at its first fill.
+
+    ``order_id`` is the broker's own id; ``venue_order_id`` the id the venue (exchange)
+    gave the order, None until it acknowledged it; ``raw`` the venue's last payload about
+    the order as received (for audit and debugging; never read by the trading logic).
+    """
 
     request: OrderRequest
     client_order_id: str
@@ -228,6 +278,8 @@ class Order:
     average_fill_price: float | None = None
     fees_paid: float = 0.0
     reason: str = ""
+    venue_order_id: str | None = None
+    raw: Mapping[str, Any] | None = None
 
     @property
     def symbol(self) -> str:
@@ -250,7 +302,12 @@ class Order:
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """One execution. ``fee`` is positive and in the quote asset."""
+    """One execution. ``fee`` is positive and in the quote asset.
+
+    ``venue_order_id``/``venue_trade_id`` are the venue's ids of the order and of this
+    execution (a live broker deduplicates fills by ``venue_trade_id``); ``raw`` the venue's
+    payload as received. None where the venue gives none.
+    """
 
     order_id: str
     client_order_id: str
@@ -262,6 +319,9 @@ class Fill:
     liquidity: Liquidity
     timestamp: int
     tag: str = ""
+    venue_order_id: str | None = None
+    venue_trade_id: str | None = None
+    raw: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.quantity) and self.quantity > 0):

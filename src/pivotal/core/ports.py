@@ -5,6 +5,8 @@
   so strategies, the risk manager and the orchestrator run the same code in every mode.
 - :class:`DecisionSource` is what the backtester and the orchestrator call for decisions:
   a reference strategy, or the orchestrator's model ensemble.
+- :class:`MarketFeed` delivers market events (:mod:`pivotal.core.events`) to the runtime:
+  a replay feed over stored candles, or an exchange's live streams.
 
 Fills and order changes are *pulled*: ``Broker.drain_events()`` returns everything that
 happened since the last call, oldest first, so one loop owns all state (no callbacks
@@ -15,16 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from pivotal.core.orders import AccountSnapshot, Fill, Order, OrderEvent, OrderRequest
 
 if TYPE_CHECKING:
     from pivotal.core.candles import Candles
+    from pivotal.core.events import MarketEvent
     from pivotal.core.timeframes import Timeframe
     from pivotal.core.types import TradingAction
 
 BrokerEvent = OrderEvent | Fill
+
+#: What :meth:`DecisionSource.next_wake` returns when the source never wants to decide again
+#: for a symbol (a time after any close: 2**63 - 1 ms).
+NEVER: Final[int] = 2**63 - 1
 
 
 @runtime_checkable
@@ -80,10 +87,16 @@ class DecisionSource(Protocol):
 
     ``prepare`` receives a symbol's full candle series once before the run so a strategy
     can compute its *causal* indicators in bulk (each value at bar i uses bars ≤ i only).
-    ``next_wake(symbol, i)`` returns the first bar index ≥ i at which ``decide`` must run;
-    a source that needs every bar returns ``i``. The engine skips the bars in between, which
-    is what makes signal strategies fast; fills, stops and equity are still computed for
-    every bar.
+
+    **Wake-ups are keyed by time.** ``next_wake(symbol, now_ms)`` returns a UTC ms close
+    time ``>= now_ms``: ``decide`` runs next at the first of the symbol's bars whose close is
+    at or after it. A source that needs every bar returns ``now_ms``; one that is done
+    returns :data:`NEVER`. The runtime asks first with the close of the symbol's first bar
+    past the warm-up (``warmup_bars()`` counts bars: decisions start at bar index
+    ``warmup_bars()``), then after each decision (or gap close) at a close ``c`` with
+    ``c + 1``. The backtest engine skips the bars in between, which is what makes signal
+    strategies fast; fills, stops and equity are still computed for every bar. A live loop
+    asks the same question, so it needs no bar count that only a replay knows.
     """
 
     name: str
@@ -92,6 +105,21 @@ class DecisionSource(Protocol):
 
     def prepare(self, symbol: str, candles: Candles) -> None: ...
 
-    def next_wake(self, symbol: str, bar_index: int) -> int: ...
+    def next_wake(self, symbol: str, now_ms: int) -> int: ...
 
     def decide(self, context: DecisionContext) -> Sequence[TradingAction]: ...
+
+
+@runtime_checkable
+class MarketFeed(Protocol):
+    """The venue edge that produces market events for the runtime's loop.
+
+    ``next_events()`` returns the events of the next event time, every symbol and stream
+    that has one then, in a fixed order (base-timeframe candles of the traded symbols first,
+    then other streams); ``None`` when the feed has finished. An empty sequence means
+    nothing happened (a heartbeat). A replay feed first moves its
+    :class:`~pivotal.core.clock.ReplayClock` to that time; a live feed blocks until the
+    events arrive (the wall clock is then already past them).
+    """
+
+    def next_events(self) -> Sequence[MarketEvent] | None: ...

@@ -126,6 +126,15 @@ class LearningConfig(StrictModel):
     )
     retrain_epochs: int = Field(default=5, ge=1)
     buffer: int = Field(default=5_000, ge=16, description="matured examples kept per expert")
+    apply_after_steps: int = Field(
+        default=16,
+        ge=1,
+        description="a candidate trains on a worker thread; its result (promoted weights, "
+        "events, checkpoint) takes effect this many steps after the step that asked for it, "
+        "waiting there if the worker is late, so a replay is deterministic (1: before the "
+        "next step, as if trained inline). Paper and live runs apply results as soon as "
+        "they are ready instead",
+    )
     keep_checkpoints: int = Field(default=5, ge=1)
     checkpoint_dir: Path | None = Field(
         default=None,
@@ -176,6 +185,12 @@ class OrchestratorConfig(StrictModel):
     )
     output_capacity: int = Field(
         default=1_000, ge=1, description="outputs kept in memory per model and symbol"
+    )
+    frame_capacity: int = Field(
+        default=1_500,
+        ge=2,
+        description="candles the market frame keeps per symbol and timeframe (seed 003's "
+        "1,500-candle cache); at least the largest expert's frames",
     )
 
     @model_validator(mode="after")

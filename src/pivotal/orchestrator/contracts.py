@@ -21,7 +21,7 @@ of a step is the close time of the base-timeframe bar that triggered it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -111,6 +111,12 @@ class InferenceRequest:
     input: BaseDataInput
     upstream: Mapping[str, ModelOutput]
     account: AccountSnapshot
+    observe: Callable[[Any], npt.NDArray[np.float32] | None] | None = None
+    """Reads the expert's encoded input at this step from the market frame:
+    ``observe(builder)`` with the expert's
+    :class:`~pivotal.features.inputs.observation.ObservationBuilder` gives the unscaled
+    ``(streams, frames, channels)`` float32 window, or None where the frame holds no valid
+    window (too few bars, a gap). None when the step has no frame (a test's bare request)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +241,12 @@ class TrainableGate(Protocol):
 
 @runtime_checkable
 class TrainableExpert(Expert, Protocol):
-    """An expert the learning loop updates online; every method runs on the orchestrator's
-    thread between steps (never concurrently with ``infer``)."""
+    """An expert the learning loop updates online. The loop trains a *training copy* of it
+    on its worker thread (``training_copy()`` when the expert has one, else
+    ``copy.deepcopy``; see :mod:`~pivotal.orchestrator.learning_worker`): the copy's
+    methods run there, while the live expert infers; the live expert itself only gets
+    ``restore`` (promoted weights) and ``load``, on the orchestrator's thread between steps
+    (never concurrently with ``infer``)."""
 
     def snapshot(self) -> Any:
         """A copy of the current weights (and optimizer state) for :meth:`restore`."""

@@ -15,7 +15,9 @@
    event every time). An expert whose dependency gave no output this step is skipped too.
 4. **Call.** Every call runs on the expert's own daemon worker thread
    (:class:`~pivotal.orchestrator.workers.CallWorker`) and is awaited for at most
-   ``InferenceConfig.timeout_ms``, so a hung model never blocks the step. With
+   ``InferenceConfig.timeout_ms``, so a hung model never blocks the step. A replay's builder
+   passes ``calls="inline"`` (:class:`~pivotal.orchestrator.workers.InlineCall`): calls run
+   on the caller's thread, no hand-off and nothing that depends on wall time. With
    ``parallel=True`` the experts of a level run at the same time; otherwise one at a time,
    still on their workers (so the timeout holds either way).
 5. **Check the answer.** A failure is a raise, a timeout, or an invalid answer (not an
@@ -42,7 +44,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
 from types import MappingProxyType
@@ -63,7 +65,7 @@ from pivotal.orchestrator.contracts import (
     InferenceRequest,
     action_probabilities,
 )
-from pivotal.orchestrator.workers import CallWorker
+from pivotal.orchestrator.workers import CallWorker, InlineCall
 
 __all__ = [
     "EventKind",
@@ -129,7 +131,7 @@ class _Slot:
     failures: int = 0
     last_failure: str = ""
     isolated_reason: str = ""
-    worker: CallWorker | None = None
+    worker: CallWorker | InlineCall | None = None
     logged: set[tuple[str, ...]] = field(default_factory=set)
 
 
@@ -238,7 +240,13 @@ class ModelInferenceCoordinator:
     """Runs the experts of a step in dependency order with validation, timeouts, isolation
     and fallbacks (module docstring). A context manager: :meth:`close` stops the workers."""
 
-    def __init__(self, experts: Sequence[Expert], config: InferenceConfig | None = None) -> None:
+    def __init__(
+        self,
+        experts: Sequence[Expert],
+        config: InferenceConfig | None = None,
+        *,
+        calls: Literal["threads", "inline"] = "threads",
+    ) -> None:
         experts = list(experts)
         for expert in experts:
             if not isinstance(expert, Expert):
@@ -250,6 +258,9 @@ class ModelInferenceCoordinator:
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"expert names must be unique; repeated: {repeated}")
+        if calls not in ("threads", "inline"):
+            raise ValueError(f"calls must be 'threads' or 'inline', got {calls!r}")
+        self._worker = InlineCall if calls == "inline" else CallWorker
         self._config = config or InferenceConfig()
         self._timeout_s = self._config.timeout_ms / 1000.0
         self._levels = _levels(experts)
@@ -348,6 +359,7 @@ class ModelInferenceCoordinator:
         account: AccountSnapshot,
         *,
         updated: Collection[Timeframe] | None = None,
+        observe: Callable[[Any], Any] | None = None,
     ) -> StepResult:
         """Run the triggered experts on the step's ``input`` at ``timestamp`` (UTC ms, the
         close of the bar that triggered the step); see the module docstring.
@@ -364,9 +376,9 @@ class ModelInferenceCoordinator:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the coordinator is closed; build a new one")
-            return _Step(self, str(sym), sym, timestamp, input, account).run(
-                self._triggered(updated)
-            )
+            step = _Step(self, str(sym), sym, timestamp, input, account)
+            step.observe = observe
+            return step.run(self._triggered(updated))
 
     def _symbol(self, symbol: str) -> Symbol:
         parsed = self._symbols.get(symbol)
@@ -472,6 +484,7 @@ class _Step:
         "inferences",
         "input",
         "latency",
+        "observe",
         "outputs",
         "reports",
         "skipped",
@@ -502,6 +515,7 @@ class _Step:
         coordinator._pending = []
         self.latency: dict[str, float] = {}
         self.reports: dict[InputSpec, InputReport] = {}
+        self.observe: Callable[[Any], Any] | None = None
 
     def run(self, triggered: frozenset[str]) -> StepResult:
         coordinator = self.coordinator
@@ -556,18 +570,19 @@ class _Step:
             self._skip(slot, report.message(), _problem_kind(report))
             return None
         upstream = {dep: self.outputs[dep] for dep in slot.depends_on}
-        request = InferenceRequest(self.symbol, self.timestamp, self.input, upstream, self.account)
+        request = InferenceRequest(
+            self.symbol, self.timestamp, self.input, upstream, self.account, self.observe
+        )
         return slot, request
 
-    @staticmethod
-    def _submit(slot: _Slot, request: InferenceRequest) -> CallWorker:
+    def _submit(self, slot: _Slot, request: InferenceRequest) -> CallWorker | InlineCall:
         worker = slot.worker
         if worker is None:
-            worker = slot.worker = CallWorker(slot.name)
+            worker = slot.worker = self.coordinator._worker(slot.name)
         worker.submit(slot.expert.infer, request)
         return worker
 
-    def _collect(self, slot: _Slot, worker: CallWorker, start: float) -> None:
+    def _collect(self, slot: _Slot, worker: CallWorker | InlineCall, start: float) -> None:
         """Await ``worker``'s call (the timeout counted from ``start``) and judge it."""
         coordinator = self.coordinator
         timeout_s = coordinator._timeout_s

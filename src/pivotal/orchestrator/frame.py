@@ -1,41 +1,40 @@
-"""The full base frame that stays current: what the orchestrator knows about the market.
+"""The base frame that stays current: what the orchestrator knows about the market.
 
-A :class:`MarketFrame` holds, per symbol, candle histories of any number of timeframes, COB
-snapshots and trades, and a cursor ``known_until`` (UTC ms) per symbol. Only what the cursor
-has reached is visible: a candle of timeframe ``tf`` once it has *closed*
-(``open + tf.ms <= known_until``), a pivot once *confirmed* (its confirm bar closed), the
-newest COB snapshot taken at or before the cursor, the trades of the window just before it.
+A :class:`MarketFrame` holds, per symbol, bounded rolling windows of candles of any number of
+timeframes (the newest ``capacity`` candles each, seed 003's 1,500 by default), COB snapshots
+and trades, and a cursor ``known_until`` (UTC ms) per symbol. Only what the cursor has reached
+is visible: a candle of timeframe ``tf`` once it has *closed* (``open + tf.ms <=
+known_until``), a pivot once *confirmed* (its confirm bar closed), the newest COB snapshot
+taken at or before the cursor, the trades of the window just before it.
 
-**One code path for backtest and live.** A backtest :meth:`~MarketFrame.load`\\ s whole
-histories up front (nothing visible yet) and moves the cursor bar by bar with
-:meth:`~MarketFrame.advance`; live code :meth:`~MarketFrame.append_candles` as candles close
-and advances the cursor to their close. Re-appending a bar the frame already holds is a no-op,
-so a backtest may publish its preloaded bars through the same subscription path as live.
-
-**Derived data, causal and exact.** Per timeframe the raw indicator feature set
-(:func:`~pivotal.features.indicators.compute_indicator_features`) and, for the pivot
-timeframe, the Williams pivots (:func:`~pivotal.features.pivots.williams.williams_pivots`,
-levels and strength from :class:`~pivotal.features.inputs.ColumnsConfig`) are computed in bulk
-over the whole history. Both are prefix-stable (row ``i`` depends on candles ``0..i`` only;
-the pivots of a prefix are the full run's pivots confirmed within it), so what the frame shows
-at ``t`` equals what a frame loaded with the history truncated at ``t`` shows, and growing a
-history bar by bar gives exactly what loading it at once gives. After an append the derived
-data is recomputed over the whole history on its next read (a burst of appends costs one
-recomputation).
+**Pushed, incremental, bounded.** Candles are pushed as they close
+(:meth:`~MarketFrame.append_candles`) and the cursor moves with :meth:`~MarketFrame.advance`.
+Each candle is folded into its window once: its per-candle columns
+(:class:`~pivotal.features.inputs.streaming_columns.StreamingCandleColumns`: the raw indicator
+feature set, the scale-free indicator and newest-pivot columns) and the Williams pivots it
+confirms are computed by the streaming twins at O(1) cost, so no work grows with the history.
+Values equal the batch computations over the whole history
+(:func:`~pivotal.features.indicators.compute_indicator_features`,
+:func:`~pivotal.features.pivots.williams.williams_pivots`,
+:func:`~pivotal.features.inputs.candle_columns`) within rtol 1e-10 / atol 1e-8, at every bar
+and across gaps; they depend on the candles since the first one pushed, not on the window.
+Re-appending a bar the frame holds is a no-op, so a replay may publish its bars through the
+same subscription path as live. A replay may also :meth:`~MarketFrame.load` whole histories
+up front: they are kept as a backlog (the caller's arrays, not copied) and fed into the
+windows as the cursor reaches each candle's close, so nothing is derived ahead of the cursor.
 
 **Gaps** (:mod:`pivotal.core.gaps`): indicators and pivots restart after every gap of more
-than ``max_missing_bars`` bars (computed per segment, as if each were a separate series);
-an input's candle windows never hold bars from both sides of a gap (they start after it, and
-a stream whose newest closed candle lies before a gap reaching the cursor has no window), and
-it carries neither the indicators of such a stale stream nor pivots from before the gap. An
-expert whose spec then lacks frames is skipped by the coordinator's input validation.
+than ``max_missing_bars`` bars (as if each segment were a separate series); an input's candle
+windows never hold bars from both sides of a gap (they start after it, and a stream whose
+newest closed candle lies before a gap reaching the cursor has no window), and it carries
+neither the indicators of such a stale stream nor pivots from before the gap. An expert whose
+spec then lacks frames is skipped by the coordinator's input validation.
 
-**Cost per step.** Candle histories live in column arrays (grown by doubling when appended),
-windows are views, and the per-step parts are cached: the indicator dict of a timeframe's
-newest closed row, the pivot tuple of a confirmed count, the order-flow sums of a trade
-window. :meth:`~MarketFrame.advance` plus :meth:`~MarketFrame.input` cost a few tens of
-microseconds for three 300-frame timeframes, most of it in
-:func:`~pivotal.features.inputs.build_input`.
+**Reading.** :meth:`~MarketFrame.input` builds the standardized ``BaseDataInput`` (windows
+are views of the rolling buffers, which are never overwritten in place, so a view keeps its
+values while the frame grows); :meth:`~MarketFrame.observe` builds the encoded tensor of an
+:class:`~pivotal.features.inputs.observation.ObservationBuilder` from the windows directly,
+equal to the bulk dataset's sample. A spec may read at most ``capacity`` frames.
 
 The frame is owned by one thread (the orchestrator's); other threads hand it data through
 the :class:`~pivotal.orchestrator.subscriptions.DataSubscriptionManager`.
@@ -43,6 +42,7 @@ the :class:`~pivotal.orchestrator.subscriptions.DataSubscriptionManager`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -50,26 +50,25 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from pivotal.core.candles import CANDLE_COLUMNS, Candles
-from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, is_gap, segment_starts
+from pivotal.core.candles import Candles
+from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.trades import Trades
-from pivotal.core.types import BaseDataInput, COBData, ModelOutput, PivotKind, PivotPoint
-from pivotal.features.indicators.feature_set import IndicatorConfig, compute_indicator_features
+from pivotal.core.types import BaseDataInput, COBData, ModelOutput, PivotPoint
 from pivotal.features.inputs.builder import build_input
 from pivotal.features.inputs.columns import ColumnsConfig
 from pivotal.features.inputs.history import COBHistory
+from pivotal.features.inputs.observation import ObservationBuilder
+from pivotal.features.inputs.rolling import DEFAULT_CAPACITY, RollingCandles
 from pivotal.features.inputs.spec import InputSpec
 from pivotal.features.orderbook.order_flow import OrderFlowConfig
-from pivotal.features.pivots.williams import williams_pivots
+from pivotal.orchestrator.frame_series import FrameSeries, columns_key
 from pivotal.orchestrator.trade_log import TradeLog
 
 __all__ = ["MarketFrame", "RowSplit"]
 
 _EMPTY = Candles.empty()
-_KINDS = (PivotKind.HIGH, PivotKind.LOW)  # williams_pivots' category codes 0, 1
-_MIN_CAPACITY = 256  # rows allocated at least when a history starts growing
 
 
 class RowSplit(NamedTuple):
@@ -102,10 +101,24 @@ def _check_order(candles: Any, where: str) -> Candles:
     return candles
 
 
+def _valid_bar(candle: Candles) -> bool:
+    o, h, lo, c, v = (
+        float(candle.open[0]),
+        float(candle.high[0]),
+        float(candle.low[0]),
+        float(candle.close[0]),
+        float(candle.volume[0]),
+    )
+    finite = math.isfinite(o) and math.isfinite(h) and math.isfinite(lo) and math.isfinite(c)
+    return finite and math.isfinite(v) and v >= 0 and c > 0 and h >= lo
+
+
 def _check_candles(candles: Any, where: str) -> Candles:
     """Refuses what would break the derived data later: unsorted or repeated open times,
     NaN or infinite values, ``close <= 0``, negative volume, ``high < low``."""
     ts = _check_order(candles, where).timestamp
+    if len(ts) == 1 and _valid_bar(candles):  # the live path: one bar, checked in Python
+        return candles
     problems = (
         ("is NaN or infinite", lambda c: ~np.isfinite(c.open + c.high + c.low + c.close)),
         (
@@ -126,194 +139,6 @@ def _check_candles(candles: Any, where: str) -> Candles:
     return candles
 
 
-def _read_only(array: np.ndarray) -> np.ndarray:
-    view = array.view()
-    view.flags.writeable = False
-    return view
-
-
-class _Series:
-    """One (symbol, timeframe) candle history plus its derived data, computed lazily."""
-
-    __slots__ = (
-        "_base",
-        "_buffers",
-        "_capacity",
-        "_closed",
-        "_ind",
-        "_ind_keys",
-        "_ind_n",
-        "_ind_row",
-        "_piv",
-        "_piv_cache",
-        "_piv_n",
-        "_piv_t",
-        "_seg",
-        "_seg_n",
-        "all",
-        "gap_bars",
-        "n",
-        "tf",
-        "tf_ms",
-    )
-
-    def __init__(
-        self, tf: Timeframe, candles: Candles, gap_bars: int = DEFAULT_MAX_MISSING_BARS
-    ) -> None:
-        self.tf = tf
-        self.tf_ms = tf.ms
-        self.gap_bars = gap_bars
-        self._seg_n = -1
-        self._seg = np.empty(0, np.int64)  # row of the first bar of every segment
-        self.all = candles  # every known row, visible or not
-        self.n = len(candles)
-        self._base = candles
-        self._buffers: dict[str, np.ndarray] | None = None  # writable once the series grows
-        self._capacity = len(candles)
-        self._closed = (-1, -1, 0)  # (t, rows, closed rows) of the last closed_end call
-        self._ind_n = -1
-        self._ind_keys: tuple[str, ...] = ()
-        self._ind = np.empty((0, 0))  # (rows, features): one row's values in one read
-        self._ind_row: tuple[int, dict[str, float]] = (-1, {})
-        self._piv_n = -1
-        self._piv_t = (-1, -1, 0)  # (t, rows, confirmed pivots) of the last pivot_count call
-        self._piv: tuple[np.ndarray, ...] = ()
-        self._piv_cache: tuple[int, int, tuple[PivotPoint, ...]] = (0, 0, ())
-
-    def extend(self, rows: Candles) -> None:
-        n, k = self.n, len(rows)
-        need = n + k
-        if self._buffers is None or need > self._capacity:
-            capacity = max(need, 2 * self._capacity, _MIN_CAPACITY)
-            buffers = {}
-            for name in CANDLE_COLUMNS:
-                old = getattr(self.all, name)
-                buffers[name] = np.zeros(capacity, dtype=old.dtype)
-                buffers[name][:n] = old
-            self._buffers, self._capacity = buffers, capacity
-            # read-only views: Candles keeps them without copying, and rows below n are never
-            # written again, so views handed out earlier stay valid
-            self._base = Candles(*(_read_only(buffers[c]) for c in CANDLE_COLUMNS))
-        for name in CANDLE_COLUMNS:
-            self._buffers[name][n:need] = getattr(rows, name)
-        self.all = self._base.head(need)
-        self.n = need
-
-    def closed_end(self, t: int) -> int:
-        """Rows closed at ``t``: ``open + tf.ms <= t``."""
-        last_t, last_n, end = self._closed
-        n = self.n
-        if t != last_t or n != last_n:
-            end = int(self.all.timestamp.searchsorted(t - self.tf_ms, side="right"))
-            self._closed = (t, n, end)
-        return end
-
-    # -- gaps ---------------------------------------------------------------------------
-    def stale(self, end: int, t: int) -> bool:
-        """Whether a gap separates the newest of the first ``end`` rows from ``t``."""
-        return end > 0 and is_gap(int(self.all.timestamp[end - 1]), t, self.tf_ms, self.gap_bars)
-
-    def segment_start(self, row: int) -> int:
-        """Open time of the first bar of ``row``'s segment."""
-        if self._seg_n != self.n:
-            starts = segment_starts(self.all.timestamp, self.tf_ms, self.gap_bars)
-            self._seg = np.flatnonzero(starts)
-            self._seg_n = self.n
-        first = self._seg[int(self._seg.searchsorted(row, side="right")) - 1]
-        return int(self.all.timestamp[first])
-
-    # -- indicators ---------------------------------------------------------------------
-    def ensure_indicators(self, config: IndicatorConfig) -> None:
-        if self._ind_n != self.n:
-            features = compute_indicator_features(
-                self.all,
-                config,
-                allow_short=True,
-                step_ms=self.tf_ms,
-                max_missing_bars=self.gap_bars,
-            )
-            self._ind_keys = tuple(f"{self.tf}/{name}" for name in features)
-            self._ind = np.column_stack(tuple(features.values()))
-            self._ind_n = self.n
-            self._ind_row = (-1, {})
-
-    def indicator_row(self, row: int, config: IndicatorConfig) -> dict[str, float]:
-        """``{"<tf>/<name>": value}`` of row ``row`` (cached: the same dict for the same row)."""
-        self.ensure_indicators(config)
-        cached_row, values = self._ind_row
-        if cached_row != row:
-            values = dict(zip(self._ind_keys, self._ind[row].tolist(), strict=True))
-            self._ind_row = (row, values)
-        return values
-
-    # -- pivots -------------------------------------------------------------------------
-    def ensure_pivots(self, columns: ColumnsConfig) -> None:
-        if self._piv_n == self.n:
-            return
-        c = self.all
-        if self.n:
-            frame = williams_pivots(
-                c.high,
-                c.low,
-                levels=columns.pivot_levels,
-                strength=columns.pivot_strength,
-                timestamps=c.timestamp,
-                step_ms=self.tf_ms,
-                max_missing_bars=self.gap_bars,
-            )
-            confirm = frame["confirm_index"].to_numpy()
-            self._piv = (
-                c.timestamp[confirm] + self.tf_ms,  # confirmed_at: the confirm bar's close
-                c.timestamp[frame["index"].to_numpy()],
-                frame["price"].to_numpy(),
-                frame["kind"].cat.codes.to_numpy(),
-                frame["level"].to_numpy(),
-            )
-        else:
-            self._piv = (np.empty(0, np.int64),) * 2 + (np.empty(0),) + (np.empty(0, np.int8),) * 2
-        self._piv_n = self.n
-        self._piv_cache = (0, 0, ())
-
-    def pivot_count(self, t: int, columns: ColumnsConfig) -> int:
-        """Pivots confirmed at ``t`` (rows are sorted by confirmation)."""
-        last_t, last_n, count = self._piv_t
-        n = self.n
-        if t != last_t or n != last_n:
-            self.ensure_pivots(columns)
-            count = int(self._piv[0].searchsorted(t, side="right"))
-            self._piv_t = (t, n, count)
-        return count
-
-    def segment_pivots(self, count: int, end: int, t: int) -> int:
-        """How many of the first ``count`` pivots belong to the segment of row ``end - 1``
-        (0 when a gap separates that row from ``t``)."""
-        if not end or self.stale(end, t):
-            return 0
-        first = int(self._piv[0].searchsorted(self.segment_start(end - 1), side="right"))
-        return max(0, count - first)
-
-    def pivot_points(self, symbol: Symbol, count: int, keep: int) -> tuple[PivotPoint, ...]:
-        """The newest ``keep`` of the first ``count`` pivots (oldest first); builds only the
-        pivots that the cached tuple lacks."""
-        start = max(0, count - keep)
-        c_start, c_count, cached = self._piv_cache
-        if (c_start, c_count) == (start, count):
-            return cached
-        if c_start <= start <= c_count <= count and cached:
-            points = cached[start - c_start :] + self._build_points(symbol, c_count, count)
-        else:
-            points = self._build_points(symbol, start, count)
-        self._piv_cache = (start, count, points)
-        return points
-
-    def _build_points(self, symbol: Symbol, lo: int, hi: int) -> tuple[PivotPoint, ...]:
-        confirmed, extreme, price, kind, level = (a[lo:hi].tolist() for a in self._piv)
-        return tuple(
-            PivotPoint(symbol, ts, conf, p, _KINDS[k], lv)
-            for conf, ts, p, k, lv in zip(confirmed, extreme, price, kind, level, strict=True)
-        )
-
-
 class _Market:
     """Everything the frame holds of one symbol."""
 
@@ -321,11 +146,11 @@ class _Market:
 
     def __init__(self, symbol: Symbol) -> None:
         self.symbol = symbol
-        self.series: dict[Timeframe, _Series] = {}
+        self.series: dict[Timeframe, FrameSeries] = {}
         self.known: int | None = None
         self.trades: TradeLog | None = None
 
-    def visible(self, tf: Timeframe | None) -> tuple[_Series | None, int]:
+    def visible(self, tf: Timeframe | None) -> tuple[FrameSeries | None, int]:
         """The series of ``tf`` and its rows closed at the cursor (0 when none)."""
         series = None if tf is None else self.series.get(tf)
         if series is None or self.known is None:
@@ -337,9 +162,12 @@ class MarketFrame:
     """Candles, derived indicators and pivots, COB snapshots and trades per symbol, visible up
     to each symbol's cursor (module docstring).
 
-    ``columns``: indicator periods (``columns.indicator``) and pivot ``pivot_levels`` /
-    ``pivot_strength``. ``pivot_timeframe``: whose pivots :meth:`input` reports; None: ``1m``
-    when the spec reads it, else the spec's first timeframe (as the
+    ``capacity``: candles kept per (symbol, timeframe) window (seed 003's 1,500; a spec may
+    read at most that many frames). ``columns``: indicator periods (``columns.indicator``),
+    pivot ``pivot_levels`` / ``pivot_strength`` and the per-candle columns an
+    :class:`~pivotal.features.inputs.observation.ObservationBuilder` reads (COB columns are
+    not streamed and are left out). ``pivot_timeframe``: whose pivots :meth:`input`
+    reports; None: ``1m`` when the spec reads it, else the spec's first timeframe (as the
     :class:`~pivotal.features.inputs.StandardizedDataProvider` chooses). ``max_pivots``: the
     newest confirmed pivots an input carries. ``cob_capacity``: COB snapshots kept per
     symbol. ``trade_window_ms``: the trades ``[t - trade_window_ms, t)`` summed into an
@@ -351,6 +179,7 @@ class MarketFrame:
     def __init__(
         self,
         *,
+        capacity: int = DEFAULT_CAPACITY,
         columns: ColumnsConfig | None = None,
         pivot_timeframe: Timeframe | str | None = None,
         max_pivots: int = 20,
@@ -360,6 +189,7 @@ class MarketFrame:
         max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
     ) -> None:
         for name, value, least in (
+            ("capacity", capacity, 2),
             ("max_pivots", max_pivots, 0),
             ("cob_capacity", cob_capacity, 1),
             ("trade_window_ms", trade_window_ms, 1),
@@ -368,6 +198,9 @@ class MarketFrame:
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
         self.columns = columns or ColumnsConfig()
+        self.capacity = capacity
+        self._window_columns = self.columns.model_copy(update={"cob": False})
+        self._other_columns: dict[str, ColumnsConfig] = {}
         self.pivot_timeframe = None if pivot_timeframe is None else Timeframe.parse(pivot_timeframe)
         self.max_pivots = max_pivots
         self.max_missing_bars = max_missing_bars
@@ -393,6 +226,31 @@ class MarketFrame:
             market = self._markets[sym] = self._lookup[symbol] = _Market(sym)
         return market
 
+    def _series(self, market: _Market, tf: Timeframe) -> FrameSeries:
+        return FrameSeries(
+            market.symbol,
+            tf,
+            capacity=self.capacity,
+            columns=self._window_columns,
+            max_missing_bars=self.max_missing_bars,
+            max_pivots=self.max_pivots,
+            other_columns=tuple(self._other_columns.values()),
+        )
+
+    def keep_columns(self, columns: ColumnsConfig) -> None:
+        """Also compute ``columns`` per candle (another expert's job columns), for
+        :meth:`observe` with a builder that reads them. Call it before candles arrive: the
+        streaming indicators must see every candle from the first."""
+        key = columns_key(columns)
+        if key == columns_key(self._window_columns) or key in self._other_columns:
+            return
+        if any(m.series for m in self._markets.values()):
+            raise ValueError(
+                "keep_columns must be called before the frame holds candles: the indicators "
+                "of the new columns would miss the candles already folded in"
+            )
+        self._other_columns[key] = columns.model_copy(update={"cob": False})
+
     def _pivot_tf(self, timeframes: Sequence[Timeframe]) -> Timeframe | None:
         """The configured pivot timeframe, else ``1m`` when held, else the finest."""
         if self.pivot_timeframe is not None:
@@ -403,47 +261,49 @@ class MarketFrame:
 
     # -- data in ------------------------------------------------------------------------
     def load(self, symbol: str, candles: Mapping[Timeframe | str, Candles]) -> None:
-        """Whole candle histories of ``symbol`` known in advance (a backtest). Nothing of
-        them is visible until :meth:`advance`. The indicators of every timeframe and the
-        pivots of the pivot timeframe are computed now. Refuses a timeframe that already
-        holds candles (grow it with :meth:`append_candles`); on any error nothing is loaded."""
+        """Whole candle histories of ``symbol`` known in advance (a replay). Nothing of them
+        is visible until :meth:`advance`; they are kept as a backlog (the given arrays, not
+        copied) and each candle is folded into its window when the cursor reaches its close,
+        as if it had been appended then. Refuses a timeframe that already holds candles (grow
+        it with :meth:`append_candles`); on any error nothing is loaded."""
         sym = Symbol.parse(symbol)
         market = self._markets.get(sym)
         existing = {} if market is None else market.series
-        loaded: dict[Timeframe, _Series] = {}
+        checked: dict[Timeframe, Candles] = {}
         for key, history in candles.items():
             tf = Timeframe.parse(key)
-            if tf in loaded:
+            if tf in checked:
                 raise ValueError(f"load({sym}) names timeframe {tf} twice")
-            if tf in existing and existing[tf].n:
+            if tf in existing and existing[tf].held:
                 raise ValueError(
-                    f"{sym} {tf} already holds {existing[tf].n} candles; grow it with "
+                    f"{sym} {tf} already holds {existing[tf].held} candles; grow it with "
                     "append_candles instead of loading it again"
                 )
-            checked = _check_candles(history, f"load({sym}, {tf})")
-            loaded[tf] = _Series(tf, checked, self.max_missing_bars)
-        for series in loaded.values():
-            if series.n:
-                series.ensure_indicators(self.columns.indicator)
-        pivot_tf = self._pivot_tf(tuple(existing) + tuple(loaded))
-        if pivot_tf in loaded:
-            loaded[pivot_tf].ensure_pivots(self.columns)
-        self._ensure(sym).series.update(loaded)
+            checked[tf] = _check_candles(history, f"load({sym}, {tf})")
+        market = self._ensure(sym)
+        for tf, history in checked.items():
+            series = market.series.get(tf)
+            if series is None:
+                series = market.series[tf] = self._series(market, tf)
+            series.add_backlog(history)
+            if market.known is not None:
+                series.feed(market.known)
 
     def split_rows(self, symbol: str, timeframe: Timeframe | str, candles: Candles) -> RowSplit:
         """Which of ``candles`` (sorted by open time) extend ``symbol``'s ``timeframe``
-        history and which it lacks but cannot take (:class:`RowSplit`)."""
+        history and which it lacks but cannot take (:class:`RowSplit`). Rows older than the
+        oldest candle the window keeps count as held (the frame can no longer tell)."""
         market = self._market(symbol)
         series = None if market is None else market.series.get(Timeframe.parse(timeframe))
         nothing = np.empty(0, np.int64)
-        if series is None or not series.n or not len(candles):
+        newest = None if series is None else series.last_open()
+        if series is None or newest is None or not len(candles):
             return RowSplit(candles, nothing)
-        held = series.all.timestamp
-        k = int(candles.timestamp.searchsorted(held[-1], side="right"))
+        k = int(candles.timestamp.searchsorted(newest, side="right"))
         if not k:
             return RowSplit(candles, nothing)
         older = candles.timestamp[:k]
-        found = held[np.minimum(held.searchsorted(older), len(held) - 1)] == older
+        found = series.contains(older)
         new = _EMPTY if k == len(candles) else candles[k:]
         return RowSplit(new, older[~found])
 
@@ -453,9 +313,10 @@ class MarketFrame:
         Rows opening at a time the frame already holds are ignored (the first version
         stays), so re-publishing a loaded bar is a no-op. New rows must open after the
         newest known row: a row the frame lacks that opens earlier raises ``ValueError``
-        naming its open time. The derived data is recomputed on its next read and equals
-        what :meth:`load` of the whole history gives. Append only closed candles: a row,
-        once held, is never revised."""
+        naming its open time. Each new row is folded into the window now (O(1) per row; with
+        a :meth:`load` backlog still pending, after it, as the cursor reaches it); the
+        result equals what :meth:`load` of the whole history gives. Append only closed
+        candles: a row, once held, is never revised."""
         tf = Timeframe.parse(timeframe)
         where = f"append_candles({symbol}, {tf})"
         _check_order(candles, where)  # split_rows relies on it; values are checked below
@@ -473,7 +334,11 @@ class MarketFrame:
         market = self._ensure(symbol)
         series = market.series.get(tf)
         if series is None:
-            market.series[tf] = _Series(tf, split.new, self.max_missing_bars)
+            series = market.series[tf] = self._series(market, tf)
+        if series.backlog_left:
+            series.add_backlog(split.new)
+            if market.known is not None:
+                series.feed(market.known)
         else:
             series.extend(split.new)
         return len(split.new)
@@ -509,6 +374,9 @@ class MarketFrame:
                 "already; the cursor only moves forward (use a new MarketFrame to replay)"
             )
         market.known = t
+        for series in market.series.values():
+            if series.backlog_left:
+                series.feed(t)
 
     # -- reading ------------------------------------------------------------------------
     def known_until(self, symbol: str) -> int | None:
@@ -529,11 +397,11 @@ class MarketFrame:
         """Open time of the newest candle held (visible or not), None when there is none."""
         market = self._market(symbol)
         series = None if market is None else market.series.get(Timeframe.parse(timeframe))
-        return None if series is None or not series.n else int(series.all.timestamp[-1])
+        return None if series is None else series.last_open()
 
     def _visible(
         self, symbol: str, timeframe: Timeframe | str | None, pivots: bool = False
-    ) -> tuple[_Market | None, _Series | None, int]:
+    ) -> tuple[_Market | None, FrameSeries | None, int]:
         market = self._market(symbol)
         if market is None:
             return None, None, 0
@@ -544,10 +412,17 @@ class MarketFrame:
         return market, *market.visible(tf)
 
     def candles(self, symbol: str, timeframe: Timeframe | str) -> Candles:
-        """The candles closed by ``known_until`` (``open + tf.ms <= t``), oldest first, as a
-        view; empty before :meth:`advance` or for a timeframe the frame does not hold."""
+        """The candles closed by ``known_until`` (``open + tf.ms <= t``) that the window
+        keeps (the newest ``capacity``), oldest first, as read-only views; empty before
+        :meth:`advance` or for a timeframe the frame does not hold."""
         _, series, end = self._visible(symbol, timeframe)
-        return _EMPTY if series is None or not end else series.all.head(end)
+        return _EMPTY if series is None or not end else series.rolling.candles(end)
+
+    def candle_count(self, symbol: str, timeframe: Timeframe | str) -> int:
+        """How many candles of ``timeframe`` have closed by ``known_until`` since the first
+        one (not bounded by the capacity: it grows by one per closed candle)."""
+        _, series, end = self._visible(symbol, timeframe)
+        return 0 if series is None or not end else series.rolling.first_index + end
 
     def indicators(self, symbol: str, timeframe: Timeframe | str) -> Mapping[str, float]:
         """``{"<tf>/<name>": value}`` of the newest closed candle (NaN while an indicator
@@ -555,7 +430,7 @@ class MarketFrame:
         _, series, end = self._visible(symbol, timeframe)
         if series is None or not end:
             return MappingProxyType({})
-        return MappingProxyType(series.indicator_row(end - 1, self.columns.indicator))
+        return MappingProxyType(series.indicator_row(end - 1))
 
     def pivot_count(self, symbol: str, timeframe: Timeframe | str | None = None) -> int:
         """How many Williams pivots of ``timeframe`` are confirmed by ``known_until``;
@@ -564,7 +439,7 @@ class MarketFrame:
         market, series, end = self._visible(symbol, timeframe, pivots=True)
         if market is None or series is None or not end or market.known is None:
             return 0
-        return series.pivot_count(market.known, self.columns)
+        return series.pivot_count(market.known)
 
     def pivots(
         self, symbol: str, timeframe: Timeframe | str | None = None
@@ -574,9 +449,9 @@ class MarketFrame:
         market, series, end = self._visible(symbol, timeframe, pivots=True)
         if market is None or series is None or not end or market.known is None:
             return ()
-        count = series.pivot_count(market.known, self.columns)
-        keep = min(self.max_pivots, series.segment_pivots(count, end, market.known))
-        return series.pivot_points(market.symbol, count, keep)
+        count = series.pivot_count(market.known)
+        keep = series.segment_pivots(count, end, market.known, self.max_pivots)
+        return series.pivot_points(count, keep)
 
     def input(
         self,
@@ -595,7 +470,7 @@ class MarketFrame:
         by ``t``. ``cob_data``: the newest snapshot at or before ``t``.
         ``market_microstructure``: order-flow sums of the trades in
         ``[t - trade_window_ms, t)`` ({} without any). Raises ``ValueError`` before the
-        symbol's first :meth:`advance`.
+        symbol's first :meth:`advance` and for a spec reading more frames than ``capacity``.
         """
         if not isinstance(spec, InputSpec):
             raise TypeError(f"spec must be an InputSpec, got {type(spec).__name__}")
@@ -603,33 +478,35 @@ class MarketFrame:
         t = None if market is None else market.known
         if market is None or t is None:
             raise ValueError(f"nothing of {symbol} is known yet: call advance() before input()")
+        self._check_frames(spec)
         by_tf = market.series
-        indicator_config = self.columns.indicator
         primary: dict[Timeframe, Candles] = {}
         indicators: dict[str, float] = {}
         for tf in spec.timeframes:
             series = by_tf.get(tf)
             if series is not None and (end := series.closed_end(t)):
-                primary[tf] = series.all.head(end)
+                primary[tf] = series.rolling.candles(end)
                 if not series.stale(end, t):  # no values from before a gap reaching t
-                    indicators.update(series.indicator_row(end - 1, indicator_config))
+                    indicators.update(series.indicator_row(end - 1))
         reference = None
         ref = None if spec.reference_symbol is None else self._markets.get(spec.reference_symbol)
         if ref is not None and ref.series:
             reference = {}
             for tf in spec.reference_timeframes:
                 series = ref.series.get(tf)
+                if series is not None:
+                    series.feed(t)  # a reference loaded ahead: its candles closed by t
                 if series is not None and (end := series.closed_end(t)):
-                    reference[tf] = series.all.head(end)
+                    reference[tf] = series.rolling.candles(end)
         pivots: tuple[PivotPoint, ...] = ()
         pivot_tf = self.pivot_timeframe
         if pivot_tf is None:
             pivot_tf = Timeframe.M1 if Timeframe.M1 in spec.timeframes else spec.timeframes[0]
         series = by_tf.get(pivot_tf)
         if series is not None and self.max_pivots and (end := series.closed_end(t)):
-            count = series.pivot_count(t, self.columns)
-            keep = min(self.max_pivots, series.segment_pivots(count, end, t))
-            pivots = series.pivot_points(market.symbol, count, keep)
+            count = series.pivot_count(t)
+            keep = series.segment_pivots(count, end, t, self.max_pivots)
+            pivots = series.pivot_points(count, keep)
         log = market.trades
         micro = {} if log is None else log.microstructure(t - self.trade_window_ms, t, self.flow)
         return build_input(
@@ -645,3 +522,64 @@ class MarketFrame:
             market_microstructure=micro,
             max_missing_bars=self.max_missing_bars,
         )
+
+    def _check_frames(self, spec: InputSpec) -> None:
+        if spec.frames > self.capacity:
+            raise ValueError(
+                f"the spec reads {spec.frames} frames but the frame keeps {self.capacity} "
+                "candles per timeframe; raise the frame's capacity (frame_capacity in the "
+                "orchestrator config) to at least the largest spec's frames"
+            )
+
+    def observe(
+        self, symbol: str, builder: ObservationBuilder, t: int | None = None
+    ) -> npt.NDArray[np.float32] | None:
+        """``builder``'s encoded observation of ``symbol`` closing at ``t`` (default: the
+        cursor), read from the rolling windows: equal to the bulk dataset's sample
+        (:class:`~pivotal.features.inputs.observation.ObservationBuilder`), None where that
+        sample is missing or invalid. ``t`` may not lie after the cursor (no look-ahead) nor
+        before the oldest candle a window keeps. The builder's ``columns`` must be the
+        frame's (without COB)."""
+        market = self._market(symbol)
+        known = None if market is None else market.known
+        if market is None or known is None:
+            raise ValueError(f"nothing of {symbol} is known yet: call advance() before observe()")
+        t = known if t is None else _ms(t)
+        if t > known:
+            raise ValueError(
+                f"observe({market.symbol}, t={t}) looks ahead: the frame is known until {known}"
+            )
+        self._check_frames(builder.spec)
+        spec = builder.spec
+        streams: dict[Timeframe, RollingCandles] = {}
+        for tf in spec.timeframes:
+            series = market.series.get(tf)
+            if series is None:
+                return None  # a stream the frame does not hold: no sample (as the dataset)
+            window = series.window_for(builder.columns)
+            if window is None:
+                raise ValueError(_unkept(builder.columns))
+            streams[tf] = window
+        reference: dict[Timeframe, RollingCandles] | None = None
+        if spec.reference_symbol is not None and spec.reference_timeframes:
+            ref = self._markets.get(spec.reference_symbol)
+            if ref is None:
+                return None
+            reference = {}
+            for tf in spec.reference_timeframes:
+                series = ref.series.get(tf)
+                if series is None:
+                    return None
+                series.feed(t)
+                window = series.window_for(builder.columns)
+                if window is None:
+                    raise ValueError(_unkept(builder.columns))
+                reference[tf] = window
+        return builder.observe(streams, t, reference)
+
+
+def _unkept(columns: ColumnsConfig) -> str:
+    return (
+        "the frame does not compute these per-candle columns; call keep_columns(columns) "
+        f"before candles arrive ({columns.model_dump(exclude_defaults=True) or 'defaults'})"
+    )

@@ -58,24 +58,34 @@ what was loaded and skipped, and why. Holdout accuracies of different times rank
 checkpoints, as the seed asks; a model that was best on an old regime stays ranked by that
 score.
 
-Everything runs on the orchestrator's thread between steps and is deterministic for the same
-inputs (the experts' own training must be seeded).
+**Off the decision thread.** Steps 1, 2 and 4's bookkeeping run on the orchestrator's
+thread (cheap); every candidate (step 3 and the retrains of step 4) is trained, judged and
+saved by a :class:`~pivotal.orchestrator.learning_worker.LearningWorker` on its own thread,
+on a training copy of the model, and its result is *applied* to the live model later:
+``apply_after_steps`` steps after the step that asked for it (``LearningConfig``; 1 = before
+the next step's inference, as if trained inline), waiting there only when the worker is late
+(counted in :attr:`LearningLoop.stats`); or, with ``apply_when_ready`` (a paper or live run's
+builder sets it), at the first step after it is ready, never waiting. While a learner's
+result is pending no new online candidate of it starts (its examples keep counting), and a
+retrain asked for meanwhile trains after it on the same copy. A replay is deterministic for
+the same inputs (the experts' own training must be seeded): the same results are applied
+before the same steps. :meth:`LearningLoop.close` applies what is still pending (the end of
+a run) and stops the worker.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from pivotal.core.errors import ModelError
 from pivotal.core.types import Action, ModelOutput
-from pivotal.orchestrator.candidates import Verdict, holdout_scores, judge
 from pivotal.orchestrator.config import LearningConfig
 from pivotal.orchestrator.contracts import (
     VOTE_ACTIONS,
@@ -88,9 +98,16 @@ from pivotal.orchestrator.contracts import (
     TrainingExample,
     action_probabilities,
 )
+from pivotal.orchestrator.learning_events import GATE, METRIC, EventKind, LearningEvent
+from pivotal.orchestrator.learning_worker import (
+    Attempt,
+    AttemptResult,
+    LearningWorker,
+    Trainer,
+    WorkerStats,
+)
 from pivotal.orchestrator.online_checkpoints import (
     LEARNED_UNTIL,
-    TRAINED_UNTIL,
     CheckpointChoice,
     ExpertCheckpoints,
     LoadRule,
@@ -99,68 +116,27 @@ from pivotal.orchestrator.online_checkpoints import (
 from pivotal.orchestrator.outcomes import AccuracyTracker, OutcomeTracker
 
 __all__ = [
+    "GATE",
     "AccuracyTracker",
+    "EventKind",
     "ExpertCheckpoints",
     "LearningEvent",
     "LearningLoop",
+    "WorkerStats",
 ]
 
 logger = logging.getLogger(__name__)
 
-EventKind = Literal[
-    "promoted",
-    "rolled_back",
-    "degradation",
-    "retrain_promoted",
-    "retrain_rolled_back",
-    "checkpoint_saved",
-    "checkpoint_loaded",
-    "checkpoint_skipped",
-    "retrain_requested",
-]
-GATE = "gate"
-"""``LearningEvent.model`` of the gate's events."""
-METRIC = "holdout_accuracy"
 MAX_EVENTS = 10_000
 """Events kept in memory (the oldest are dropped beyond this)."""
-
-
-@dataclass(frozen=True, slots=True)
-class LearningEvent:
-    """Something the learning loop did at step ``timestamp`` (UTC ms) of ``symbol``.
-
-    ``before``/``after`` are on ``metric``: the current model's and the candidate's holdout
-    score (promoted, rolled_back, retrain_*: ``holdout_log_loss``, lower is better, or
-    ``holdout_accuracy``), the best and current rolling accuracy (degradation,
-    retrain_requested: ``rolling_accuracy``) or the checkpoint's holdout accuracy
-    (checkpoint_*; ``before`` None). ``details``: the candidate's and current model's
-    accuracy and log-loss by name. ``symbol`` is empty for checkpoint_loaded/skipped (at
-    start, no step).
-    """
-
-    timestamp: int
-    symbol: str
-    model: str
-    kind: EventKind
-    before: float | None
-    after: float | None
-    message: str
-    metric: str = ""
-    details: Mapping[str, float] = field(default_factory=dict)
-
-    @property
-    def difference(self) -> float | None:
-        """``after - before`` (candidate minus current), None when either is missing."""
-        if self.before is None or self.after is None:
-            return None
-        return self.after - self.before
 
 
 # --- one learner -----------------------------------------------------------------------------
 
 
 class _Learner:
-    """The buffer and bookkeeping of one trainable expert or the gate."""
+    """The decision thread's side of one trainable expert or the gate: its example buffer
+    and which examples a promoted update used. ``trainer``: the worker's side."""
 
     def __init__(self, name: str, target: Any, capacity: int) -> None:
         self.name = name
@@ -169,9 +145,7 @@ class _Learner:
         self.seq = 0
         self.used = -1  # highest seq trained into a promoted model
         self.new = 0  # examples added since the last attempt
-        self.manager: ExpertCheckpoints | None = None
-        self.epoch = 1
-        self.learned_until: int | None = None  # newest candle close in the weights (learned)
+        self.trainer = Trainer(name, target)
 
     def add(self, example: Any) -> None:
         self.buffer.append((self.seq, example))
@@ -211,6 +185,9 @@ class LearningLoop:
     the others are only evaluated. ``checkpoint_tag`` is appended to each expert's name to
     form its checkpoint name (e.g. ``"_BTC"`` to keep one set per symbol). ``bar_ms``: the
     base bar's length, to record the newest learned candle's open time in checkpoints.
+    ``apply_when_ready``: apply each candidate's result at the first step after it is ready
+    instead of ``config.apply_after_steps`` steps after it was asked for (module docstring;
+    a paper or live run's builder sets it, a replay's leaves it off).
     """
 
     def __init__(
@@ -221,6 +198,7 @@ class LearningLoop:
         gate: TrainableGate | None = None,
         checkpoint_tag: str = "",
         bar_ms: int | None = None,
+        apply_when_ready: bool = False,
     ) -> None:
         if not isinstance(config, LearningConfig):
             raise TypeError(f"config must be a LearningConfig, got {type(config).__name__}")
@@ -234,6 +212,15 @@ class LearningLoop:
         self._accuracy = AccuracyTracker(config.accuracy_window)
         self._events: deque[LearningEvent] = deque(maxlen=MAX_EVENTS)
         self._learners: dict[str, _Learner] = {}
+        self._step = 0  # on_step calls so far: the clock of the worker's apply points
+        self._last_time = 0  # close time of the newest step
+        self._worker = LearningWorker(
+            config,
+            bar_ms=bar_ms,
+            apply_after_steps=config.apply_after_steps,
+            when_ready=apply_when_ready,
+        )
+        weakref.finalize(self, self._worker.close)
         for name, expert in self._experts.items():
             if not isinstance(expert, TrainableExpert) or not config.enabled:
                 continue
@@ -241,14 +228,15 @@ class LearningLoop:
                 expert.learning_rate = config.learning_rate
             learner = _Learner(name, expert, config.buffer)
             if config.checkpoint_dir is not None:
-                learner.manager = ExpertCheckpoints(
+                manager = ExpertCheckpoints(
                     config.checkpoint_dir,
                     f"{name}{checkpoint_tag}",
                     keep=config.keep_checkpoints,
                     metric=METRIC,
                     mode="max",
                 )
-                learner.epoch = max((e.epoch for e in learner.manager.list()), default=0) + 1
+                learner.trainer.manager = manager
+                learner.trainer.epoch = max((e.epoch for e in manager.list()), default=0) + 1
             self._learners[name] = learner
         self._gate = None
         if gate is not None and config.enabled:
@@ -276,6 +264,12 @@ class LearningLoop:
         """Names of the experts that learn online."""
         return tuple(self._learners)
 
+    @property
+    def stats(self) -> WorkerStats:
+        """How the worker kept up: attempts submitted and applied, results the decision
+        thread waited for (late) and for how long, results pending."""
+        return self._worker.stats
+
     def examples(self, model: str) -> Sequence[TrainingExample | GateExample]:
         """Buffered matured examples of ``model``, oldest first (``GATE``: the gate's
         :class:`GateExample` s). Empty for experts that are only evaluated."""
@@ -298,16 +292,20 @@ class LearningLoop:
         """Load every trainable expert's best checkpoint that ``rule`` allows (``"best"``,
         ``"none"`` or ``"before:<UTC ms>"``: see
         :mod:`~pivotal.orchestrator.online_checkpoints`); none without ``checkpoint_dir``.
-        Returns a ``checkpoint_loaded`` or ``checkpoint_skipped`` event per checkpoint."""
+        Returns a ``checkpoint_loaded`` or ``checkpoint_skipped`` event per checkpoint.
+        Results still pending are applied first (their events are kept in :attr:`events`)."""
+        self._events.extend(self._apply(self._worker.drain()))
         events = []
         for name, learner in self._learners.items():
-            if learner.manager is None:
+            trainer = learner.trainer
+            if trainer.manager is None:
                 continue
-            entry, choices = learner.manager.load_best_into(learner.target, rule, model=name)
+            entry, choices = trainer.manager.load_best_into(learner.target, rule, model=name)
             self._choices += choices
             if entry is not None:
                 value = entry.metrics.get(LEARNED_UNTIL)
-                learner.learned_until = None if value is None else int(value)
+                trainer.learned_until = None if value is None else int(value)
+                trainer.forget_copy()  # the next attempt copies the loaded weights
             for choice in (c for c in choices if not c.outranked):
                 loaded = choice.status == "loaded"
                 events.append(
@@ -338,8 +336,10 @@ class LearningLoop:
     ) -> list[LearningEvent]:
         """Run the loop for the step at the close ``timestamp`` (UTC ms) of base bar
         ``bar_index`` of ``symbol`` (close price ``close``), whose inferences are
-        ``inferences`` (model name → :class:`Inference`). Call once per bar, in order.
-        Returns the events of this step."""
+        ``inferences`` (model name → :class:`Inference`). Call once per bar, in order,
+        after the step's inference. Returns the events of this step: its own, then those of
+        the candidates whose results were applied at its end (their ``timestamp`` is the
+        step that asked for them)."""
         if not isinstance(symbol, str) or not symbol:
             raise ValueError(f"symbol must be a non-empty string, got {symbol!r}")
         events: list[LearningEvent] = []
@@ -348,13 +348,50 @@ class LearningLoop:
             self._evaluate(outcome, matured, degraded)
         self._tracker.add(symbol, timestamp, bar_index, close, inferences)
         for learner in self._learners.values():
-            events += self._online(learner, symbol, timestamp)
+            self._online(learner, symbol, timestamp)
         if self._gate is not None:
-            events += self._online(self._gate, symbol, timestamp)
+            self._online(self._gate, symbol, timestamp)
         for model, drops in degraded.items():
             events += self._degradation(model, drops, symbol, timestamp)
+        self._last_time = int(timestamp)
+        events += self._apply(self._worker.due(self._step))
+        self._step += 1
         self._events.extend(events)
         return events
+
+    def apply_ready(self) -> list[LearningEvent]:
+        """Apply the results ready now (with ``apply_when_ready``; otherwise the results
+        due by the last step, which :meth:`on_step` applied already). Call before a step's
+        inference. Returns their events."""
+        events = self._apply(self._worker.due(self._step - 1))
+        self._events.extend(events)
+        return events
+
+    def close(self) -> list[LearningEvent]:
+        """Wait for every pending result, apply it, and stop the worker (the end of a run).
+        Returns their events. A later step starts the worker again."""
+        events = self._apply(self._worker.drain())
+        self._worker.close()
+        self._events.extend(events)
+        return events
+
+    def _apply(self, results: list[tuple[str, AttemptResult]]) -> list[LearningEvent]:
+        """Put promoted weights into the live models; the results' events, stamped with
+        the step they took effect after."""
+        events: list[LearningEvent] = []
+        for name, result in results:
+            learner = self._learner(name)
+            if result.promoted:
+                learner.target.restore(result.weights)
+                learner.used = max(learner.used, result.last_seq)
+            events += [replace(e, applied_at=self._last_time) for e in result.events]
+        return events
+
+    def _learner(self, name: str) -> _Learner:
+        learner = self._gate if name == GATE else self._learners.get(name)
+        if learner is None:
+            raise KeyError(f"no learner {name!r}; learners: {sorted(self._learners)}")
+        return learner
 
     def _evaluate(
         self,
@@ -403,22 +440,20 @@ class LearningLoop:
                 GateExample(outcome.symbol, outcome.timestamp, votes, confidences, outcome)
             )
 
-    def _online(self, learner: _Learner, symbol: str, timestamp: int) -> list[LearningEvent]:
+    def _online(self, learner: _Learner, symbol: str, timestamp: int) -> None:
         cfg = self.config
-        if learner.new < cfg.batch_size:
-            return []
+        if learner.new < cfg.batch_size or self._worker.in_flight(learner.name):
+            return
         split = learner.split(cfg.holdout)
         if split is None:
-            return []
+            return
         trainable, held = split
         fresh = [(s, e) for s, e in trainable if s > learner.used]
         if len(fresh) < cfg.batch_size:
-            return []
+            return
         learner.new = 0
         batch = fresh[-max(cfg.batch_size, cfg.holdout) :]
-        return self._attempt(
-            learner, batch, fresh[-1][0], held, cfg.epochs, retrain=False, at=(symbol, timestamp)
-        )
+        self._submit(learner, batch, held, cfg.epochs, retrain=False, at=(symbol, timestamp))
 
     def _degradation(
         self, model: str, drops: list[tuple[float, float]], symbol: str, timestamp: int
@@ -462,137 +497,20 @@ class LearningLoop:
             )
             return events
         trainable, held = split
-        events += self._attempt(
-            learner,
-            trainable,
-            trainable[-1][0],
-            held,
-            self.config.retrain_epochs,
-            retrain=True,
-            at=(symbol, timestamp),
-        )
+        epochs = self.config.retrain_epochs
+        self._submit(learner, trainable, held, epochs, retrain=True, at=(symbol, timestamp))
         return events
 
-    def _attempt(
+    def _submit(
         self,
         learner: _Learner,
         batch: list[tuple[int, Any]],
-        last_seq: int,
         held: list[Any],
         epochs: int,
         *,
         retrain: bool,
         at: tuple[str, int],
-    ) -> list[LearningEvent]:
-        """Train a candidate on ``batch``; keep it if it beats the current model on ``held``
-        (:func:`~pivotal.orchestrator.candidates.judge`), else restore the snapshot.
-        ``last_seq``: marked used when promoted."""
-        symbol, timestamp = at
-        target = learner.target
-        examples = [e for _, e in batch]
-        current = holdout_scores(target, held)
-        snapshot = target.snapshot()
-        kind: EventKind = "retrain_rolled_back" if retrain else "rolled_back"
-        try:
-            loss = float(target.fit(examples, epochs=epochs))
-            candidate = holdout_scores(target, held)
-        except (ModelError, ValueError, RuntimeError, FloatingPointError) as exc:
-            target.restore(snapshot)
-            message = f"candidate failed to train on {len(examples)} examples: {exc}"
-            metric, before = (
-                ("holdout_log_loss", current.log_loss)
-                if self.config.score == "log_loss" and current.log_loss is not None
-                else (METRIC, current.accuracy)
-            )
-            return [
-                LearningEvent(
-                    timestamp, symbol, learner.name, kind, before, None, message, metric=metric
-                )
-            ]
-        verdict = judge(
-            current,
-            candidate,
-            score=self.config.score,
-            min_improvement=self.config.min_improvement,
-        )
-        what = f"{len(examples)} examples x {epochs} epochs (loss {loss:.4f})"
-        where = f"on {len(held)} held out: {verdict.describe()}; {what}"
-        if verdict.promote:
-            learner.used = last_seq
-            newest = max(e.outcome.matured_at for e in [*examples, *held])
-            learner.learned_until = max(learner.learned_until or newest, newest)
-            kind = "retrain_promoted" if retrain else "promoted"
-            events = [self._judged(learner, kind, verdict, f"candidate promoted {where}", at)]
-            events += self._save(learner, verdict, examples, held, at)
-            return events
-        target.restore(snapshot)
-        return [self._judged(learner, kind, verdict, f"candidate rolled back {where}", at)]
-
-    @staticmethod
-    def _judged(
-        learner: _Learner, kind: EventKind, verdict: Verdict, message: str, at: tuple[str, int]
-    ) -> LearningEvent:
-        symbol, timestamp = at
-        return LearningEvent(
-            timestamp,
-            symbol,
-            learner.name,
-            kind,
-            verdict.current,
-            verdict.candidate,
-            message,
-            metric=verdict.metric,
-            details=verdict.details(),
-        )
-
-    def _save(
-        self,
-        learner: _Learner,
-        verdict: Verdict,
-        examples: list[Any],
-        held: list[Any],
-        at: tuple[str, int],
-    ) -> list[LearningEvent]:
-        if learner.manager is None:
-            return []
-        symbol, timestamp = at
-        newest = max([*examples, *held], key=lambda e: (e.outcome.matured_at, e.timestamp))
-        until = int(learner.learned_until or newest.outcome.matured_at)
-        scores = verdict.candidate_scores
-        metrics: dict[str, float] = {
-            METRIC: scores.accuracy,
-            "holdout_accuracy_before": verdict.current_scores.accuracy,
-            "train_examples": float(len(examples)),
-            "timestamp": float(timestamp),
-            LEARNED_UNTIL: float(until),
-            "newest_outcome_ms": float(newest.timestamp),
-            "newest_outcome_matured_ms": float(newest.outcome.matured_at),
-        }
-        if self.bar_ms is not None:
-            metrics["newest_candle_open_ms"] = float(until - self.bar_ms)
-        base = getattr(learner.target, "trained_until_ms", None)
-        if base is not None:
-            metrics[TRAINED_UNTIL] = float(max(int(base), until))
-        if scores.log_loss is not None:
-            metrics["holdout_log_loss"] = scores.log_loss
-        if verdict.current_scores.log_loss is not None:
-            metrics["holdout_log_loss_before"] = verdict.current_scores.log_loss
-        path = learner.manager.save_expert(
-            learner.target, epoch=learner.epoch, metrics=metrics, created_at_ms=timestamp
-        )
-        learner.epoch += 1
-        if path is None:
-            return []
-        return [
-            LearningEvent(
-                timestamp,
-                symbol,
-                learner.name,
-                "checkpoint_saved",
-                None,
-                scores.accuracy,
-                str(path),
-                metric=METRIC,
-                details={LEARNED_UNTIL: float(until)},
-            )
-        ]
+    ) -> None:
+        """Hand a candidate on ``batch`` (judged on ``held``) to the worker."""
+        attempt = Attempt([e for _, e in batch], batch[-1][0], held, epochs, retrain, at)
+        self._worker.submit(learner.trainer, attempt, self._step)

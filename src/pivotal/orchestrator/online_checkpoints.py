@@ -146,26 +146,12 @@ class ExpertCheckpoints(CheckpointManager):
 
         Returns the file, or None when it would not have been kept (nothing written).
         """
-        value = metrics.get(self.metric)
-        if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
-            raise ValueError(f"metrics must contain a number {self.metric!r}, got {value!r}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(f"metric {self.metric!r} is {value}; it cannot rank a checkpoint")
-        entries = self._entries
-        if len(entries) >= self.keep and not self._better(value, entries[self.keep - 1].value):
+        value = self.ranking_value(metrics)
+        if not self.admits(value):
             return None
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{self.model_name}_e{epoch:04d}_{self.metric}_{value:.6g}.pt"
-        written = Path(expert.save(path, metrics=dict(metrics)))
-        seq = max((e.seq for e in entries), default=-1) + 1
-        entry = CheckpointEntry(written, epoch, value, dict(metrics), int(created_at_ms), seq)
-        ranked = sorted([e for e in entries if e.path != written] + [entry], key=self._key)
-        kept, dropped = ranked[: self.keep], ranked[self.keep :]
-        self._write_index(kept)
-        self._entries = kept
-        for old in dropped:
-            old.path.unlink(missing_ok=True)
+        written = Path(expert.save(self.path_for(epoch, value), metrics=dict(metrics)))
+        self.record(written, epoch=epoch, value=value, metrics=metrics, created_at_ms=created_at_ms)
         return written
 
     def load_best_into(
@@ -189,7 +175,7 @@ class ExpertCheckpoints(CheckpointManager):
             )
 
         own = getattr(expert, "trained_until_ms", None)
-        for entry in self._entries:
+        for entry in self.list():
             until = _learned_until(entry)
             base = _learned_until(entry, TRAINED_UNTIL)
             if rule.kind == "none":

@@ -17,10 +17,15 @@ At each closed bar of a traded symbol (``decide``), in this order:
    votes through its gate (confidence-weighted vote, or a learned gate) into one action with
    a confidence and per-model contributions.
 5. **Learning.** The :class:`~pivotal.orchestrator.learning.LearningLoop` matures earlier
-   predictions against this close, updates trainable models online (promote or roll back)
-   and tracks accuracy.
-6. **History.** The step (input package, tensors, outputs, hidden states, decision) goes to
-   the :class:`~pivotal.data.inference_history.InferenceHistory` in batches.
+   predictions against this close and tracks accuracy; candidates (online updates,
+   retrains) train on its worker thread and their results (promote or roll back) are
+   applied between steps: ``learning.apply_after_steps`` steps later in a replay (so two
+   runs decide identically), as soon as ready with ``apply_learning_when_ready`` (paper and
+   live builders). ``decide`` does not wait for training unless the worker is late.
+6. **History.** The step (input package, tensors, outputs, hidden states, decision, the
+   model versions that inferred) goes to the
+   :class:`~pivotal.orchestrator.history_writer.HistoryWriter`, which writes it to the
+   :class:`~pivotal.data.inference_history.InferenceHistory` in batches on its own thread.
 
 The orchestrator reads time only from the decision context and reaches the market only
 through what the run loop gives it, so the backtester (replay clock + simulated broker) and
@@ -31,16 +36,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
-import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from pivotal.core.candles import Candles
+from pivotal.core.events import MarketEvent
 from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS
 from pivotal.core.orders import AccountSnapshot
-from pivotal.core.ports import DecisionContext
+from pivotal.core.ports import DecisionContext, MarketFeed
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.types import ModelOutput, TradingAction
@@ -52,22 +56,20 @@ from pivotal.orchestrator.contracts import VOTE_ACTIONS, Decision, Expert, Infer
 from pivotal.orchestrator.coordinator import ModelInferenceCoordinator, StepResult
 from pivotal.orchestrator.decisions import DecisionMaker, decisions_frame
 from pivotal.orchestrator.frame import MarketFrame
+from pivotal.orchestrator.history_writer import HistoryStats, HistoryWriter
+from pivotal.orchestrator.intake import BarIntake
 from pivotal.orchestrator.learning import LearningEvent, LearningLoop
 from pivotal.orchestrator.online_checkpoints import parse_load_rule
 from pivotal.orchestrator.output_store import ModelOutputStore
 from pivotal.orchestrator.records import record_of_step, replay_decision
 from pivotal.orchestrator.subscriptions import (
     DataSubscriptionManager,
-    StreamKey,
-    StreamKind,
-    StreamUpdate,
 )
 
 __all__ = ["Orchestrator"]
 
 logger = logging.getLogger(__name__)
 
-_HISTORY_BATCH = 512
 #: Learning events after which a model's weights differ from before.
 _NEW_WEIGHTS = frozenset({"promoted", "retrain_promoted", "checkpoint_loaded"})
 
@@ -124,6 +126,15 @@ class Orchestrator:
     ``load_online``: which online checkpoints of ``learning.checkpoint_dir`` are loaded at
     start: ``"best"`` (paper, live), ``"before:<UTC ms>"`` (a backtest or replay: only those
     learned before its first learning bar) or ``"none"``; :attr:`checkpoints` lists them.
+    ``apply_learning_when_ready``: the learning loop applies each candidate's result as soon
+    as its worker has it (paper, live) instead of ``learning.apply_after_steps`` steps after
+    it was asked for (a replay: deterministic).
+    ``accelerate``: a replay's histories given to :meth:`prepare` are published to the frame
+    step by step and the experts evaluate them in batches ahead of the clock; False (paper,
+    live, ``--no-accelerate``): candles arrive only through :meth:`on_event` and every expert
+    reads its input from the market frame. ``calls``: the coordinator runs the experts on
+    worker threads with a timeout (``"threads"``, live) or on this thread (``"inline"``, a
+    replay: deterministic, no hand-offs).
     """
 
     def __init__(
@@ -139,6 +150,9 @@ class Orchestrator:
         name: str = "orchestrator",
         load_online: str = "best",
         max_missing_bars: int = DEFAULT_MAX_MISSING_BARS,
+        accelerate: bool = True,
+        calls: Literal["threads", "inline"] = "threads",
+        apply_learning_when_ready: bool = False,
     ) -> None:
         if not experts:
             raise ValueError("the orchestrator needs at least one expert")
@@ -151,9 +165,17 @@ class Orchestrator:
         }
         self.history = history if self.config.history.enabled else None
         self.trade_from = trade_from
-        self.frame = MarketFrame(max_missing_bars=max_missing_bars)
+        self.frame = MarketFrame(
+            capacity=self.config.frame_capacity, max_missing_bars=max_missing_bars
+        )
+        for expert in experts:  # each expert's per-candle columns, computed from the first bar
+            observation = getattr(expert, "observation", None)
+            if observation is not None:
+                self.frame.keep_columns(observation.columns)
         self.subscriptions = DataSubscriptionManager(self.frame, self.config.streams)
-        self.coordinator = ModelInferenceCoordinator(experts, self.config.inference)
+        self.intake = BarIntake(self.subscriptions)
+        self.accelerate = bool(accelerate)
+        self.coordinator = ModelInferenceCoordinator(experts, self.config.inference, calls=calls)
         self.order: tuple[str, ...] = tuple(n for level in self.coordinator.levels for n in level)
         self.outputs = ModelOutputStore(self.config.output_capacity)
         self.decision_maker = DecisionMaker(self.config.gate, self.order, seed=seed)
@@ -168,19 +190,18 @@ class Orchestrator:
                 self.coordinator.experts(),
                 gate=self.decision_maker.learned_gate,
                 bar_ms=self.base.ms,
+                apply_when_ready=apply_learning_when_ready,
             )
         self.load_online = str(parse_load_rule(load_online))
         self.decisions: list[Decision] = []
         self.events: list[dict[str, Any]] = []
-        self._records: list[InferenceRecord] = []
-        self._closes: dict[str, dict[Timeframe, npt.NDArray[np.int64]]] = {}
-        self._streams: dict[str, dict[Timeframe, Candles]] = {}
+        self._writer = None if self.history is None else HistoryWriter(self.history)
+        self._symbols: set[str] = set()
         self._loaded_best = False
         self._versions: dict[str, int] = {name: 0 for name in self.order}
         # steps per symbol: the learning loop's bar count, continuous across a learning span
         # and the backtest that follows (whose bar indices restart at 0)
         self._steps: dict[str, int] = {}
-        self.stored = 0
 
     # -- DecisionSource -------------------------------------------------------------------
     def warmup_bars(self) -> int:
@@ -189,21 +210,32 @@ class Orchestrator:
         return 0
 
     def prepare(self, symbol: str, candles: Candles) -> None:
-        """Load ``symbol``'s candles (the run's base bars, plus ``data`` given up front)
-        into the frame and let every expert build its causal bulk inputs. A second call with
-        candles the frame already holds (the backtest after a learning span) changes
-        nothing; one with newer candles (the backtest after a learning span, without
-        ``data``) extends the frame's history with them, so the warm-up is kept."""
-        loaded = self._streams.get(symbol, {}).get(self.base)
-        if (
-            loaded is not None
-            and len(candles)
-            and len(loaded)
-            and int(candles.timestamp[-1]) <= int(loaded.timestamp[-1])
-        ):
-            return
+        """Get ready to decide for ``symbol``; ``candles`` are the run's base bars.
+
+        Pushed (``accelerate=False``): nothing is read up front; candles reach the frame as
+        :meth:`on_event` receives them. Accelerated (a replay): ``candles`` plus the ``data``
+        given up front (timeframes not given are resampled from the base candles) are kept
+        and published to the frame step by step as they close, and every expert builds its
+        causal bulk inputs from them to evaluate ahead of the clock. A second call with
+        newer candles (the backtest after a learning span) extends the history."""
+        self._symbols.add(symbol)
+        if self.accelerate:
+            streams = self._streams_for(symbol, candles)
+            self.intake.prepare(symbol, streams)
+            self.coordinator.prepare(symbol, streams)
+        if self.learning is not None and not self._loaded_best:
+            self._loaded_best = True
+            for ev in self.learning.load_best(self.load_online):
+                self._event(ev.kind, ev.timestamp, ev.symbol, ev.model, ev.message, score=ev)
+
+    def _streams_for(self, symbol: str, candles: Candles) -> dict[Timeframe, Candles]:
+        """The histories to accelerate over: ``data`` given up front, the base bars grown
+        by ``candles`` (an earlier history is kept, so the warm-up stays), the other
+        timeframes resampled from the base when not given."""
         streams = dict(self._data.get(symbol, {}))
         base = streams.get(self.base)
+        held = self.intake.prepared(symbol)
+        loaded = None if held is None else held.get(self.base)
         if (
             loaded is not None
             and len(loaded)
@@ -225,23 +257,15 @@ class Orchestrator:
                         f"cannot be resampled from {self.base}; pass them in data="
                     )
                 streams[tf] = resample(streams[self.base], self.base, tf)
-        self._streams[symbol] = streams
-        self._closes[symbol] = {tf: c.timestamp + tf.ms for tf, c in streams.items()}
-        if loaded is None:
-            self.frame.load(symbol, streams)
-        else:  # the frame only grows: rows it holds stay, newer ones are appended
-            for tf, bars in streams.items():
-                self.frame.append_candles(symbol, tf, bars)
-        for tf in streams:
-            self.subscriptions.subscribe(StreamKey(StreamKind.CANDLES, symbol, tf))
-        self.coordinator.prepare(symbol, streams)
-        if self.learning is not None and not self._loaded_best:
-            self._loaded_best = True
-            for ev in self.learning.load_best(self.load_online):
-                self._event(ev.kind, ev.timestamp, ev.symbol, ev.model, ev.message, score=ev)
+        return streams
 
-    def next_wake(self, symbol: str, bar_index: int) -> int:
-        return bar_index
+    def on_event(self, event: MarketEvent) -> None:
+        """A market event as it arrives (the runtime's listener port): closed candles of
+        any timeframe, trades, book snapshots; applied to the frame at the next step."""
+        self.intake.push(event)
+
+    def next_wake(self, symbol: str, now_ms: int) -> int:
+        return now_ms  # every bar (wake-ups are close times, UTC ms)
 
     def decide(self, context: DecisionContext) -> Sequence[TradingAction]:
         decision, _ = self.step(context)
@@ -251,28 +275,27 @@ class Orchestrator:
         return () if action is None else (action,)
 
     # -- one step ---------------------------------------------------------------------------
-    def _publish(self, symbol: str, t: int) -> set[Timeframe]:
-        updated: set[Timeframe] = set()
-        for tf, closes in self._closes[symbol].items():
-            row = int(np.searchsorted(closes, t))
-            if row < len(closes) and int(closes[row]) == t:
-                bars = self._streams[symbol][tf][row : row + 1]
-                self.subscriptions.publish(
-                    StreamUpdate(StreamKey(StreamKind.CANDLES, symbol, tf), t, bars)
-                )
-                updated.add(tf)
-        self.subscriptions.drain()
-        return updated
-
     def step(self, context: DecisionContext) -> tuple[Decision, StepResult]:
         """Steps 1–6 of the module docstring at ``context``'s close; returns the decision and
         the coordinator's step (outputs, inferences, skipped experts, events)."""
         symbol, t = context.symbol, int(context.timestamp)
-        if symbol not in self._closes:
+        if symbol not in self._symbols:
             raise RuntimeError(f"{self.name}: prepare({symbol!r}, candles) was not called")
-        updated = self._publish(symbol, t)
-        inp = self.frame.input(symbol, self.spec, last_predictions=self.outputs.latest(symbol, t))
-        step = self.coordinator.run(symbol, t, inp, context.account, updated=updated)
+        if self.learning is not None:  # results the learning worker finished for this step
+            for ev in self.learning.apply_ready():
+                self._event(ev.kind, ev.timestamp, ev.symbol, ev.model, ev.message, score=ev)
+        versions = self.versions()  # the weights that infer at this step
+        updated = self.intake.due(symbol, t)
+        frame = self.frame
+        inp = frame.input(symbol, self.spec, last_predictions=self.outputs.latest(symbol, t))
+        step = self.coordinator.run(
+            symbol,
+            t,
+            inp,
+            context.account,
+            updated=updated,
+            observe=lambda builder: frame.observe(symbol, builder, t),
+        )
         for output in step.outputs.values():
             self.outputs.record(output)
         for event in step.events:
@@ -288,10 +311,8 @@ class Orchestrator:
                 inferences[self.name] = Inference(_decision_output(decision, self.name))
             for ev in self.learning.on_step(symbol, t, count, close, inferences):
                 self._event(ev.kind, ev.timestamp, ev.symbol, ev.model, ev.message, score=ev)
-        if self.history is not None:
-            self._records.append(record_of_step(decision, inp, step.inferences, self.versions()))
-            if len(self._records) >= _HISTORY_BATCH:
-                self.flush()
+        if self._writer is not None:  # written in batches on the writer's thread
+            self._writer.add(record_of_step(decision, inp, step.inferences, versions))
         return decision, step
 
     # -- results ----------------------------------------------------------------------------
@@ -299,18 +320,30 @@ class Orchestrator:
         """Each model's weight generation (bumped when the learning loop promotes)."""
         return dict(self._versions)
 
+    @property
+    def stored(self) -> int:
+        """Steps written to the inference history so far."""
+        return 0 if self._writer is None else self._writer.written
+
+    @property
+    def history_stats(self) -> HistoryStats | None:
+        """How the history writer kept up (written, lost, pending steps); None without."""
+        return None if self._writer is None else self._writer.stats
+
     def flush(self) -> int:
-        """Write buffered steps to the inference history (one transaction); returns count."""
-        if self.history is None or not self._records:
-            return 0
-        records, self._records = self._records, []
-        written = self.history.append(records)
-        self.stored += written
-        return written
+        """Write every buffered step to the inference history and wait for it; returns the
+        steps this call wrote."""
+        return 0 if self._writer is None else self._writer.flush()
 
     def finish(self, now_ms: int | None = None) -> None:
-        """Flush the history, apply its retention policy, stop the workers."""
-        self.flush()
+        """Apply the learning loop's pending results (their events are recorded) and stop
+        its worker, flush the history and stop its writer, apply the history's retention
+        policy, stop the expert workers."""
+        if self.learning is not None:
+            for ev in self.learning.close():
+                self._event(ev.kind, ev.timestamp, ev.symbol, ev.model, ev.message, score=ev)
+        if self._writer is not None:
+            self._writer.close()
         if self.history is not None and now_ms is not None:
             cfg = self.config.history
             self.history.apply_retention(
@@ -321,24 +354,54 @@ class Orchestrator:
         self.coordinator.close()
 
     def learn(
-        self, symbol: str, candles: Candles, account: AccountSnapshot, *, progress: Any = None
+        self,
+        symbol: str,
+        candles: Candles,
+        account: AccountSnapshot,
+        *,
+        progress: Any = None,
+        feed: MarketFeed | None = None,
     ) -> int:
         """Run every step of ``candles`` (base bars) without trading: models infer, outputs
         feed the next steps, the learning loop matures predictions and trains, the history
-        stores the steps. ``account`` is the flat account the models see. Returns steps."""
+        stores the steps. ``account`` is the flat account the models see. Pushed
+        (``accelerate=False``), the bars come from ``feed`` (the symbol's events over the same
+        span, every timeframe): each event is pushed as it arrives and a step runs at each
+        of ``candles``' closes. Returns steps."""
         self.prepare(symbol, candles)
+        if not self.accelerate and feed is None:
+            raise ValueError(
+                f"{self.name}: learning without the accelerator reads the candles from a feed; "
+                f"pass feed= (the {symbol} events of the learning span)"
+            )
+        closes = candles.timestamp + self.base.ms
+        done = 0
+        waiting: Sequence[MarketEvent] | None = None  # a batch later than the current step
         for j in range(len(candles)):
+            t = int(closes[j])
+            while feed is not None:
+                batch = waiting if waiting is not None else feed.next_events()
+                waiting = None
+                if batch is None:
+                    feed = None
+                elif batch and min(e.event_time for e in batch) > t:
+                    waiting = batch
+                    break
+                else:
+                    for event in batch:
+                        self.on_event(event)
             context = DecisionContext(
-                timestamp=int(candles.timestamp[j]) + self.base.ms,
+                timestamp=t,
                 symbol=symbol,
                 bar_index=j,
                 candles=candles.head(j + 1),
                 account=account,
             )
             self.step(context)
+            done += 1
             if progress is not None:
                 progress()
-        return len(candles)
+        return done
 
     def decisions_frame(self, since: int | None = None) -> pd.DataFrame:
         """Decisions as a frame (:func:`decisions_frame`), those after ``since`` only."""

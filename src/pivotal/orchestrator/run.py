@@ -42,6 +42,7 @@ from pivotal.orchestrator.config import OrchestratorConfig
 from pivotal.orchestrator.contracts import Expert
 from pivotal.orchestrator.online_checkpoints import expert_data_warnings
 from pivotal.orchestrator.orchestrator import Orchestrator
+from pivotal.orchestrator.pushed import run_pushed
 from pivotal.training.pipeline import read_streams
 
 __all__ = ["OrchestratedRun", "RunConfig", "build_experts", "load_run_config", "run_backtest_mode"]
@@ -93,6 +94,12 @@ class RunConfig(StrictModel):
         default=600, ge=0, description="bars per timeframe read before since (indicator warm-up)"
     )
     seed: int = 0
+    accelerate: bool = Field(
+        default=True,
+        description="evaluate the position-independent models in batches ahead of the clock "
+        "(same decisions as pushing bars one at a time; false: push every bar through the "
+        "market frame as paper and live trading do)",
+    )
     settings: BacktestSettings = Field(default_factory=BacktestSettings)
     orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
 
@@ -239,6 +246,13 @@ def _read(store: MarketDataStore, run: RunConfig, timeframes: set[Timeframe]) ->
     return data
 
 
+def _read_base(store: MarketDataStore, run: RunConfig) -> dict[str, Any]:
+    return {
+        symbol: read_streams(store, run.exchange, symbol, (run.base,), run.since, run.until, 0)
+        for symbol in run.symbols
+    }
+
+
 def run_backtest_mode(
     store: MarketDataStore,
     run: RunConfig,
@@ -260,7 +274,9 @@ def run_backtest_mode(
     experts = experts if experts is not None else build_experts(run.orchestrator)
     base = run.base
     timeframes = {base} | {tf for e in experts for tf in e.timeframes}
-    data = _read(store, run, timeframes)
+    # pushed: only the trading span's base bars are read here (the timeline, gap plan and
+    # metrics); the market data reaches the models from a feed that reads in chunks
+    data = _read(store, run, timeframes) if run.accelerate else _read_base(store, run)
     candles: dict[str, Candles] = {}
     for symbol, streams in data.items():
         bars = streams[base].between(run.since, run.until)
@@ -288,18 +304,23 @@ def run_backtest_mode(
         experts,
         run.orchestrator,
         base_timeframe=base,
-        data=data,
+        data=data if run.accelerate else None,
         history=hist,
         seed=run.seed,
         load_online=f"before:{first}",  # a backtest never loads what was learned later
         max_missing_bars=run.settings.max_missing_bars,
+        accelerate=run.accelerate,
+        calls="inline",  # a replay: deterministic, no thread hand-offs
     )
     try:
-        if run.learn_from is not None:
-            _learn(orchestrator, data, run, progress=progress)
-        result = run_backtest(
-            candles, orchestrator, timeframe=base, settings=run.settings, progress=progress
-        )
+        if not run.accelerate:
+            result = run_pushed(store, run, orchestrator, candles, progress=progress)
+        else:
+            if run.learn_from is not None:
+                _learn(orchestrator, data, run, progress=progress)
+            result = run_backtest(
+                candles, orchestrator, timeframe=base, settings=run.settings, progress=progress
+            )
     finally:
         last = max(int(c.timestamp[-1]) + base.ms for c in candles.values())
         orchestrator.finish(now_ms=last)

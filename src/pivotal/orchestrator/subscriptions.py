@@ -331,7 +331,7 @@ class DataSubscriptionManager:
 
     def _state(self, key: StreamKey) -> int:
         if key.kind is StreamKind.INDICATORS:
-            return len(self.frame.candles(key.symbol, key.timeframe))
+            return self.frame.candle_count(key.symbol, key.timeframe)  # unbounded, unlike candles
         return self.frame.pivot_count(key.symbol, key.timeframe)
 
     def _remember(self, symbol: str, before: dict[StreamKey, int]) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-__all__ = ["CallWorker"]
+__all__ = ["CallWorker", "InlineCall"]
 
 
 class CallWorker:
@@ -108,5 +108,45 @@ class CallWorker:
         # was not picked up yet (the lock is free), and the thread will see _closed first.
         with contextlib.suppress(RuntimeError):
             self._go.release()
+
+    close = abandon
+
+
+class InlineCall:
+    """A :class:`CallWorker` stand-in that runs the call on the caller's thread.
+
+    For replays: no thread hand-off (two thread switches per expert call), and nothing that
+    depends on wall time, so a run is deterministic. The price: a hung model hangs the
+    replay (no timeout can interrupt a call on the caller's own thread); its latency is still
+    measured and :meth:`wait` always reports the call as returned.
+    """
+
+    __slots__ = ("elapsed_s", "error", "name", "result")
+
+    closed = False
+    ident = None
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.elapsed_s = 0.0
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        """Run ``fn(arg)`` now; keep its result or the exception it raised."""
+        start = perf_counter()
+        try:
+            self.result = fn(arg)
+            self.error = None
+        except Exception as exc:  # the coordinator decides what a failure means
+            self.result = None
+            self.error = exc
+        self.elapsed_s = perf_counter() - start
+
+    def wait(self, timeout_s: float) -> bool:
+        return True
+
+    def abandon(self) -> None:
+        pass
 
     close = abandon

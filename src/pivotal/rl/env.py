@@ -2,7 +2,10 @@
 
 :class:`TradingEnv` drives a :class:`~pivotal.trading.brokers.simulated.SimulatedBroker` and a
 :class:`~pivotal.trading.risk.RiskManager` exactly as
-:class:`~pivotal.backtest.engine.BacktestEngine` does, one anchor candle per step:
+:class:`~pivotal.backtest.engine.BacktestEngine` does, through the same
+:class:`~pivotal.runtime.kernel.Kernel` pieces (venue step, decision through the executor,
+gap close, event collection; the agent's action is the decision source's answer,
+:mod:`pivotal.rl.agent_source`), one anchor candle per step:
 
 - ``reset``: a fresh broker and risk manager (a :class:`~pivotal.core.clock.ReplayClock`);
   the clock moves to the episode's first bar's close and the broker processes that bar.
@@ -46,25 +49,24 @@ gap). With ``"hold"`` the simulator steps across gaps as if the bars were adjace
 
 from __future__ import annotations
 
-import math
 from typing import Any, TypedDict
 
 import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
-import talib
 
 from pivotal.core.clock import ReplayClock
 from pivotal.core.gaps import GapPolicy, gap_after
-from pivotal.core.orders import Fill, Liquidity
 from pivotal.core.symbols import Symbol
-from pivotal.core.types import Action, TradingAction
+from pivotal.core.types import Action
+from pivotal.rl.agent_source import AgentSource, StepFills
 from pivotal.rl.config import EnvConfig
 from pivotal.rl.observations import MarketObservations
 from pivotal.rl.rewards import RewardTracker
+from pivotal.runtime.kernel import ClosedBar, Kernel
 from pivotal.trading.brokers.simulated import SimulatedBroker
-from pivotal.trading.gaps import flatten_before_gap
-from pivotal.trading.risk import MarketState, RiskManager
+from pivotal.trading.execution import ActionExecutor
+from pivotal.trading.risk import RiskManager
 
 __all__ = ["ACTIONS", "StepInfo", "TradingEnv"]
 
@@ -162,9 +164,8 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self._bar_ms = observations.anchor.ms
         self._open_ms = candles.timestamp
         self._close = candles.close
-        self._atr = talib.ATR(candles.high, candles.low, candles.close, settings.atr_period)
-        self._taker = settings.broker.fees.rate(config.symbol, Liquidity.TAKER)
-        self._lot = settings.broker.lot_size
+        self._agent = AgentSource(self._trading_symbol, SOURCE)
+        self._fills = StepFills()
         self._initial = float(settings.broker.initial_cash)
         self._allow_short = settings.risk.allow_short
         self._halts = settings.risk.max_drawdown is not None or (
@@ -247,13 +248,33 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         settings = self.config.settings
         self._clock = ReplayClock(int(self._open_ms[bar]))
         self._broker = SimulatedBroker(
-            self._candles, self._clock, settings.broker, bar_ms=self._bar_ms
+            self._clock, settings.broker, bar_ms=self._bar_ms, symbols=[self._symbol]
         )
         self._portfolio = self._broker.portfolio
         self._risk = RiskManager(settings.risk)
+        series = self._candles[self._symbol]
+        self._kernel = Kernel(
+            clock=self._clock,
+            broker=self._broker,
+            risk=self._risk,
+            source=self._agent,
+            executor=ActionExecutor(
+                self._broker,
+                self._risk,
+                fees=settings.broker.fees,
+                lot_size=settings.broker.lot_size,
+            ),
+            timeframe=self.observations.anchor,
+            recorder=self._fills,
+            venue=self._broker,
+            candles_view=lambda symbol: series,
+            atr_period=settings.atr_period,
+        )
         close_ms = int(self._open_ms[bar]) + self._bar_ms
         self._clock.advance_to(close_ms)
-        self._broker.on_bar(self._symbol, bar)
+        if bar:  # the bars before the episode: numbering and recent closes as in a backtest
+            self._broker.mark(self._symbol, series.rows(0, bar))
+        self._kernel.apply_bar(self._symbol, series.rows(bar, bar + 1))
         self._equity = self._portfolio.equity
         if self._halts:
             self._risk.observe(close_ms, self._equity)
@@ -269,38 +290,27 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         truncated, fills, traded notional)``."""
         t = self._t
         bar = self._bar0 + t
-        broker = self._broker
+        kernel = self._kernel
         portfolio = self._portfolio
         symbol = self._symbol
+        series = self._candles[symbol]
         q0 = portfolio.quantity(symbol)
         if not (self.fast_path and self._no_change(a, q0)):
             close_ms = int(self._open_ms[bar]) + self._bar_ms
-            atr = float(self._atr[bar])
-            market = MarketState(
-                symbol=symbol,
-                timestamp=close_ms,
-                price=float(self._close[bar]),
-                atr=None if math.isnan(atr) else atr,
-                taker_fee=self._taker,
-                lot_size=self._lot,
-            )
-            action = TradingAction(self._trading_symbol, close_ms, ACTIONS[a], 1.0, SOURCE)
-            decision = self._risk.review(action, broker.account(), market)
-            for request in decision.orders:
-                broker.submit(request)
+            self._agent.action = ACTIONS[a]
+            kernel.decide((ClosedBar(symbol, bar, close_ms, series.rows(bar, bar + 1)),), close_ms)
         nxt = bar + 1
         next_close = int(self._open_ms[nxt]) + self._bar_ms
         self._clock.advance_to(next_close)
-        broker.on_bar(symbol, nxt)
+        kernel.apply_bar(symbol, series.rows(nxt, nxt + 1))
         at_gap = bool(self._before_gap[nxt])
         if at_gap:
-            flatten_before_gap(broker, symbol)
-        fills = 0
-        notional = 0.0
-        for event in broker.drain_events():
-            if isinstance(event, Fill):
-                fills += 1
-                notional += event.quantity * event.price
+            kernel.close_before_gap((symbol,))
+        counted = self._fills
+        counted.reset()
+        kernel.collect()
+        fills = counted.fills
+        notional = counted.notional
         e0 = self._equity
         e1 = portfolio.equity
         self._equity = e1
@@ -381,3 +391,28 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
     @property
     def episode_start(self) -> int:
         return self._t0
+
+    # -- lockstep driving: VectorTradingEnv steps n envs, then reads n observations at once ---
+    def reset_simulation(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> None:
+        """Everything :meth:`reset` does but building the observation and the info."""
+        self._reset_state(seed, options)
+
+    def advance(self, action: int) -> tuple[float, bool, bool, int, float]:
+        """:meth:`step` without the observation and the info: ``action`` (0..3, not checked)
+        at the current bar's close, then the next bar; returns ``(reward, terminated,
+        truncated, fills, traded notional)``. ``RuntimeError`` once the episode has ended."""
+        if self._done:
+            raise RuntimeError("the episode has ended (or never started): reset it first")
+        return self._advance(action)
+
+    def position_state(self) -> tuple[float, float, float, float]:
+        """The position state of :data:`~pivotal.rl.observations.STATE_FEATURES` now (what
+        the observation broadcasts to every frame)."""
+        return self._state()
+
+    def step_info(self, fills: int = 0, traded_notional: float = 0.0) -> StepInfo:
+        """The :class:`StepInfo` of the current step, with this step's ``fills`` and
+        ``traded_notional`` as given."""
+        return self._info(fills, traded_notional)

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pivotal.core.candles import Candles
-from pivotal.core.ports import DecisionContext
+from pivotal.core.ports import NEVER, DecisionContext
 from pivotal.core.symbols import Symbol
 from pivotal.core.types import Action, TradingAction
 from pivotal.rl.env import ACTIONS
@@ -59,7 +59,7 @@ class PolicySource:
         self._episode_length = int(episode_length)
         self._initial = float(initial_cash)
         self._steps: npt.NDArray[np.int64] | None = None
-        self._covered: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        self._covered: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)  # close times
         self._previous = 0.0
         self._entry = -1
 
@@ -79,7 +79,7 @@ class PolicySource:
                 "observations; build them over the backtest range"
             )
         self._steps = np.where(known, at, -1).astype(np.int64)
-        self._covered = np.flatnonzero(known)
+        self._covered = close_times[known].astype(np.int64)
         self._previous = 0.0
         self._entry = -1
 
@@ -88,10 +88,11 @@ class PolicySource:
             raise RuntimeError(f"{self.name}: call prepare(symbol, candles) before the run")
         return self._steps
 
-    def next_wake(self, symbol: str, bar_index: int) -> int:
-        steps = self._prepared()
-        at = int(np.searchsorted(self._covered, bar_index))
-        return int(self._covered[at]) if at < len(self._covered) else len(steps)
+    def next_wake(self, symbol: str, now_ms: int) -> int:
+        """The close (UTC ms) of the first covered bar closing at or after ``now_ms``."""
+        self._prepared()
+        at = int(np.searchsorted(self._covered, now_ms))
+        return int(self._covered[at]) if at < len(self._covered) else NEVER
 
     def decide(self, context: DecisionContext) -> Sequence[TradingAction]:
         step = int(self._prepared()[context.bar_index])

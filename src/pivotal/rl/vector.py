@@ -4,7 +4,9 @@
 :class:`~pivotal.rl.env.TradingEnv` simulators on the same observations. Each step runs the
 ``n`` simulators (broker and risk manager, with the fast path for actions that change
 nothing) and then reads all ``n`` market windows with **one**
-:meth:`~pivotal.rl.observations.MarketObservations.observe` call. Arrays in, arrays out:
+:meth:`~pivotal.rl.observations.MarketObservations.observe` call. It drives each env through
+its public lockstep methods (``reset_simulation``, ``advance``, ``position_state``,
+``step_info``: ``reset``/``step`` in parts). Arrays in, arrays out:
 
 - ``reset(seed=s)`` → ``obs (n, frames, F)``, ``infos``; an int seed gives env ``i`` the seed
   ``s + i`` (Gymnasium's ``SyncVectorEnv`` rule), a list gives one per env;
@@ -107,7 +109,7 @@ class VectorTradingEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.int64],
         if seed is not None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seeds[0])
         for env, s in zip(self.envs, seeds, strict=True):
-            env._reset_state(s, options)
+            env.reset_simulation(s, options)
         self._needs_reset[:] = False
         self._started = True
         zeros = np.zeros(n)
@@ -139,10 +141,10 @@ class VectorTradingEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.int64],
         needs = self._needs_reset
         for i, env in enumerate(self.envs):
             if needs[i]:
-                env._reset_state(None, None)
+                env.reset_simulation()
                 needs[i] = False
                 continue
-            r, te, tr, f, v = env._advance(int(acts[i]))
+            r, te, tr, f, v = env.advance(int(acts[i]))
             rewards[i] = r
             terminated[i] = te
             truncated[i] = tr
@@ -156,14 +158,14 @@ class VectorTradingEnv(VectorEnv[npt.NDArray[np.float32], npt.NDArray[np.int64],
         steps = self._steps
         states = self._states
         for i, env in enumerate(self.envs):
-            steps[i] = env._t
-            states[i] = env._state()
+            steps[i] = env.current_step
+            states[i] = env.position_state()
         return self.observations.observe(steps, states)
 
     def _infos(
         self, fills: npt.NDArray[np.int64], notional: npt.NDArray[np.float64]
     ) -> dict[str, Any]:
-        rows = [env._info(0, 0.0) for env in self.envs]
+        rows = [env.step_info() for env in self.envs]
         infos: dict[str, Any] = {}
         for key in _INFO_KEYS:
             if key == "fills":

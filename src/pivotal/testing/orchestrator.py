@@ -49,15 +49,23 @@ def train_tiny_experts(
     frames: int = 8,
     hidden: int = 16,
     seed: int = 0,
+    timeframe: str = "1m",
+    streams: tuple[str, ...] = ("5m",),
 ) -> TinyExperts:
-    """Train a tiny ``pivot_cnn`` (1m + 5m, ``frames`` frames) and a DQN over its features on
-    ``candles`` (default: 1,200 planted 1m bars) in a new store under ``root``."""
+    """Train a tiny ``pivot_cnn`` (``timeframe`` + ``streams``, ``frames`` frames) and a DQN
+    over its features on ``candles`` (default: 1,200 planted 1m bars) in a new store under
+    ``root``."""
     candles = (
         candles if candles is not None else planted_candles(1_200, seed=2, start_time=GRID_START)
     )
     training = tiny_job("pivot_cnn").training.model_copy(update={"epochs": 2, "seed": seed})
     cnn_job = tiny_job(
-        "pivot_cnn", frames=frames, streams=("5m",), training=training, symbol=symbol
+        "pivot_cnn",
+        frames=frames,
+        timeframe=timeframe,
+        streams=streams,
+        training=training,
+        symbol=symbol,
     )
     dqn_job = DQNJob.model_validate(
         {
@@ -66,7 +74,8 @@ def train_tiny_experts(
             "env": {
                 "symbol": symbol,
                 "frames": frames,
-                "streams": ["5m"],
+                "timeframe": timeframe,
+                "streams": list(streams),
                 "episode_length": 50,
             },
             "dqn": {
@@ -82,7 +91,7 @@ def train_tiny_experts(
         }
     )
     path = root / "store.duckdb"
-    with store_candles(path, candles, symbol=symbol, streams=("5m",)) as store:
+    with store_candles(path, candles, symbol=symbol, timeframe=timeframe, streams=streams) as store:
         cnn = train_job(store, cnn_job, root / "cnn", keep=1).best_checkpoint
         job = dqn_job.model_copy(update={"cnn_checkpoint": str(cnn)})
         outcome = train_dqn_job(store, job, root / "dqn", keep=1)

@@ -1,7 +1,8 @@
 """The one path from a decision to the broker: risk review, then ``Broker.submit``.
 
-Every mode takes this path: the backtest engine, the run loop of
-:mod:`pivotal.orchestrator.loop` (replay, paper, live) and anything else that turns
+Every mode takes this path: the runtime's kernel (:mod:`pivotal.runtime.kernel`, stepped
+by the backtest engine, the RL env and the run loop for replay, paper and live) and
+anything else that turns
 :class:`~pivotal.core.types.TradingAction` s into orders. For each action of one decision,
 in order:
 
@@ -131,7 +132,11 @@ class ActionExecutor:
 
 
 def broker_event_record(event: BrokerEvent) -> dict[str, Any]:
-    """A fill (``kind="fill"``) or an order change (``kind="order"``) as a plain record."""
+    """A fill (``kind="fill"``) or an order change (``kind="order"``) as a plain record.
+
+    Both carry the venue's ids (``venue_order_id``; a fill also ``venue_trade_id``; None
+    where the venue gave none); the raw payload stays on the event, not in the record.
+    """
     if isinstance(event, Fill):
         return {
             "timestamp": event.timestamp,
@@ -142,6 +147,8 @@ def broker_event_record(event: BrokerEvent) -> dict[str, Any]:
             "price": event.price,
             "fee": event.fee,
             "client_order_id": event.client_order_id,
+            "venue_order_id": event.venue_order_id,
+            "venue_trade_id": event.venue_trade_id,
         }
     if isinstance(event, OrderEvent):
         return {
@@ -150,6 +157,7 @@ def broker_event_record(event: BrokerEvent) -> dict[str, Any]:
             "symbol": event.order.symbol,
             "status": str(event.status),
             "client_order_id": event.order.client_order_id,
+            "venue_order_id": event.order.venue_order_id,
             "message": event.reason,
         }
     raise TypeError(

@@ -16,7 +16,8 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -106,6 +107,10 @@ class VolatilitySlippage:
     standard deviation with ``ddof=1``). Near the start of the data fewer closes are used;
     with fewer than two returns the fraction is 0. Bar ``bar_index`` itself is never read,
     so a fill at its open knows nothing of its close.
+
+    Without ``closes`` the model streams: the broker hands it each bar's close once the next
+    bar arrives (:meth:`record`), it keeps the newest ``window`` per symbol, and a fill reads
+    those (the same closes ``closes[bar - window : bar]`` would give; ``bar_index`` unused).
     """
 
     def __init__(
@@ -113,7 +118,7 @@ class VolatilitySlippage:
         multiplier: float,
         window: int,
         *,
-        closes: Mapping[str, npt.NDArray[np.float64]],
+        closes: Mapping[str, npt.NDArray[np.float64]] | None = None,
     ) -> None:
         if not math.isfinite(multiplier) or multiplier < 0:
             raise ValueError(f"volatility multiplier must be 0 or more, got {multiplier!r}")
@@ -121,10 +126,33 @@ class VolatilitySlippage:
             raise ValueError(f"volatility window must be 3 closes or more, got {window}")
         self.multiplier = float(multiplier)
         self.window = int(window)
-        self._closes = {s: np.asarray(c, dtype=np.float64) for s, c in closes.items()}
+        self._closes = (
+            None
+            if closes is None
+            else {s: np.asarray(c, dtype=np.float64) for s, c in closes.items()}
+        )
+        self._recent: dict[str, deque[float]] = {}
+
+    def record(self, symbol: str, closes: Iterable[float]) -> None:
+        """Streaming mode: ``closes`` of ``symbol``'s bars before the one that fills next
+        (oldest first); only the newest ``window`` are kept."""
+        if self._closes is not None:
+            raise ValueError("this volatility model was built over closes; it does not stream")
+        recent = self._recent.get(symbol)
+        if recent is None:
+            recent = self._recent[symbol] = deque(maxlen=self.window)
+        if isinstance(closes, np.ndarray):
+            closes = closes[-self.window :]
+        recent.extend(closes)
 
     def fraction(self, symbol: str, bar_index: int) -> float:
         """The slippage fraction for a fill in bar ``bar_index`` (closes before it only)."""
+        if self._closes is None:
+            recent = self._recent.get(symbol, ())
+            if len(recent) < 3:
+                return 0.0
+            returns = np.diff(np.log(np.fromiter(recent, dtype=np.float64, count=len(recent))))
+            return self.multiplier * float(np.std(returns, ddof=1))
         closes = self._closes.get(symbol)
         if closes is None:
             raise ValueError(
@@ -234,12 +262,14 @@ def walk_book(book: COBData, side: OrderSide, quantity: float) -> float | None:
 def slippage_from_config(
     config: SimulatedBrokerConfig,
     *,
-    closes: Mapping[str, npt.NDArray[np.float64]],
+    closes: Mapping[str, npt.NDArray[np.float64]] | None = None,
     books: Mapping[str, Sequence[COBData]] | None = None,
 ) -> SlippageModel:
     """The model that ``config.slippage`` names, built over the broker's data.
 
-    ``"orderbook"`` needs ``books``; a symbol without snapshots uses the fallback bps.
+    ``"volatility"`` streams (fed by the broker's :meth:`VolatilitySlippage.record`) unless
+    ``closes`` are given; ``"orderbook"`` needs ``books``; a symbol without snapshots uses
+    the fallback bps.
     """
     kind = config.slippage
     if kind == "none":

@@ -169,6 +169,52 @@ class CheckpointManager:
         """The best checkpoint's file, or None when there is none."""
         return self._entries[0].path if self._entries else None
 
+    def ranking_value(self, metrics: Mapping[str, Any]) -> float:
+        """``metrics[metric]`` as a finite float; ``ValueError`` naming what is wrong."""
+        value = metrics.get(self.metric)
+        if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+            raise ValueError(
+                f"metrics must contain a number {self.metric!r} to rank checkpoints, got "
+                f"{value!r} (metrics: {sorted(metrics)}); train with validation data or "
+                "rank by another metric"
+            )
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"metric {self.metric!r} is {value}; it cannot rank a checkpoint")
+        return value
+
+    def admits(self, value: float) -> bool:
+        """Whether a checkpoint ranked by ``value`` would be among the best ``keep`` (ties
+        keep the older one, so a tie with the last kept is not admitted)."""
+        entries = self._entries
+        return len(entries) < self.keep or self._better(value, entries[self.keep - 1].value)
+
+    def path_for(self, epoch: int, value: float) -> Path:
+        """The file a checkpoint of ``epoch`` ranked by ``value`` is written to."""
+        return self.directory / f"{self.model_name}_e{epoch:04d}_{self.metric}_{value:.6g}.pt"
+
+    def record(
+        self,
+        path: Path,
+        *,
+        epoch: int,
+        value: float,
+        metrics: Mapping[str, Any],
+        created_at_ms: int,
+    ) -> CheckpointEntry:
+        """Rank the checkpoint just written to ``path``, rewrite the index and delete the
+        files it displaced from the best ``keep``. Returns its entry."""
+        entries = self._entries
+        seq = max((e.seq for e in entries), default=-1) + 1
+        entry = CheckpointEntry(Path(path), epoch, value, dict(metrics), int(created_at_ms), seq)
+        ranked = sorted([e for e in entries if e.path != entry.path] + [entry], key=self._key)
+        kept, dropped = ranked[: self.keep], ranked[self.keep :]
+        self._write_index(kept)
+        self._entries = kept
+        for old in dropped:
+            old.path.unlink(missing_ok=True)
+        return entry
+
     def save(
         self,
         *,
@@ -183,32 +229,16 @@ class CheckpointManager:
         (``training_config`` is required there). Returns the new file, or None when it would
         not have been kept (nothing is written then).
         """
-        value = metrics.get(self.metric)
-        if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
-            raise ValueError(
-                f"metrics must contain a number {self.metric!r} to rank checkpoints, got "
-                f"{value!r} (metrics: {sorted(metrics)}); train with validation data or "
-                "rank by another metric"
-            )
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(f"metric {self.metric!r} is {value}; it cannot rank a checkpoint")
+        value = self.ranking_value(metrics)
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
-        entries = self._entries
-        if len(entries) >= self.keep and not self._better(value, entries[self.keep - 1].value):
+        if not self.admits(value):
             return None
-        filename = f"{self.model_name}_e{epoch:04d}_{self.metric}_{value:.6g}.pt"
-        path = self.directory / filename
+        path = self.path_for(epoch, value)
         ckpt = save_checkpoint(path, model=model, metrics=metrics, epoch=epoch, **kwargs)
-        seq = max((e.seq for e in entries), default=-1) + 1
-        entry = CheckpointEntry(path, epoch, value, ckpt.metrics, ckpt.created_at_ms, seq)
-        ranked = sorted([e for e in entries if e.path != path] + [entry], key=self._key)
-        kept, dropped = ranked[: self.keep], ranked[self.keep :]
-        self._write_index(kept)
-        self._entries = kept
-        for old in dropped:
-            old.path.unlink(missing_ok=True)
+        self.record(
+            path, epoch=epoch, value=value, metrics=ckpt.metrics, created_at_ms=ckpt.created_at_ms
+        )
         return path
 
     def load_best(

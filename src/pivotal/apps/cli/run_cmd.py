@@ -139,6 +139,15 @@ def run(
         bool,
         typer.Option("--no-history", help="Do not store the inference history (default: stored)."),
     ] = False,
+    no_accelerate: Annotated[
+        bool,
+        typer.Option(
+            "--no-accelerate",
+            help="Push every bar through the market frame one at a time, as paper and live "
+            "trading do, instead of evaluating the models that do not depend on the position "
+            "in batches ahead of the clock (same decisions, slower).",
+        ),
+    ] = False,
     config: ConfigOption = None,
     pivotal_config: Annotated[
         Path | None,
@@ -176,6 +185,8 @@ def run(
             raise typer.BadParameter(str(exc), param_hint="--gaps") from None
         settings = run_config.settings.model_copy(update={"gaps": policy})
         run_config = run_config.model_copy(update={"settings": settings})
+    if no_accelerate:
+        run_config = run_config.model_copy(update={"accelerate": False})
     ctx = load_context(config or pivotal_config, data_dir)
     if "max_missing_bars" not in run_config.settings.model_fields_set:  # pivotal config: gaps
         gap_bars = ctx.config.gaps.max_missing_bars

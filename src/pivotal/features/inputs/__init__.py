@@ -6,6 +6,8 @@
 - :class:`InputEncoder`: the input as a ``(streams, frames, channels)`` float32 tensor.
 - :class:`EncodedInputDataset`: the same tensors in bulk for every close of a range.
 - :func:`candle_columns` / :class:`ColumnsConfig`: per-candle indicator, pivot and COB columns.
+- :class:`StreamingCandleColumns`, :class:`RollingCandles`, :class:`ObservationBuilder`: the
+  same columns one candle at a time, a bounded window of them, and the encoded sample from it.
 - :class:`StandardizedDataProvider`: everything above from a store at ``t``, plus
   :class:`COBHistory`, :class:`PredictionLog` and the :class:`ContextEncoder` vector.
 """
@@ -21,8 +23,11 @@ from pivotal.features.inputs.encoder import (
     InputLayout,
 )
 from pivotal.features.inputs.history import COBHistory, PredictionLog
+from pivotal.features.inputs.observation import ObservationBuilder
 from pivotal.features.inputs.provider import EncodedInput, StandardizedDataProvider
+from pivotal.features.inputs.rolling import RollingCandles
 from pivotal.features.inputs.spec import SEED_TIMEFRAMES, InputPart, InputSpec
+from pivotal.features.inputs.streaming_columns import StreamingCandleColumns
 from pivotal.features.inputs.validation import InputReport, check_input, require_complete
 
 __all__ = [
@@ -31,6 +36,9 @@ __all__ = [
     "COBHistory",
     "ColumnsConfig",
     "ContextEncoder",
+    "ObservationBuilder",
+    "RollingCandles",
+    "StreamingCandleColumns",
     "EncodedInput",
     "PredictionLog",
     "StandardizedDataProvider",

@@ -50,6 +50,7 @@ from pivotal.core.timeframes import Timeframe
 from pivotal.core.types import ModelOutput
 from pivotal.features.inputs.columns import ColumnsConfig, candle_columns
 from pivotal.features.inputs.dataset import EncodedInputDataset
+from pivotal.features.inputs.observation import ObservationBuilder
 from pivotal.features.inputs.spec import InputSpec
 from pivotal.features.inputs.validation import format_time
 from pivotal.features.scalers import StandardScaler
@@ -130,16 +131,29 @@ class _Market:
     def window(self, step: int) -> npt.NDArray[np.float32]:
         """``(1, frames, streams × channels)`` float32, as ``MarketObservations.market``."""
         x = self.dataset.get_batch(np.array([step], dtype=np.int64)).numpy()
-        np.subtract(x, self.mean, out=x)
-        np.divide(x, self.std, out=x)
-        out = np.ascontiguousarray(x.transpose(0, 2, 1, 3)).reshape(1, x.shape[2], -1)
-        if not np.isfinite(out).all():
-            bad = self.names[int(np.argwhere(~np.isfinite(out))[0][-1])]
-            raise DataError(
-                f"the market window at {format_time(int(self.times[step]))} has NaN or "
-                f"infinity in {bad!r}; an agent must never see NaN: repair the candles"
-            )
-        return out
+        return standardized_window(x, self.mean, self.std, self.names, int(self.times[step]))
+
+
+def standardized_window(
+    x: npt.NDArray[np.float32],
+    mean: npt.NDArray[np.float32],
+    std: npt.NDArray[np.float32],
+    names: tuple[str, ...],
+    t: int,
+) -> npt.NDArray[np.float32]:
+    """``x`` ``(1, streams, frames, channels)`` standardised in place and laid out as
+    ``(1, frames, streams × channels)`` (``MarketObservations.market``'s layout);
+    ``DataError`` naming the feature when a value is NaN or infinite."""
+    np.subtract(x, mean, out=x)
+    np.divide(x, std, out=x)
+    out = np.ascontiguousarray(x.transpose(0, 2, 1, 3)).reshape(1, x.shape[2], -1)
+    if not np.isfinite(out).all():
+        bad = names[int(np.argwhere(~np.isfinite(out))[0][-1])]
+        raise DataError(
+            f"the market window at {format_time(t)} has NaN or infinity in {bad!r}; an agent "
+            "must never see NaN: repair the candles"
+        )
+    return out
 
 
 def _list_differences(got: tuple[str, ...], want: tuple[str, ...]) -> str:
@@ -229,6 +243,7 @@ class DQNExpert:
         self._initial = float(job.env.settings.broker.initial_cash)
         self._markets: dict[str, _Market] = {}
         self._tracks: dict[str, _Track] = {}
+        self._observation: ObservationBuilder | None = None
 
     @property
     def checkpoint(self) -> Path:
@@ -272,25 +287,60 @@ class DQNExpert:
         self._markets[symbol] = market
 
     def infer(self, request: InferenceRequest) -> Inference:
-        """The agent's output at ``request.timestamp`` (module docstring)."""
-        market = self._market_of(request.symbol)
+        """The agent's output at ``request.timestamp`` (module docstring): the market window
+        from the prepared history when ``prepare`` gave one (replay), else from the market
+        frame through ``request.observe`` (the pushed path)."""
         t = int(request.timestamp)
-        i = int(np.searchsorted(market.times, t))
-        if i >= len(market.times) or int(market.times[i]) != t:
-            raise ValueError(
-                f"expert {self.name!r} has no {request.symbol} step closing at {format_time(t)}: "
-                f"its prepared steps close from {format_time(int(market.times[0]))} to "
-                f"{format_time(int(market.times[-1]))}; call prepare() with candles up to "
-                "that time"
-            )
+        market = self._markets.get(request.symbol)
+        if market is not None:
+            i = int(np.searchsorted(market.times, t))
+            if i >= len(market.times) or int(market.times[i]) != t:
+                raise ValueError(
+                    f"expert {self.name!r} has no {request.symbol} step closing at "
+                    f"{format_time(t)}: its prepared steps close from "
+                    f"{format_time(int(market.times[0]))} to "
+                    f"{format_time(int(market.times[-1]))}; call prepare() with candles up to "
+                    "that time"
+                )
+            window, close = market.window(i), float(market.closes[i])
+        else:
+            window, close = self._observed(request)
         extra = self._cnn_features(request)
-        state = self._state(request.symbol, market, i, request.account)
+        state = self._state(request.symbol, t, close, request.account)
         obs = np.empty((1, self._frames, self._width), dtype=np.float32)
         m, s = self._market, len(STATE_FEATURES)
-        obs[:, :, :m] = market.window(i)
+        obs[:, :, :m] = window
         obs[:, :, m : m + s] = np.asarray(state, dtype=np.float32)
         obs[:, :, m + s :] = extra
         return Inference(self._output(request.symbol, t, obs), {"obs": obs})
+
+    @property
+    def observation(self) -> ObservationBuilder:
+        """How the agent's market window is read from the market frame (the job's
+        timeframes and frames, the default per-candle columns, as its environment)."""
+        if self._observation is None:
+            self._observation = ObservationBuilder(
+                self.spec, anchor=self.spec.timeframes[0], columns=ColumnsConfig()
+            )
+        return self._observation
+
+    def _observed(self, request: InferenceRequest) -> tuple[npt.NDArray[np.float32], float]:
+        """The standardised window and the anchor close at the request's time, from the
+        market frame."""
+        t = int(request.timestamp)
+        raw = None if request.observe is None else request.observe(self.observation)
+        anchor = request.input.ohlcv.get(self.spec.timeframes[0])
+        if raw is None or anchor is None or not len(anchor):
+            raise ValueError(
+                f"expert {self.name!r} has no complete {request.symbol} market window at "
+                f"{format_time(t)} (no market frame, too few bars, or a gap; prepared: "
+                f"{sorted(self._markets)})"
+            )
+        x = np.array(raw, dtype=np.float32)[None]
+        mean = np.asarray(self._scaler.mean, dtype=np.float32)
+        std = np.asarray(self._scaler.std, dtype=np.float32)
+        window = standardized_window(x, mean, std, self._market_names, t)
+        return window, float(anchor.close[-1])
 
     def replay(self, symbol: str, timestamp: int, tensors: Mapping[str, Any]) -> ModelOutput:
         """The agent's output on a stored ``tensors["obs"]`` ``(1, frames, features)``."""
@@ -380,11 +430,11 @@ class DQNExpert:
         return row
 
     def _state(
-        self, symbol: str, market: _Market, step: int, account: AccountSnapshot
+        self, symbol: str, t: int, close: float, account: AccountSnapshot
     ) -> tuple[float, float, float, float]:
-        """The position state at ``step`` (module docstring), updating the entry tracking.
-        Bars in the trade count the steps from the entry's to this one, both included."""
-        t = int(market.times[step])
+        """The position state at the step closing at ``t`` (module docstring), updating the
+        entry tracking. Bars in the trade count the anchor bars from the entry's step to this
+        one, both included."""
         track = self._tracks.get(symbol)
         if track is None or t < track.time:  # first call, or time went back: start afresh
             track = self._tracks[symbol] = _Track()
@@ -399,10 +449,10 @@ class DQNExpert:
         if q == 0.0 or position is None:
             return (0.0, 0.0, 0.0, 0.0)
         equity = account.equity if account.equity > 0.0 else self._initial
-        held = step - int(np.searchsorted(market.times, track.entry)) + 1
+        held = (t - track.entry) // self.spec.timeframes[0].ms + 1
         state = (
             1.0 if q > 0.0 else -1.0,
-            abs(q) * float(market.closes[step]) / equity,
+            abs(q) * close / equity,
             position.unrealized_pnl / equity,
             held / self._job.env.episode_length,
         )

@@ -52,12 +52,19 @@ from pivotal.core.errors import ModelError
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.types import ModelOutput
 from pivotal.features.inputs.dataset import EncodedInputDataset
+from pivotal.features.inputs.observation import ObservationBuilder
 from pivotal.features.inputs.spec import InputSpec
 from pivotal.features.inputs.validation import format_time
 from pivotal.models.base import PivotalModel
 from pivotal.models.networks.pivot_cnn import ACTIONS
 from pivotal.models.outputs import pivot_targets, to_model_outputs
 from pivotal.orchestrator.contracts import Inference, InferenceRequest, TrainingExample
+from pivotal.orchestrator.experts.action_head import (
+    HeadInputs,
+    fit_head,
+    frozen_state_equal,
+    head_layer,
+)
 from pivotal.rl.cnn_features import (
     ACTION_HEAD,
     FeatureColumns,
@@ -100,6 +107,32 @@ class _Bulk:
         return None
 
 
+_ACCELERATOR_BATCH = 256
+"""Samples the accelerated (replay) path evaluates in one forward pass, ahead of the clock."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Batch:
+    """Network outputs of samples ``start .. start + len(x)`` run with the weights ``key``."""
+
+    key: tuple[int, int]
+    start: int
+    x: torch.Tensor
+    outputs: Mapping[str, torch.Tensor]
+
+
+def _weights_key(model: torch.nn.Module) -> tuple[int, int]:
+    """Changes whenever the weights may have changed: a new module, or any in-place update of
+    a parameter (optimizer steps and ``load_state_dict`` bump a tensor's version counter)."""
+    return id(model), sum(p._version for p in model.parameters())
+
+
+def _anchor_close(request: InferenceRequest, anchor: Timeframe) -> float | None:
+    """The close of the newest ``anchor`` candle closed at the request's time."""
+    candles = request.input.ohlcv.get(anchor)
+    return None if candles is None or not len(candles) else float(candles.close[-1])
+
+
 class PivotCNNExpert:
     """A PivotCNN checkpoint behind the orchestrator (module docstring).
 
@@ -131,6 +164,8 @@ class PivotCNNExpert:
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self._data: dict[str, _Bulk] = {}
+        self._batches: dict[str, _Batch] = {}
+        self._observation: ObservationBuilder | None = None
         self._optimizer: torch.optim.Optimizer | None = None
         self._load(Path(checkpoint))
 
@@ -157,6 +192,8 @@ class PivotCNNExpert:
         self._mean = torch.as_tensor(scaling.inputs.mean, dtype=torch.float32)
         self._std = torch.as_tensor(scaling.inputs.std, dtype=torch.float32)
         self._optimizer = None
+        self._observation = None  # rebuilt from the new job when first read
+        self._batches = {}
         self.spec: InputSpec = job.spec()
 
     @property
@@ -207,20 +244,75 @@ class PivotCNNExpert:
         self._data[symbol] = _Bulk(inputs, times, close_times, closes)
 
     def infer(self, request: InferenceRequest) -> Inference:
-        """The output at ``request.timestamp`` from the prepared sample closing then."""
-        bulk = self._bulk(request.symbol)
+        """The output at ``request.timestamp``: from the accelerated batch when ``prepare``
+        gave this symbol's history (replay), else from the market frame through
+        ``request.observe`` (the pushed path)."""
         t = int(request.timestamp)
+        bulk = self._data.get(request.symbol)
+        if bulk is not None:
+            x, outputs = self._accelerated(bulk, request.symbol, t)
+            close = bulk.close_at(t)
+        else:
+            x = self._observed(request)
+            with torch.inference_mode():
+                outputs = self._model(x.to(self.device), None)
+            close = _anchor_close(request, self._job.anchor)
+        output = self._output(request.symbol, t, outputs, close)
+        return Inference(output, {"x": x.numpy()})
+
+    @property
+    def observation(self) -> ObservationBuilder:
+        """How this expert's input is read from the market frame (the job's streams, frames
+        and per-candle columns, anchored on the job's timeframe)."""
+        if self._observation is None:
+            self._observation = ObservationBuilder(
+                self._job.spec(),
+                anchor=self._job.anchor,
+                columns=self._job.columns,
+                max_missing_bars=self._job.max_missing_bars,
+            )
+        return self._observation
+
+    def _observed(self, request: InferenceRequest) -> torch.Tensor:
+        if request.observe is None:
+            raise ValueError(
+                f"expert {self.name!r} has no input for {request.symbol} at "
+                f"{format_time(int(request.timestamp))}: the request reads no market frame and "
+                f"no history was prepared for the symbol (prepared: {sorted(self._data)})"
+            )
+        raw = request.observe(self.observation)
+        if raw is None:
+            raise ValueError(
+                f"expert {self.name!r}: the market frame holds no complete {request.symbol} "
+                f"window at {format_time(int(request.timestamp))} (too few bars since the "
+                "start or the last gap)"
+            )
+        return (torch.from_numpy(np.asarray(raw, dtype=np.float32))[None] - self._mean) / self._std
+
+    def _accelerated(
+        self, bulk: _Bulk, symbol: str, t: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The standardised input and the network's outputs at ``t`` from a batch evaluated
+        ahead of the clock (``_ACCELERATOR_BATCH`` samples in one forward pass), recomputed
+        when the weights changed since the batch was run."""
         i = int(np.searchsorted(bulk.times, t))
         if i >= len(bulk.times) or int(bulk.times[i]) != t:
             raise ValueError(
-                f"expert {self.name!r} has no {request.symbol} sample closing at "
+                f"expert {self.name!r} has no {symbol} sample closing at "
                 f"{format_time(t)}: its prepared samples close from "
                 f"{format_time(int(bulk.times[0]))} to {format_time(int(bulk.times[-1]))} every "
                 f"{self._job.anchor}; call prepare() with candles up to that time"
             )
-        x = (bulk.inputs.get_batch(np.array([i], dtype=np.int64)) - self._mean) / self._std
-        output = self._run(request.symbol, t, x)
-        return Inference(output, {"x": x.numpy()})
+        key = _weights_key(self._model)
+        batch = self._batches.get(symbol)
+        if batch is None or batch.key != key or not batch.start <= i < batch.start + len(batch.x):
+            rows = np.arange(i, min(i + _ACCELERATOR_BATCH, len(bulk.times)), dtype=np.int64)
+            x = (bulk.inputs.get_batch(rows) - self._mean) / self._std
+            with torch.inference_mode():
+                outputs = self._model(x.to(self.device), None)
+            batch = self._batches[symbol] = _Batch(key, i, x, outputs)
+        r = i - batch.start
+        return batch.x[r : r + 1], {k: v[r : r + 1] for k, v in batch.outputs.items()}
 
     def replay(self, symbol: str, timestamp: int, tensors: Mapping[str, Any]) -> ModelOutput:
         """The output of the current weights on a stored ``tensors["x"]``."""
@@ -229,22 +321,33 @@ class PivotCNNExpert:
     def _run(self, symbol: str, timestamp: int, x: torch.Tensor) -> ModelOutput:
         with torch.inference_mode():
             outputs = self._model(x.to(self.device), None)
+        bulk = self._data.get(symbol)
+        close = None if bulk is None else bulk.close_at(timestamp)
+        return self._output(symbol, timestamp, outputs, close)
+
+    def _output(
+        self,
+        symbol: str,
+        timestamp: int,
+        outputs: Mapping[str, torch.Tensor],
+        close: float | None,
+    ) -> ModelOutput:
+        """One sample's network outputs as a ``ModelOutput`` (module docstring)."""
+        with torch.inference_mode():
             base = to_model_outputs(
                 self._model,
-                outputs,
+                dict(outputs),
                 model_name=self.name,
                 symbols=symbol,
                 timestamps=timestamp,
                 target_scaling=self._target_scaling(),
             )[0]
-            row = self._columns.rows(outputs)[0]
+            row = self._columns.rows(dict(outputs))[0]
         hidden = dict(base.hidden_states or {})
         hidden["features"] = row
         metadata = {**base.metadata, "feature_names": self._columns.names}
         predictions = dict(base.predictions)
         predictions.pop("pivot_points", None)  # untrained heads: not a prediction
-        bulk = self._data.get(symbol)
-        close = None if bulk is None else bulk.close_at(timestamp)
         pivots = pivot_targets(
             predictions.get("regression", {}),
             close=close,
@@ -332,37 +435,68 @@ class PivotCNNExpert:
     def _new_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self._head(), lr=self.learning_rate)
 
+    def training_copy(self) -> PivotCNNExpert:
+        """An independent copy to train off the decision thread (the learning worker): its
+        own network, online optimizer state and head-input cache; the job, scaling,
+        checkpoint and prepared inputs are shared read-only (the copy never prepares or
+        infers)."""
+        clone = copy.copy(self)
+        clone._model = copy.deepcopy(self._model)
+        clone._model.eval()
+        clone._optimizer = None
+        if self._optimizer is not None:
+            clone._optimizer = clone._new_optimizer()
+            clone._optimizer.load_state_dict(copy.deepcopy(self._optimizer.state_dict()))
+        clone._head_cache = HeadInputs()
+        return clone
+
     def snapshot(self) -> dict[str, Any]:
         """Deep copies of the weights and the online optimizer's state."""
         return {
-            "model": copy.deepcopy(self._model.state_dict()),
+            "model": {k: v.detach().clone() for k, v in self._model.state_dict().items()},
             "optimizer": None
             if self._optimizer is None
             else copy.deepcopy(self._optimizer.state_dict()),
         }
 
     def restore(self, snapshot: Any) -> None:
-        """Put back the weights and optimizer state of :meth:`snapshot`."""
+        """Put back the weights and optimizer state of :meth:`snapshot` (bit for bit). The
+        cached head inputs stay when the frozen part of the snapshot equals the network's."""
         if not isinstance(snapshot, Mapping) or "model" not in snapshot:
             raise TypeError(
                 f"expert {self.name!r}: restore takes what snapshot() returned, got "
                 f"{type(snapshot).__name__}"
             )
-        self._model.load_state_dict(snapshot["model"])
+        state = snapshot["model"]
+        layer = head_layer(self._model, ACTION_HEAD)
+        cache = self._head_inputs(layer)
+        same = frozen_state_equal(self._model, layer, state)
+        self._model.load_state_dict(state)
         self._model.eval()
-        state = snapshot.get("optimizer")
-        if state is None:
+        self._head_cache = cache.restamped(self._model, layer) if same else HeadInputs()
+        optimizer = snapshot.get("optimizer")
+        if optimizer is None:
             self._optimizer = None
         else:
             self._optimizer = self._new_optimizer()
-            self._optimizer.load_state_dict(copy.deepcopy(state))
+            self._optimizer.load_state_dict(copy.deepcopy(optimizer))
+
+    def _head_inputs(self, layer: torch.nn.Module) -> HeadInputs:
+        """The head-input cache of the current network (a new one after a checkpoint was
+        loaded or the frozen weights changed)."""
+        cache: HeadInputs | None = getattr(self, "_head_cache", None)
+        cache = (cache if cache is not None else HeadInputs()).for_model(self._model, layer)
+        self._head_cache = cache
+        return cache
 
     def _examples(
         self, examples: Sequence[TrainingExample], where: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The action head's inputs ``(n, fusion)`` of ``examples`` (computed once per
+        example from its stored ``x`` with the frozen network, then cached) and their labels
+        as action-head indices."""
         if not examples:
             raise ValueError(f"expert {self.name!r} {where}: no examples given")
-        xs = [self._stored_x(e.tensors, where) for e in examples]
         labels = []
         for e in examples:
             label = e.outcome.label.value
@@ -372,12 +506,21 @@ class PivotCNNExpert:
                     f"{format_time(e.timestamp)} is not one of the action head's {ACTIONS}"
                 )
             labels.append(ACTIONS.index(label))  # mapped by name, not by position
-        return torch.cat(xs), torch.as_tensor(labels, dtype=torch.int64)
+        layer = head_layer(self._model, ACTION_HEAD)
+        self._model.eval()
+        inputs = self._head_inputs(layer).rows(
+            layer,
+            [(e.symbol, int(e.timestamp)) for e in examples],
+            lambda i: self._stored_x(examples[i].tensors, where),
+            self.device,
+        )
+        return inputs, torch.as_tensor(labels, dtype=torch.int64)
 
     def fit(self, examples: Sequence[TrainingExample], *, epochs: int = 1) -> float:
         """Train the action head on ``examples`` (their stored ``x`` and outcome labels) for
         ``epochs`` passes in shuffled mini-batches of ``batch_size`` (order seeded by
-        ``seed``); returns the mean cross-entropy over all steps (per example)."""
+        ``seed``); returns the mean cross-entropy over all steps (per example). The frozen
+        network runs once per example (:mod:`~pivotal.orchestrator.experts.action_head`)."""
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be a positive int, got {epochs!r}")
         if self.batch_size < 1 or not self.learning_rate > 0:
@@ -385,38 +528,23 @@ class PivotCNNExpert:
                 f"batch_size must be >= 1 and learning_rate > 0, got {self.batch_size} and "
                 f"{self.learning_rate}"
             )
-        x, y = self._examples(examples, "fit")
-        head = self._head()
+        inputs, y = self._examples(examples, "fit")
         if self._optimizer is None:
             self._optimizer = self._new_optimizer()
         for group in self._optimizer.param_groups:
             group["lr"] = self.learning_rate
-        trained = {id(p) for p in head}
-        frozen = [p for p in self._model.parameters() if id(p) not in trained]
-        flags = [p.requires_grad for p in frozen]
-        rng = np.random.default_rng(self.seed)
-        total, count = 0.0, 0
-        self._model.eval()
-        try:
-            for p in frozen:
-                p.requires_grad_(False)
-            with torch.enable_grad():
-                for _ in range(epochs):
-                    order = torch.from_numpy(rng.permutation(len(y)))
-                    for lo in range(0, len(y), self.batch_size):
-                        idx = order[lo : lo + self.batch_size]
-                        logits = self._model(x[idx].to(self.device), None)[ACTION_HEAD]
-                        loss = F.cross_entropy(logits, y[idx].to(self.device))
-                        self._optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        self._optimizer.step()
-                        total += float(loss.detach()) * len(idx)
-                        count += len(idx)
-        finally:
-            for p, flag in zip(frozen, flags, strict=True):
-                p.requires_grad_(flag)
-            self._model.eval()
-        return total / count
+        layer = head_layer(self._model, ACTION_HEAD)
+        loss = fit_head(
+            layer,
+            self._optimizer,
+            inputs,
+            y,
+            epochs=epochs,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            device=self.device,
+        )
+        return loss
 
     def score(self, examples: Sequence[TrainingExample]) -> float:
         """Accuracy in [0, 1] of the current action head on ``examples`` (argmax == label)."""
@@ -438,12 +566,11 @@ class PivotCNNExpert:
     def _logits(
         self, examples: Sequence[TrainingExample], where: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self._examples(examples, where)
-        parts = []
+        inputs, y = self._examples(examples, where)
+        layer = head_layer(self._model, ACTION_HEAD)
         with torch.inference_mode():
-            for lo in range(0, len(y), 512):
-                parts.append(self._model(x[lo : lo + 512].to(self.device), None)[ACTION_HEAD])
-        return torch.cat(parts).cpu(), y
+            logits = layer(inputs.to(self.device))
+        return logits.cpu(), y
 
     def save(self, path: Path, *, metrics: Mapping[str, float]) -> Path:
         """Atomically write the current weights as a checkpoint that is again a valid

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import html
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,7 +38,8 @@ import pandas as pd
 from plotly.offline import get_plotlyjs
 
 from pivotal.backtest.metrics import result_metrics
-from pivotal.backtest.report import _STYLE, report_metrics
+from pivotal.backtest.report import report_metrics
+from pivotal.backtest.report_page import html_page
 from pivotal.backtest.result import BacktestResult
 from pivotal.core.candles import Candles
 from pivotal.data.atomic import atomic_write_text
@@ -173,7 +173,8 @@ def write_orchestrator_report(
         ),
         *trade_sections(result),
     ]
-    return atomic_write_text(path, _page(title, parts))
+    script = f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    return atomic_write_text(path, html_page(title, parts, head=[script]))
 
 
 def write_run_report(
@@ -219,23 +220,3 @@ def _benchmarks(
         with contextlib.suppress(ValueError):  # no symbol has a price: no buy-and-hold to show
             out[BUY_AND_HOLD] = buy_and_hold(result.timestamps, candles, result.initial_cash)
     return out
-
-
-def _page(title: str, parts: Sequence[str]) -> str:
-    return "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en">',
-            "<head>",
-            '<meta charset="utf-8">',
-            f"<title>{html.escape(title)}</title>",
-            f"<style>{_STYLE}</style>",
-            f'<script type="text/javascript">{get_plotlyjs()}</script>',
-            "</head>",
-            "<body>",
-            *parts,
-            "</body>",
-            "</html>",
-            "",
-        ]
-    )

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from pivotal.backtest.report import display_bucket_ms, time_text
+from pivotal.backtest.report_chart import display_bucket_ms, numeric_column, time_text
 from pivotal.backtest.result import BacktestResult
 
 MAX_TABLE_ROWS = 200
@@ -131,9 +131,8 @@ def trade_symbols(result: BacktestResult) -> list[str]:
 
 
 def numbers(table: pd.DataFrame, column: str) -> npt.NDArray[np.float64]:
-    if column not in table.columns:
-        return np.full(len(table), np.nan)
-    return pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
+    """Column ``column`` as float64, NaN where missing (:func:`numeric_column`)."""
+    return numeric_column(table, column)
 
 
 def texts(table: pd.DataFrame, column: str) -> list[str]:

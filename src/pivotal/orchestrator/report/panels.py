@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from pivotal.backtest.report import _resample, time_text
+from pivotal.backtest.report_chart import resample_series, time_text
 from pivotal.backtest.result import BacktestResult
 from pivotal.orchestrator.report.common import (
     DASHES,
@@ -59,12 +59,12 @@ def equity_figure(
             "color": color,
             "dash": "solid" if i == 0 else "dot",
         }
-        x, y = _resample(np.asarray(ts, dtype=np.int64), equity, bucket, "last")
+        x, y = resample_series(np.asarray(ts, dtype=np.int64), equity, bucket, "last")
         figure.add_trace(go.Scatter(x=x, y=y, name=name, line=style), row=1, col=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             peak = np.fmax.accumulate(equity)
             drawdown = -(1 - equity / peak) * 100
-        dx, dy = _resample(np.asarray(ts, dtype=np.int64), drawdown, bucket, "min")
+        dx, dy = resample_series(np.asarray(ts, dtype=np.int64), drawdown, bucket, "min")
         fill = {"fill": "tozeroy"} if i == 0 else {}
         figure.add_trace(
             go.Scatter(x=dx, y=dy, name=f"{name} drawdown", line=style, showlegend=False, **fill),

@@ -22,12 +22,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from pivotal.backtest.report import (
+from pivotal.backtest.report_chart import (
     LONG_COLOR,
     SHORT_COLOR,
-    _marker_traces,
-    _resample_candles,
-    _span_text,
+    fill_marker_traces,
+    resample_candles,
+    span_text,
     time_text,
 )
 from pivotal.backtest.result import BacktestResult
@@ -117,10 +117,10 @@ def symbol_section(
     )
     if shown is not None and series is not None:
         if len(shown):
-            x, o, h, low, c = _resample_candles(shown, bucket)
+            x, o, h, low, c = resample_candles(shown, bucket)
             candle = go.Candlestick(x=x, open=o, high=h, low=low, close=c, name=symbol)
             figure.add_trace(candle.update(showlegend=False), row=1, col=1)
-        for trace in _marker_traces(result, symbol, single=len(trade_symbols(result)) <= 1):
+        for trace in fill_marker_traces(result, symbol, single=len(trade_symbols(result)) <= 1):
             figure.add_trace(trace, row=1, col=1)
         voted = [m for m in models if _voted(rows, m)]
         for trace in decision_markers(symbol, rows, series, voted):
@@ -243,10 +243,10 @@ def _hover_texts(
 
 def _candle_title(symbol: str, shown: Candles, bucket: int | None) -> str:
     ts = shown.timestamp
-    period = _span_text(float(np.median(np.diff(ts[-100:])))) if len(ts) > 1 else "?"
+    period = span_text(float(np.median(np.diff(ts[-100:])))) if len(ts) > 1 else "?"
     if bucket is None:
         return f"{symbol} — {period} candles, fills ▲▼, decision changes △▽"
     return (
-        f"{symbol} — {len(ts):,} {period} candles resampled to {_span_text(bucket)} for "
+        f"{symbol} — {len(ts):,} {period} candles resampled to {span_text(bucket)} for "
         "display; fills and decisions at exact times"
     )

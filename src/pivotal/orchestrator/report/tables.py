@@ -15,7 +15,9 @@ import pandas as pd
 
 from pivotal.backtest.export import json_safe
 from pivotal.backtest.metrics import METRIC_LABELS, format_metrics
-from pivotal.backtest.report import _table, _trade_text_columns, time_text, verdict
+from pivotal.backtest.report import verdict
+from pivotal.backtest.report_chart import time_text
+from pivotal.backtest.report_page import TRADE_HEADERS, html_table, trade_text_columns
 from pivotal.backtest.result import BacktestResult
 from pivotal.orchestrator.benchmark import (
     BUY_AND_HOLD_TEXT,
@@ -41,8 +43,6 @@ EXIT_WORDS = {
     "gap": "gap",
     "end of data": "end of data",
 }
-_TRADE_HEADERS = ["#", "Symbol", "Side", "Entry (UTC)", "Exit (UTC)", "Entry price"]
-_TRADE_HEADERS += ["Exit price", "Size", "PnL", "Fees", "Return [%]", "Exit reason"]
 #: backtesting.py's geometric volatility and Sharpe rows, replaced by the daily-return ones.
 _REPLACED = {"volatility_ann_pct": "volatility_daily_ann_pct", "sharpe": "sharpe_daily"}
 
@@ -139,7 +139,7 @@ def metrics_table(metrics: Mapping[str, Any], benchmarks: Mapping[str, BacktestR
         "stay in the JSON export as volatility_ann_pct and sharpe. Exposure counts closed "
         "trades only.</p>"
     )
-    return _table(["Metric", *columns], rows, text_cols=1) + note
+    return html_table(["Metric", *columns], rows, text_cols=1) + note
 
 
 def _metric_rows(metrics: Mapping[str, Any]) -> dict[str, str]:
@@ -179,9 +179,11 @@ def events_section(events: Sequence[Mapping[str, Any]]) -> str:
     )
     return "".join(
         [
-            _table(["Kind", "Category", "Count", "First (UTC)", "Last (UTC)"], counts, text_cols=2),
+            html_table(
+                ["Kind", "Category", "Count", "First (UTC)", "Last (UTC)"], counts, text_cols=2
+            ),
             f"<details><summary>{html.escape(note)} (click to list)</summary>",
-            _table(["Time (UTC)", "Kind", "Symbol", "Model", "Message"], listed, text_cols=5),
+            html_table(["Time (UTC)", "Kind", "Symbol", "Model", "Message"], listed, text_cols=5),
             "</details>",
         ]
     )
@@ -193,12 +195,12 @@ def trade_table(trades: pd.DataFrame | None, fills: pd.DataFrame | None) -> str:
         return "<p>None.</p>"
     part = trades.iloc[:MAX_TABLE_ROWS]
     reasons = exit_reasons(part, fills)
-    columns = _trade_text_columns(part)
+    columns = trade_text_columns(part)[:-1]  # the raw exit_reason: replaced by its words
     rows = [
         [str(i + 1), *(col[i] for col in columns), reasons[i] if reasons else ""]
         for i in range(len(part))
     ]
-    return _table(_TRADE_HEADERS, rows, text_cols=5)
+    return html_table(["#", *TRADE_HEADERS], rows, text_cols=5)
 
 
 def trade_sections(result: BacktestResult) -> list[str]:
@@ -233,7 +235,7 @@ def records_section(
     rows = [[_cell(k, record.get(k)) for k in keys] for record in records[:MAX_TABLE_ROWS]]
     if note:
         parts.append(f"<p>{html.escape(note)}</p>")
-    parts.append(_table([k.replace("_", " ") for k in keys], rows, text_cols=len(keys)))
+    parts.append(html_table([k.replace("_", " ") for k in keys], rows, text_cols=len(keys)))
     return "".join(parts)
 
 

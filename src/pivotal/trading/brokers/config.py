@@ -35,6 +35,11 @@ class SimulatedBrokerConfig(StrictModel):
     - ``lot_size``: quantities are whole multiples of it (1e-8 = one satoshi for BTC).
     - ``leverage``: margin needed is ``|notional| / leverage``; 1 = a cash account.
     - ``allow_short``: whether a sell may open or increase a short position.
+    - ``size_at_fill``: an order carrying ``equity_fraction`` is sized at its first fill
+      from the fill price (backtesting.py's rule: the default, so results stay equal to
+      backtesting.py's), even when it also carries the ``quantity`` the risk manager
+      computed at the decision price. False behaves as an exchange does: the order's
+      ``quantity`` is executed as given, and an order with no quantity is rejected.
     """
 
     initial_cash: float = Field(default=100_000.0, description="Starting cash (quote currency)")
@@ -51,6 +56,7 @@ class SimulatedBrokerConfig(StrictModel):
     lot_size: float = Field(default=1e-8, description="Quantity step in base units")
     leverage: float = 1.0
     allow_short: bool = False
+    size_at_fill: bool = True
 
     @field_validator("initial_cash")
     @classmethod

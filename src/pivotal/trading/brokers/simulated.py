@@ -1,38 +1,17 @@
-"""The simulated broker: fills orders against historical (or live-replayed) candles.
+"""The simulated broker: fills orders against the bars pushed to it as they close.
 
-It implements :class:`pivotal.core.ports.Broker`, so strategies, the risk manager and the
-orchestrator cannot tell it from an exchange. The backtest engine (and later the paper
-trading feed) drives it bar by bar with :meth:`SimulatedBroker.on_bar`; accounting lives in
-:class:`~pivotal.trading.portfolio.Portfolio`.
+It implements :class:`pivotal.core.ports.Broker`: strategies, the risk manager and the
+orchestrator cannot tell it from an exchange. Whoever drives it (the backtest engine, the
+runtime kernel, a paper-trading feed) pushes each closed bar with :meth:`~SimulatedBroker.
+on_bar`; nothing is given up front. Accounting: :class:`~pivotal.trading.portfolio.
+Portfolio`; matching rules (timing, fill order and prices, sizing): pure functions in
+:mod:`pivotal.trading.brokers.matching`, whose docstring states them.
 
-**Timing.** Bars are addressed by their index in the candles given per symbol; bar ``i``
-opens at ``timestamp[i]`` and closes at ``timestamp[i] + bar_ms`` (UTC ms).
-``on_bar(symbol, i)`` says bar ``i`` has just closed. An order is *eligible* in bar ``i``
-when ``created_ms + latency_ms <= timestamp[i]`` (an order submitted at the close of bar
-``i-1`` is eligible in bar ``i``).
-
-**Fill rules** (in this order within a bar — pessimistic, since the path inside a bar is
-unknown: market orders first, then stops, then take-profits, then limits; within a group,
-in submission order):
-
-1. GTD orders whose ``expire_at_ms <= timestamp[i]`` (the bar's open) expire.
-2. Market orders fill at the bar's **open**. With ``trades`` for the symbol they fill at
-   the first trade with ``timestamp >= max(created_ms + latency_ms, bar open)`` inside the
-   bar (so a late submission may still fill inside the bar), else at the open if eligible.
-   With ``fill_timing="current_close"`` they fill inside :meth:`submit` at the close of the
-   last bar passed to ``on_bar``/``mark`` (rejected with "no price yet" before any).
-3. A buy stop triggers when ``high >= stop`` and fills at ``max(open, stop)`` (a gap above
-   the stop fills at the open); a sell stop when ``low <= stop`` at ``min(open, stop)``.
-4. A sell take-profit triggers when ``high >= trigger`` at ``max(open, trigger)``; a buy
-   take-profit when ``low <= trigger`` at ``min(open, trigger)``.
-5. A buy limit fills when ``low < limit`` (``<=`` with ``limit_fill_on_touch``) at
-   ``min(open, limit)``; a sell limit when ``high > limit`` (``>=``) at ``max(open, limit)``.
-
-Before filling, an open position is marked at the bar's open (the price at that moment),
-so sizing and margin checks use no later price. Limit fills pay the maker fee and are never
-slipped; everything else pays the taker fee and goes through the slippage model. Every
-fill price is then clamped to the bar's ``[low, high]``. A fill's ``timestamp`` is the bar's
-open (or the trade's time; the clock's time for a ``current_close`` fill).
+**Bars.** Every row pushed (``on_bar``'s one row, ``mark``'s rows) is one bar of its
+symbol; bars are numbered per symbol in push order from 0, and that number is the ``bar``
+of the fills frame and of the portfolio's trades (the engine pushes every candle, so it
+equals the candle's index). Open times must increase per symbol; gaps between them are
+allowed (a gap in the data). Orders see only the bars pushed through ``on_bar``.
 
 **Partial fills.** With ``max_volume_fraction`` the fills of one symbol in one bar total at
 most that share of the bar's volume (whole lots); the rest of an order stays
@@ -42,36 +21,22 @@ their rest after their first fill opportunity: the first eligible bar (market, l
 bar in which they trigger (stop, take-profit).
 
 **Sizing.** Quantity orders are rounded down to ``lot_size`` at submit. ``equity_fraction``
-orders are sized at their first fill: ``lots = (fraction × base × leverage) //
-(lot × price × (1 + fee rate))`` where ``base`` is ``available`` plus the margin the
-order frees by closing an opposite position; 0 lots rejects the order
-("insufficient funds: 0 lots affordable at <price>"), as backtesting.py cancels it.
+orders (with ``size_at_fill`` on, also those carrying the decision's quantity) are sized at
+their first fill (``matching.affordable_lots``); 0 lots rejects the order ("insufficient
+funds: 0 lots affordable at <price>"), as backtesting.py cancels it. With ``size_at_fill``
+off the quantity is executed as given, as an exchange does.
 
-**Refusals.** ``submit`` returns a ``REJECTED`` order (the account untouched) for an unknown
-symbol, a reduce-only order while flat or on the position's side, a sell that would open or
-increase a short when ``allow_short`` is False, a quantity below one lot, insufficient margin
-(``(opening × ref + qty × ref × fee) / leverage > available`` plus the margin freed by
-the closing part; ``ref`` = the limit price or the last close; skipped before the first
-price), or a GTD time already passed. The margin and the short rule are checked again at
-every fill; an order refused then is REJECTED (nothing filled yet) or CANCELLED (partly
-filled: ``ORDER_TRANSITIONS`` allows no rejection after a fill). Reduce-only orders are cut
-to the position at fill (their quantity becomes what was held, so closing it completes
-them: FILLED, as on exchanges).
+**Refusals and protective orders** (a stop sent with the entry it protects): see
+:mod:`pivotal.trading.brokers.admission`.
 
-**Protective orders.** A reduce-only stop or take-profit may be submitted *with* the entry
-it protects, before that entry has filled: it is accepted while an active entry order on
-the opposite side exists, rests untriggered until there is a position for it to reduce, and
-then works within the entry's own bar (the entry fills at the open first, the stop may
-trigger later in that bar). Whenever a symbol is flat, reduce-only orders that protect no
-active entry (none on the opposite side submitted before them) are CANCELLED with
-"position closed" (or "entry ended" when their entry was rejected or cancelled).
+**Venue ids.** It answers at once (NEW → OPEN; never the in-flight SUBMITTED or
+PENDING_CANCEL); its deterministic venue ids are described in :mod:`.ledger`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -79,7 +44,6 @@ import pandas as pd
 
 from pivotal.core.candles import Candles
 from pivotal.core.orders import (
-    ORDER_TRANSITIONS,
     AccountSnapshot,
     Fill,
     Liquidity,
@@ -91,23 +55,13 @@ from pivotal.core.orders import (
     OrderType,
     TimeInForce,
 )
+from pivotal.trading.brokers import matching as m
+from pivotal.trading.brokers.admission import protects_entry, submit_refusal, unknown_symbol
 from pivotal.trading.brokers.config import SimulatedBrokerConfig
-from pivotal.trading.brokers.working import (
-    LIMIT,
-    MARGIN_TOLERANCE,
-    MARKET,
-    NO_SHORT,
-    PHASE,
-    STOP,
-    TAKE_PROFIT,
-    Book,
-    Working,
-    first_trade,
-    px,
-    qty,
-)
+from pivotal.trading.brokers.ledger import OrderLedger
+from pivotal.trading.brokers.working import PHASE, Book, Working
 from pivotal.trading.portfolio import Portfolio
-from pivotal.trading.records import FILL_COLUMNS, FILL_DTYPES, empty_fill_frame
+from pivotal.trading.records import FILL_COLUMNS
 from pivotal.trading.slippage import SlippageModel, slippage_from_config
 
 if TYPE_CHECKING:
@@ -119,36 +73,35 @@ __all__ = ["FILL_COLUMNS", "SimulatedBroker"]
 
 
 class SimulatedBroker:
-    """A :class:`~pivotal.core.ports.Broker` that fills against candles (module docstring).
+    """A :class:`~pivotal.core.ports.Broker` that fills against pushed bars (module docstring).
 
-    ``candles`` maps each tradable symbol to its columnar candles; ``bar_ms`` is the bar
-    length; ``trades`` (optional, per symbol, sorted by time) refine market fills to the
-    first trade after submission; ``books`` (per symbol, oldest first) feed the order book
-    slippage model. ``clock`` stamps submissions and cancellations and the account snapshot.
+    ``clock`` stamps submissions, cancellations and the account snapshot; ``bar_ms`` is the
+    bar length (UTC ms). ``symbols`` fixes the tradable symbols (None: a symbol becomes
+    tradable when its first bar is pushed). Optional replay data keyed by time: ``trades``
+    (per symbol, sorted by time) refine market fills to the first trade after submission;
+    ``books`` (per symbol, oldest first) feed the order book slippage model.
     """
 
     def __init__(
         self,
-        candles: Mapping[str, Candles],
         clock: Clock,
         config: SimulatedBrokerConfig | None = None,
         *,
         bar_ms: int,
+        symbols: Iterable[str] | None = None,
         trades: Mapping[str, Trades] | None = None,
         books: Mapping[str, Sequence[COBData]] | None = None,
         id_prefix: str = "sim",
     ) -> None:
-        if not candles:
-            raise ValueError("the simulated broker needs candles for at least one symbol")
         if isinstance(bar_ms, bool) or not isinstance(bar_ms, int) or bar_ms <= 0:
             raise ValueError(f"bar_ms must be a positive number of milliseconds, got {bar_ms!r}")
-        if not isinstance(id_prefix, str) or not id_prefix:
-            raise ValueError("id_prefix must be a non-empty string")
+        if isinstance(symbols, str):
+            raise TypeError(f"symbols must be an iterable of symbols, not the string {symbols!r}")
+        self._ledger = OrderLedger(id_prefix)
         self.config = config if config is not None else SimulatedBrokerConfig()
         cfg = self.config
         self._clock = clock
         self._bar_ms = bar_ms
-        self._prefix = id_prefix
         self._lot = cfg.lot_size
         self._leverage = cfg.leverage
         self._latency = cfg.latency_ms
@@ -156,38 +109,36 @@ class SimulatedBroker:
         self._touch = cfg.limit_fill_on_touch
         self._allow_short = cfg.allow_short
         self._at_close = cfg.fill_timing == "current_close"
+        self._fixed = symbols is not None
         self._books: dict[str, Book] = {}
-        for symbol, series in candles.items():
-            if not isinstance(series, Candles):
-                raise TypeError(
-                    f"candles of {symbol!r} must be a Candles, got {type(series).__name__}"
-                )
-            maker, taker = cfg.fees.rates(symbol)
-            self._books[symbol] = Book(symbol, series, maker, taker)
+        for symbol in symbols or ():
+            self._books[symbol] = self._new_book(symbol)
+        if self._fixed and not self._books:
+            raise ValueError("symbols is empty: give the broker at least one symbol, or None")
         for symbol, tape in (trades or {}).items():
-            book = self._known(symbol, "trades")
+            book = self._book_for(symbol, "trades")
             if len(tape) and np.any(np.diff(tape.timestamp) < 0):
                 raise ValueError(f"trades of {symbol!r} must be sorted by timestamp")
             book.trade_time = tape.timestamp
             book.trade_price = tape.price
         for symbol in books or {}:
-            self._known(symbol, "books")
-        self._slippage: SlippageModel = slippage_from_config(
-            cfg, closes={s: c.close for s, c in candles.items()}, books=books
-        )
+            self._book_for(symbol, "books")
+        self._slippage: SlippageModel = slippage_from_config(cfg, books=books)
+        self._record_closes = getattr(self._slippage, "record", None)
         self._portfolio = Portfolio(cfg.initial_cash, cfg.currency, cfg.leverage)
-        self._orders: dict[str, Working] = {}
-        self._events: list[OrderEvent | Fill] = []
-        self._fills: list[tuple[int, int, str, str, float, float, float, str, str, str]] = []
-        self._seq = 0
-        self._auto_id = 0
 
-    def _known(self, symbol: str, what: str) -> Book:
+    def _new_book(self, symbol: str) -> Book:
+        if not isinstance(symbol, str) or not symbol:
+            raise ValueError(f"a symbol must be a non-empty string, got {symbol!r}")
+        return Book(symbol, *self.config.fees.rates(symbol))
+
+    def _book_for(self, symbol: str, what: str) -> Book:
+        """The book of ``symbol``, created when the broker's symbols are not fixed."""
         book = self._books.get(symbol)
         if book is None:
-            raise ValueError(
-                f"{what} given for {symbol!r}, which has no candles; known: {sorted(self._books)}"
-            )
+            if self._fixed:
+                raise ValueError(f"{what} for {unknown_symbol(symbol, self._books, fixed=True)}")
+            book = self._books[symbol] = self._new_book(symbol)
         return book
 
     # -- Broker protocol ----------------------------------------------------------------
@@ -201,8 +152,8 @@ class SimulatedBroker:
         return self._submit(request, at_close=self._at_close)
 
     def submit_at_close(self, request: OrderRequest) -> Order:
-        """Submit a market order that fills now, at the close of the last bar passed to
-        ``on_bar``/``mark`` (as every market order does with ``fill_timing="current_close"``).
+        """Submit a market order that fills now, at the close of the last bar pushed (as
+        every market order does with ``fill_timing="current_close"``).
 
         For exits that cannot wait for the next bar's open: the close at the last bar before
         a gap in the data. The fill goes through the same checks, slippage, fees and events
@@ -217,9 +168,10 @@ class SimulatedBroker:
     def _submit(self, request: OrderRequest, *, at_close: bool) -> Order:
         if not isinstance(request, OrderRequest):
             raise TypeError(f"submit takes an OrderRequest, got {type(request).__name__}")
+        ledger = self._ledger
         cid = request.client_order_id
-        if cid is not None and cid in self._orders:
-            existing = self._orders[cid]
+        if cid is not None and cid in ledger.orders:
+            existing = ledger.orders[cid]
             if existing.request == request:
                 return existing.order
             raise ValueError(
@@ -227,33 +179,34 @@ class SimulatedBroker:
                 f"({existing.request}); submit with a new id"
             )
         if cid is None:
-            cid = self._next_client_id()
+            cid = ledger.next_client_id()
             request = dataclasses.replace(request, client_order_id=cid)
         now = self._clock.now_ms()
-        self._seq += 1
         book = self._books.get(request.symbol)
-        order = Order(
-            request=request,
-            client_order_id=cid,
-            order_id=f"{self._prefix}-o{self._seq:08d}",
-            status=OrderStatus.NEW,
-            created_ms=now,
-            updated_ms=now,
-            quantity=None,
-        )
-        work = Working(order, self._seq, book, now + self._latency, PHASE[request.type])
-        self._orders[cid] = work
-        reason = self._refusal_at_submit(work, book, now, at_close)
+        work = ledger.open(request, cid, now, book, now + self._latency, PHASE[request.type])
+        if book is None:
+            reason = unknown_symbol(request.symbol, self._books, fixed=self._fixed)
+        else:
+            reason = submit_refusal(
+                work,
+                book,
+                now=now,
+                at_close=at_close,
+                position=self._portfolio.quantity(book.symbol),
+                lot=self._lot,
+                allow_short=self._allow_short,
+                size_at_fill=self.config.size_at_fill,
+                margin=self._margin_shortfall,
+            )
         if reason is not None or book is None:
-            self._transition(
+            ledger.transition(
                 work, OrderStatus.REJECTED, reason or "unknown symbol", now, quantity=work.quantity
             )
             return work.order
-        self._transition(work, OrderStatus.OPEN, "submitted", now, quantity=work.quantity)
+        ledger.transition(work, OrderStatus.OPEN, "submitted", now, quantity=work.quantity)
         book.active.append(work)
-        if at_close and work.phase == MARKET:
-            i = book.last_index
-            self._execute(work, book, i, now, float(book.close[i]), Liquidity.TAKER, "at close")
+        if at_close and work.phase == m.MARKET:
+            self._execute(work, book, now, book.close, Liquidity.TAKER, "at close")
             self._end_opportunity(work, now)
         return work.order
 
@@ -262,10 +215,10 @@ class SimulatedBroker:
 
         Raises ``KeyError`` for an unknown id.
         """
-        work = self._work(client_order_id)
+        work = self._ledger.work(client_order_id)
         if work.order.status.is_active:
             now = self._clock.now_ms()
-            self._transition(work, OrderStatus.CANCELLED, "cancelled by user", now)
+            self._ledger.transition(work, OrderStatus.CANCELLED, "cancelled by user", now)
             book = work.book
             if book is not None and not book.has_position:
                 self._sweep_protective(book, now, "entry ended")
@@ -282,7 +235,7 @@ class SimulatedBroker:
 
     def order(self, client_order_id: str) -> Order:
         """The latest snapshot of an order; ``KeyError`` for an unknown id."""
-        return self._work(client_order_id).order
+        return self._ledger.work(client_order_id).order
 
     def account(self) -> AccountSnapshot:
         """The account at the clock's time, positions marked at the latest prices."""
@@ -290,55 +243,81 @@ class SimulatedBroker:
 
     def drain_events(self) -> list[OrderEvent | Fill]:
         """Every order event and fill since the last call, oldest first."""
-        events, self._events = self._events, []
-        return events
+        return self._ledger.drain()
 
-    # -- engine-driving API -------------------------------------------------------------
-    def on_bar(self, symbol: str, index: int) -> None:
-        """Bar ``index`` of ``symbol`` has just closed: expire, fill and trigger its orders
-        (module docstring), then mark the position at ``close[index]``.
+    # -- bar-driving API ----------------------------------------------------------------
+    def on_bar(self, symbol: str, candle: Candles, row: int | None = None) -> None:
+        """The bar of ``symbol`` that has just closed: expire, fill and trigger the symbol's
+        orders (rules in :mod:`~pivotal.trading.brokers.matching`), then mark the position
+        at its close.
 
-        O(1) and allocation-free when the symbol has no active orders. Bars must come in
-        increasing order; skipped bars are allowed only while no order is active.
+        The bar is ``candle``, a one-row :class:`Candles` (what a feed delivers), or with
+        ``row`` that row of a longer one (a replay passing its series, saving a view per
+        bar). Open times must increase per symbol. Allocation-free when the symbol has no
+        active orders.
         """
-        try:
-            book = self._books[symbol]
-        except KeyError:
-            raise ValueError(f"unknown symbol {symbol!r}; known: {sorted(self._books)}") from None
-        if not book.last_index < index < book.n:
-            self._bad_index(book, index)
-        if book.active:
-            if index != book.last_index + 1 and book.last_index >= 0:
+        book = self._books.get(symbol) or self._book_for(symbol, "on_bar")
+        if not isinstance(candle, Candles):
+            raise TypeError(f"on_bar takes a Candles row, got {type(candle).__name__}")
+        if row is None:
+            if len(candle) != 1:
                 raise ValueError(
-                    f"on_bar({symbol!r}, {index}) skips bars after {book.last_index} while "
-                    f"{len(book.active)} order(s) are active: pass every bar so they can fill"
+                    f"on_bar({symbol!r}, candle) takes one row (the bar that closed), got "
+                    f"{len(candle)}; pass row= to push one row of a longer Candles"
                 )
-            self._process_bar(book, index)
-        book.last_index = index
+            row = 0
+        elif not 0 <= row < len(candle):
+            raise IndexError(f"row {row} is outside the {len(candle)} candles given")
+        ts: int = candle.timestamp.item(row)
+        if ts <= book.ts:
+            self._out_of_order(book, ts)
+        if self._record_closes is not None and book.bar >= 0:
+            self._record_closes(symbol, (book.close,))
+        book.source, book.row, book.ts = candle, row, ts
+        book.bar += 1
+        if book.active:
+            self._process_bar(book)
         if book.has_position:
-            self._portfolio.mark(symbol, book.close.item(index))
+            self._portfolio.mark(symbol, candle.close.item(row))
 
-    def mark(self, symbol: str, index: int) -> None:
-        """Only mark ``symbol``'s position at ``close[index]`` (for quiet bars).
+    def mark(self, symbol: str, candles: Candles) -> None:
+        """Bars of ``symbol`` that closed while it had no active order (one or more rows,
+        oldest first, the first after the last bar pushed): only mark the position at the
+        last close. For quiet spans, where an engine skips the matching step.
 
-        Raises ``ValueError`` if the symbol has active orders: they must see every bar.
+        Raises ``ValueError`` if the symbol has active orders: they must see every bar
+        through :meth:`on_bar`.
         """
-        book = self._books.get(symbol)
-        if book is None:
-            raise ValueError(f"unknown symbol {symbol!r}; known: {sorted(self._books)}")
+        book = self._book_for(symbol, "mark")
         if book.active:
             raise ValueError(
-                f"{symbol} has {len(book.active)} active order(s); call on_bar({symbol!r}, "
-                f"{index}) so they can fill, not mark()"
+                f"{symbol} has {len(book.active)} active order(s); push its bars with "
+                f"on_bar({symbol!r}, candle) so they can fill, not mark()"
             )
-        if not book.last_index < index < book.n:
-            self._bad_index(book, index)
-        book.last_index = index
+        if not isinstance(candles, Candles):
+            raise TypeError(f"mark takes Candles rows, got {type(candles).__name__}")
+        n = len(candles)
+        if n == 0:
+            raise ValueError(f"mark({symbol!r}, candles) takes one or more rows, got none")
+        if candles.timestamp.item(0) <= book.ts:
+            self._out_of_order(book, candles.timestamp.item(0))
+        if self._record_closes is not None:
+            if book.bar >= 0:
+                self._record_closes(symbol, (book.close,))
+            self._record_closes(symbol, candles.close[:-1])  # the span's earlier closes
+        book.source, book.row, book.ts = candles, n - 1, candles.timestamp.item(n - 1)
+        book.bar += n
         if book.has_position:
-            self._portfolio.mark(symbol, book.close.item(index))
+            self._portfolio.mark(symbol, candles.close.item(n - 1))
+
+    @staticmethod
+    def _out_of_order(book: Book, ts: int) -> None:
+        raise ValueError(
+            f"bars of {book.symbol} must come in increasing open time: got {ts} after {book.ts}"
+        )
 
     def has_active_orders(self, symbol: str | None = None) -> bool:
-        """Whether ``symbol`` (or any symbol) has OPEN or PARTIALLY_FILLED orders."""
+        """Whether ``symbol`` (or any symbol) has active orders."""
         if symbol is not None:
             book = self._books.get(symbol)
             return book is not None and bool(book.active)
@@ -350,19 +329,18 @@ class SimulatedBroker:
 
     @property
     def symbols(self) -> tuple[str, ...]:
+        """The symbols the broker trades (so far, when they were not fixed)."""
         return tuple(self._books)
 
     def last_index(self, symbol: str) -> int:
-        """The last bar passed to ``on_bar``/``mark`` for ``symbol`` (-1 before any)."""
-        return self._known(symbol, "last_index").last_index
+        """The number of the last bar pushed for ``symbol`` (from 0; -1 before any)."""
+        book = self._books.get(symbol)
+        return -1 if book is None else book.bar
 
     def fills_frame(self) -> pd.DataFrame:
-        """Every fill so far, oldest first, with :data:`FILL_COLUMNS` (``bar`` = the bar index
-        the fill happened in, ``timestamp`` its time in UTC ms)."""
-        if not self._fills:
-            return empty_fill_frame()
-        frame = pd.DataFrame.from_records(self._fills, columns=list(FILL_COLUMNS))
-        return frame.astype(FILL_DTYPES)
+        """Every fill so far, oldest first, with :data:`FILL_COLUMNS` (``bar`` = the number of
+        the bar the fill happened in, ``timestamp`` its time in UTC ms)."""
+        return self._ledger.fills_frame()
 
     def closed_trades(self) -> pd.DataFrame:
         return self._portfolio.closed_trades()
@@ -371,167 +349,73 @@ class SimulatedBroker:
         return self._portfolio.open_trades()
 
     # -- submission ---------------------------------------------------------------------
-    def _next_client_id(self) -> str:
-        while True:
-            self._auto_id += 1
-            cid = f"{self._prefix}-{self._auto_id:08d}"
-            if cid not in self._orders:
-                return cid
-
-    def _work(self, client_order_id: str) -> Working:
-        work = self._orders.get(client_order_id)
-        if work is None:
-            raise KeyError(
-                f"no order with client_order_id {client_order_id!r} was submitted to this broker"
-            )
-        return work
-
-    def _bad_index(self, book: Book, index: int) -> None:
-        if not 0 <= index < book.n:
-            raise IndexError(f"bar {index} is outside {book.symbol}'s {book.n} candles")
-        raise ValueError(
-            f"bars of {book.symbol} must come in increasing order: got {index} after "
-            f"{book.last_index}"
-        )
-
-    def _to_lots(self, quantity: float) -> int:
-        """Whole lots in ``quantity``, rounded down; a quotient within float error of a whole
-        number (1e-13 relative, at most 0.001 lot) counts as that number."""
-        exact = quantity / self._lot
-        nearest = round(exact)
-        if abs(exact - nearest) <= min(1e-3, max(1e-9, 1e-13 * exact)):
-            return int(nearest)
-        return math.floor(exact)
-
-    def _position_lots(self, position: float) -> int:
-        return round(position / self._lot)
-
-    def _refusal_at_submit(
-        self, work: Working, book: Book | None, now: int, at_close: bool
-    ) -> str | None:
-        request = work.request
-        if book is None:
-            return f"unknown symbol {request.symbol!r}; this broker trades {sorted(self._books)}"
-        if request.expire_at_ms is not None and request.expire_at_ms <= now:
-            return f"expire time {request.expire_at_ms} has already passed (now {now})"
-        if request.quantity is not None:
-            lots = self._to_lots(request.quantity)
-            if lots == 0:
-                return (
-                    f"quantity {request.quantity!r} is below the lot size {self._lot!r}; "
-                    "order at least one lot"
-                )
-            work.lots = lots
-            as_lots = lots * self._lot
-            exact = abs(as_lots - request.quantity) <= 1e-12 * request.quantity
-            work.quantity = float(request.quantity) if exact else as_lots
-        position = self._portfolio.quantity(book.symbol)
-        sign = request.side.sign
-        if request.reduce_only:
-            if work.phase in (STOP, TAKE_PROFIT) and self._protects_entry(book, work):
-                return None  # attached to an entry that has not filled yet
-            if position == 0.0:
-                return f"reduce-only order while flat: there is no {book.symbol} position to reduce"
-            if position * sign > 0:
-                return (
-                    f"reduce-only {request.side.value} would increase the "
-                    f"{'long' if position > 0 else 'short'} position of {qty(position)}"
-                )
-        elif sign < 0 and not self._allow_short:
-            held = max(self._position_lots(position), 0)
-            if work.lots is None and held == 0:
-                return (
-                    "short selling is disabled (allow_short=False): a sell sized by "
-                    f"equity_fraction needs a long {book.symbol} position to sell from"
-                )
-            if work.lots is not None and work.lots > held:
-                return (
-                    f"short selling is disabled (allow_short=False): selling "
-                    f"{qty(work.quantity or 0.0)} would open a short from a position of "
-                    f"{qty(position)}"
-                )
-        if at_close and work.phase == MARKET and book.last_index < 0:
-            return "no price yet: fill_timing='current_close' needs a bar passed to on_bar first"
-        if work.lots is not None and not request.reduce_only:
-            if request.limit_price is not None:
-                ref = request.limit_price
-            elif book.last_index >= 0:
-                ref = float(book.close[book.last_index])
-            else:
-                return None  # no price known yet: the margin is checked at the fill
-            rate = book.maker if work.phase == LIMIT else book.taker
-            shortfall = self._margin_shortfall(book, sign, work.quantity or 0.0, ref, rate)
-            if shortfall is not None:
-                return f"insufficient margin: {shortfall}"
-        return None
-
     def _margin_shortfall(
         self, book: Book, sign: int, quantity: float, price: float, rate: float
     ) -> str | None:
-        """None when the account can carry ``quantity`` more at ``price``, else the reason.
-
-        Need = ``(opening × price + quantity × price × rate) / leverage`` where ``opening`` is
-        the part beyond an opposite position; room = ``available`` + the margin the closing
-        part frees. A pure reduction always passes.
-        """
+        """None when the account can carry ``quantity`` more at ``price``, else the reason."""
         portfolio = self._portfolio
-        position = portfolio.quantity(book.symbol)
-        closing = min(quantity, abs(position)) if position * sign < 0 else 0.0
-        opening = quantity - closing
-        if opening <= MARGIN_TOLERANCE * quantity:
+        short = m.margin_shortfall(
+            portfolio.quantity(book.symbol),
+            sign,
+            quantity,
+            price,
+            rate,
+            leverage=self._leverage,
+            available=portfolio.available,
+            mark=portfolio.mark_price(book.symbol),
+        )
+        if short is None:
             return None
-        need = (opening * price + quantity * price * rate) / self._leverage
-        room = portfolio.available
-        if closing:
-            room += closing * portfolio.mark_price(book.symbol) / self._leverage
-        if need > room * (1.0 + MARGIN_TOLERANCE):
-            return (
-                f"{qty(quantity)} {book.symbol} at {px(price)} needs {px(need)} "
-                f"{portfolio.currency} of margin and fees, {px(room)} available"
-            )
-        return None
+        need, room = short
+        return (
+            f"{m.qty(quantity)} {book.symbol} at {m.px(price)} needs {m.px(need)} "
+            f"{portfolio.currency} of margin and fees, {m.px(room)} available"
+        )
 
     def _affordable_lots(self, work: Working, book: Book, price: float, rate: float) -> int:
         """Lots an ``equity_fraction`` order buys at ``price`` (backtesting.py's sizing)."""
         portfolio = self._portfolio
-        base = portfolio.available
         position = portfolio.quantity(book.symbol)
+        freed = 0.0
         if position * work.request.side.sign < 0:
-            base += abs(position) * portfolio.mark_price(book.symbol) / self._leverage
-        fraction = work.request.equity_fraction or 0.0
-        lots = (fraction * base * self._leverage) // (self._lot * price * (1.0 + rate))
-        return int(lots) if lots > 0 else 0
+            freed = abs(position) * portfolio.mark_price(book.symbol) / self._leverage
+        return m.affordable_lots(
+            work.request.equity_fraction or 0.0,
+            available=portfolio.available,
+            freed=freed,
+            leverage=self._leverage,
+            lot=self._lot,
+            price=price,
+            rate=rate,
+        )
 
     # -- bar processing -----------------------------------------------------------------
-    def _process_bar(self, book: Book, i: int) -> None:
-        ts: int = book.timestamp.item(i)
+    def _process_bar(self, book: Book) -> None:
+        ts = book.ts
         if book.has_position:
-            self._portfolio.mark(book.symbol, book.open.item(i))
+            self._portfolio.mark(book.symbol, book.open)
+        transition = self._ledger.transition
         for work in list(book.active):
             expire = work.request.expire_at_ms
             if expire is not None and expire <= ts:
-                self._transition(
-                    work, OrderStatus.EXPIRED, f"expired: GTD time {expire} reached", ts
-                )
+                transition(work, OrderStatus.EXPIRED, f"expired: GTD time {expire} reached", ts)
         late = ts + self._bar_ms if book.trade_time is not None else ts
-        due = [w for w in book.active if w.eligible_ms <= (late if w.phase == MARKET else ts)]
+        due = [w for w in book.active if w.eligible_ms <= (late if w.phase == m.MARKET else ts)]
         if not due:
             return
         if len(due) > 1:
             due.sort(key=lambda w: w.phase)  # stable: submission order within a phase
-        opening: float = book.open.item(i)
-        high: float = book.high.item(i)
-        low: float = book.low.item(i)
+        opening, high, low = book.open, book.high, book.low
         for work in due:
             if work.order.status.is_terminal:
                 continue  # cancelled earlier in this bar (reduce-only after a flat position)
             phase = work.phase
             request = work.request
             buy = request.side is OrderSide.BUY
-            if phase == MARKET:
+            if phase == m.MARKET:
                 fill_ts, ref = ts, opening
                 if book.trade_time is not None and book.trade_price is not None:
-                    found = first_trade(
+                    found = m.first_trade(
                         book.trade_time,
                         book.trade_price,
                         max(work.eligible_ms, ts),
@@ -541,39 +425,28 @@ class SimulatedBroker:
                         fill_ts, ref = found
                     elif work.eligible_ms > ts:
                         continue  # eligible only by a trade later in the bar: there is none
-                self._execute(work, book, i, fill_ts, ref, Liquidity.TAKER, "")
-            elif phase == LIMIT:
+                self._execute(work, book, fill_ts, ref, Liquidity.TAKER, "")
+            elif phase == m.LIMIT:
                 limit = request.limit_price or 0.0
-                if buy:
-                    hit = low <= limit if self._touch else low < limit
-                    ref = min(opening, limit)
-                else:
-                    hit = high >= limit if self._touch else high > limit
-                    ref = max(opening, limit)
-                if hit:
-                    note = f"limit {px(limit)} reached"
-                    if ref != limit:
-                        note += f" (gap: filled at open {px(opening)})"
-                    self._execute(work, book, i, ts, ref, Liquidity.MAKER, note)
+                found_ref = m.limit_reference(buy, limit, opening, high, low, touch=self._touch)
+                if found_ref is not None:
+                    note = f"limit {m.px(limit)} reached"
+                    if found_ref != limit:
+                        note += f" (gap: filled at open {m.px(opening)})"
+                    self._execute(work, book, ts, found_ref, Liquidity.MAKER, note)
             else:
                 if request.reduce_only and not self._reduces(book, request.side):
                     continue  # protects an entry that has not filled yet (or is swept below)
                 trigger = request.stop_price or 0.0
-                upward = buy if phase == STOP else not buy
-                if upward:
-                    if not high >= trigger:
-                        continue
-                    ref = max(opening, trigger)
-                elif not low <= trigger:
+                upward = buy if phase == m.STOP else not buy
+                found_ref = m.trigger_reference(upward, trigger, opening, high, low)
+                if found_ref is None:
                     continue
-                else:
-                    ref = min(opening, trigger)
-                work.phase = MARKET  # triggered: any remainder is a market order
-                kind = "stop" if phase == STOP else "take-profit"
-                note = f"{kind} triggered at {px(trigger)}"
-                if ref != trigger:
-                    note += f" (gap: filled at open {px(opening)})"
-                self._execute(work, book, i, ts, ref, Liquidity.TAKER, note)
+                work.phase = m.MARKET  # triggered: any remainder is a market order
+                note = f"{m.PHASE_NAMES[phase]} triggered at {m.px(trigger)}"
+                if found_ref != trigger:
+                    note += f" (gap: filled at open {m.px(opening)})"
+                self._execute(work, book, ts, found_ref, Liquidity.TAKER, note)
             self._end_opportunity(work, ts)
         if not book.has_position:
             self._sweep_protective(book, ts, "entry ended")
@@ -582,69 +455,52 @@ class SimulatedBroker:
         """Whether an order on ``side`` would reduce the symbol's current position."""
         return self._portfolio.quantity(book.symbol) * side.sign < 0
 
-    @staticmethod
-    def _protects_entry(book: Book, work: Working) -> bool:
-        """An active non-reduce-only order on the opposite side, submitted before ``work``."""
-        entry_side = work.request.side.opposite
-        return any(
-            not other.request.reduce_only
-            and other.request.side is entry_side
-            and other.seq < work.seq
-            and other.order.status.is_active
-            for other in book.active
-        )
-
     def _sweep_protective(self, book: Book, ts: int, reason: str) -> None:
         """While flat, cancel reduce-only orders that protect no active entry."""
         for other in list(book.active):
             if (
                 other.request.reduce_only
                 and other.order.status.is_active
-                and not self._protects_entry(book, other)
+                and not protects_entry(book.active, other)
             ):
-                self._transition(other, OrderStatus.CANCELLED, reason, ts)
+                self._ledger.transition(other, OrderStatus.CANCELLED, reason, ts)
 
     def _end_opportunity(self, work: Working, ts: int) -> None:
         if work.request.time_in_force is TimeInForce.IOC and work.order.status.is_active:
-            self._transition(
+            self._ledger.transition(
                 work,
                 OrderStatus.CANCELLED,
                 "IOC: unfilled rest cancelled after its first chance",
                 ts,
             )
 
-    def _budget(self, book: Book, i: int) -> int | None:
-        """Lots still fillable in bar ``i`` under ``max_volume_fraction`` (None = no cap)."""
+    def _budget(self, book: Book) -> int | None:
+        """Lots still fillable in the newest bar under ``max_volume_fraction`` (None = no cap)."""
         if self._volume_fraction is None:
             return None
-        if book.budget_bar != i:
-            book.budget_bar = i
-            volume = float(book.volume[i])
-            book.budget_lots = self._to_lots(self._volume_fraction * volume) if volume > 0 else 0
+        if book.budget_bar != book.bar:
+            book.budget_bar = book.bar
+            volume = book.volume
+            book.budget_lots = (
+                m.to_lots(self._volume_fraction * volume, self._lot) if volume > 0 else 0
+            )
         return book.budget_lots
 
     def _refuse(self, work: Working, reason: str, ts: int) -> None:
         """Reject an order that has filled nothing, cancel the rest of one that has."""
         status = OrderStatus.REJECTED if work.filled_lots == 0 else OrderStatus.CANCELLED
-        self._transition(work, status, reason, ts)
+        self._ledger.transition(work, status, reason, ts)
 
     def _execute(
-        self,
-        work: Working,
-        book: Book,
-        i: int,
-        ts: int,
-        reference: float,
-        liquidity: Liquidity,
-        note: str,
+        self, work: Working, book: Book, ts: int, reference: float, liquidity: Liquidity, note: str
     ) -> None:
-        """Fill what the rules allow of ``work`` in bar ``i`` at ``reference`` (before
+        """Fill what the rules allow of ``work`` in the newest bar at ``reference`` (before
         slippage and clamping): sizing, reduce-only and short cuts, the volume cap, the
         margin check, then the fill, its events and the portfolio update."""
         request = work.request
         side = request.side
         rate = book.maker if liquidity is Liquidity.MAKER else book.taker
-        budget = self._budget(book, i)
+        budget = self._budget(book)
         if budget == 0:
             return  # the bar's volume share is used up (or the bar traded nothing)
         if work.lots is None:
@@ -655,21 +511,22 @@ class SimulatedBroker:
             wanted = min(wanted, budget)
         price = reference
         if liquidity is Liquidity.TAKER:
+            size = wanted * self._lot
             price = self._slippage.adjust(
-                side, reference, wanted * self._lot, symbol=book.symbol, bar_index=i, timestamp=ts
+                side, reference, size, symbol=book.symbol, bar_index=book.bar, timestamp=ts
             )
-        price = min(max(price, float(book.low[i])), float(book.high[i]))
+        price = min(max(price, book.low), book.high)
         position = self._portfolio.quantity(book.symbol)
-        held = self._position_lots(position)
+        held = m.position_lots(position, self._lot)
         if work.lots is None:
             lots = self._affordable_lots(work, book, price, rate)
             if lots == 0:
-                self._refuse(work, f"insufficient funds: 0 lots affordable at {px(price)}", ts)
+                self._refuse(work, f"insufficient funds: 0 lots affordable at {m.px(price)}", ts)
                 return
             if side is OrderSide.SELL and not self._allow_short and not request.reduce_only:
                 lots = min(lots, max(held, 0))
                 if lots == 0:
-                    self._refuse(work, NO_SHORT, ts)
+                    self._refuse(work, m.NO_SHORT, ts)
                     return
             work.lots = lots
             work.quantity = self._lot * lots
@@ -679,7 +536,7 @@ class SimulatedBroker:
         if request.reduce_only:
             if held == 0 or held * side.sign > 0:
                 why = "position closed" if held == 0 else "reduce-only: the position flipped"
-                self._transition(work, OrderStatus.CANCELLED, why, ts)
+                self._ledger.transition(work, OrderStatus.CANCELLED, why, ts)
                 return
             if fill > abs(held):
                 # cut to the position, as exchanges do: the order is then complete when the
@@ -689,7 +546,7 @@ class SimulatedBroker:
                 work.quantity = work.filled_qty + abs(position)
         elif side is OrderSide.SELL and not self._allow_short and fill > max(held, 0):
             fill = max(held, 0)
-            cut = NO_SHORT
+            cut = m.NO_SHORT
             if fill == 0:
                 self._refuse(work, cut, ts)
                 return
@@ -709,34 +566,10 @@ class SimulatedBroker:
             self._refuse(work, f"insufficient margin at fill: {shortfall}", ts)
             return
         fee = quantity * price * rate
-        fill_event = Fill(
-            order_id=work.order.order_id,
-            client_order_id=work.order.client_order_id,
-            symbol=book.symbol,
-            side=side,
-            quantity=quantity,
-            price=price,
-            fee=fee,
-            liquidity=liquidity,
-            timestamp=ts,
-            tag=request.tag,
+        fill_event = self._ledger.fill(
+            work, book, quantity=quantity, price=price, fee=fee, liquidity=liquidity, ts=ts
         )
-        self._portfolio.apply_fill(fill_event, i)
-        self._events.append(fill_event)
-        self._fills.append(
-            (
-                ts,
-                i,
-                book.symbol,
-                side.value,
-                quantity,
-                price,
-                fee,
-                liquidity.value,
-                work.order.client_order_id,
-                request.tag,
-            )
-        )
+        self._portfolio.apply_fill(fill_event, book.bar)
         if budget is not None:
             book.budget_lots = budget - fill
         book.has_position = self._portfolio.quantity(book.symbol) != 0.0
@@ -749,8 +582,8 @@ class SimulatedBroker:
         work.filled_qty = previous + quantity
         work.filled_lots += fill
         done = work.filled_lots >= (work.lots or 0)
-        text = f"filled {qty(quantity)} of {qty(work.quantity or 0.0)} at {px(price)}"
-        self._transition(
+        text = f"filled {m.qty(quantity)} of {m.qty(work.quantity or 0.0)} at {m.px(price)}"
+        self._ledger.transition(
             work,
             OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED,
             f"{note}: {text}" if note else text,
@@ -761,41 +594,6 @@ class SimulatedBroker:
             fees_paid=work.order.fees_paid + fee,
         )
         if cut and work.order.status.is_active:
-            self._transition(work, OrderStatus.CANCELLED, cut, ts)
+            self._ledger.transition(work, OrderStatus.CANCELLED, cut, ts)
         if not book.has_position:
             self._sweep_protective(book, ts, "position closed")
-
-    # -- lifecycle ----------------------------------------------------------------------
-    def _transition(
-        self, work: Working, status: OrderStatus, reason: str, ts: int, **changes: object
-    ) -> None:
-        """Move ``work`` to ``status`` through ``ORDER_TRANSITIONS`` and emit its event."""
-        previous = work.order.status
-        if status not in ORDER_TRANSITIONS[previous]:
-            raise RuntimeError(
-                f"illegal order transition {previous.value} -> {status.value} for "
-                f"{work.order.client_order_id!r} ({reason}): a bug in the simulated broker"
-            )
-        old = work.order
-        order = Order(  # built directly: dataclasses.replace costs 3× more on this hot path
-            request=old.request,
-            client_order_id=old.client_order_id,
-            order_id=old.order_id,
-            status=status,
-            created_ms=old.created_ms,
-            updated_ms=ts,
-            quantity=changes.get("quantity", old.quantity),  # type: ignore[arg-type]
-            filled_quantity=changes.get("filled_quantity", old.filled_quantity),  # type: ignore[arg-type]
-            average_fill_price=changes.get("average_fill_price", old.average_fill_price),  # type: ignore[arg-type]
-            fees_paid=changes.get("fees_paid", old.fees_paid),  # type: ignore[arg-type]
-            reason=reason,
-        )
-        unknown = set(changes) - {"quantity", "filled_quantity", "average_fill_price", "fees_paid"}
-        if unknown:
-            raise TypeError(f"_transition got unknown order fields {sorted(unknown)}")
-        work.order = order
-        self._events.append(
-            OrderEvent(timestamp=ts, order=order, previous_status=previous, reason=reason)
-        )
-        if status.is_terminal and work.book is not None and work in work.book.active:
-            work.book.active.remove(work)

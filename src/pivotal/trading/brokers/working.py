@@ -10,77 +10,83 @@ import numpy as np
 
 from pivotal.core.candles import Candles
 from pivotal.core.orders import Order, OrderType
+from pivotal.trading.brokers.matching import LIMIT, MARKET, STOP, TAKE_PROFIT
 
-MARKET, STOP, TAKE_PROFIT, LIMIT = 0, 1, 2, 3
 PHASE = {
     OrderType.MARKET: MARKET,
     OrderType.STOP_MARKET: STOP,
     OrderType.TAKE_PROFIT: TAKE_PROFIT,
     OrderType.LIMIT: LIMIT,
 }
-MARGIN_TOLERANCE = 1e-12
-NO_SHORT = "short selling is disabled (allow_short=False): the rest would open a short"
 
 
-def first_trade(
-    times: np.ndarray, prices: np.ndarray, start: int, end: int
-) -> tuple[int, float] | None:
-    """Time and price of the first trade with ``start <= time < end``, or None."""
-    k = int(np.searchsorted(times, start, side="left"))
-    if k < len(times) and times[k] < end:
-        return int(times[k]), float(prices[k])
-    return None
-
-
-def px(value: float) -> str:
-    return f"{value:.12g}"
-
-
-def qty(value: float) -> str:
-    return repr(round(value, 12))
+_NO_BAR = Candles.empty()
 
 
 class Book:
-    """One symbol's candles and working orders (internal, mutable)."""
+    """One symbol's newest bar and working orders (internal, mutable).
+
+    ``bar`` is the number of the newest bar pushed (the count of bars pushed so far minus
+    one; -1 before any), ``ts`` its open time (UTC ms); its prices are read on demand from
+    row ``row`` of the candles it came in (``source``), so pushing a bar copies nothing.
+    """
 
     __slots__ = (
         "active",
+        "bar",
         "budget_bar",
         "budget_lots",
-        "close",
         "has_position",
-        "high",
-        "last_index",
-        "low",
         "maker",
-        "n",
-        "open",
+        "row",
+        "source",
         "symbol",
         "taker",
-        "timestamp",
         "trade_price",
         "trade_time",
-        "volume",
+        "ts",
     )
 
-    def __init__(self, symbol: str, candles: Candles, maker: float, taker: float) -> None:
+    def __init__(self, symbol: str, maker: float, taker: float) -> None:
         self.symbol = symbol
-        self.timestamp = candles.timestamp
-        self.open = candles.open
-        self.high = candles.high
-        self.low = candles.low
-        self.close = candles.close
-        self.volume = candles.volume
-        self.n = len(candles)
         self.maker = maker
         self.taker = taker
         self.active: list[Working] = []
-        self.last_index = -1
+        self.bar = -1
+        self.ts = -1
+        self.source = _NO_BAR
+        self.row = 0
         self.has_position = False
         self.budget_bar = -1
         self.budget_lots = 0
         self.trade_time: np.ndarray | None = None
         self.trade_price: np.ndarray | None = None
+
+    # the newest bar's prices (the empty source before any bar raises IndexError)
+    @property
+    def open(self) -> float:
+        value: float = self.source.open.item(self.row)
+        return value
+
+    @property
+    def high(self) -> float:
+        value: float = self.source.high.item(self.row)
+        return value
+
+    @property
+    def low(self) -> float:
+        value: float = self.source.low.item(self.row)
+        return value
+
+    @property
+    def close(self) -> float:
+        value: float = self.source.close.item(self.row)
+        return value
+
+    @property
+    def volume(self) -> float:
+        value: float = self.source.volume.item(self.row)
+        return value
 
 
 class Working:

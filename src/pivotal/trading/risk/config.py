@@ -28,8 +28,9 @@ class RiskConfig(StrictModel):
     Sizing (``sizing``) decides the size of an entry when the action gives none:
 
     - ``fixed_fraction``: the entry's notional is ``fraction × equity`` (``fraction`` may
-      exceed 1 up to ``max_leverage``); sent as an ``equity_fraction`` order that the broker
-      sizes at fill time.
+      exceed 1 up to ``max_leverage``); sent with its ``equity_fraction`` and the quantity
+      it buys at the decision price (an exchange executes that; the simulated broker
+      re-sizes at the fill price while ``size_at_fill`` is on).
     - ``risk_per_trade``: ``quantity = equity × risk_per_trade / loss per unit at the stop``
       (stop distance plus taker fees); needs ``stop_loss_pct`` or ``stop_loss_atr``.
     - ``volatility_target``: ``quantity = equity × volatility_target / ATR``: one ATR move

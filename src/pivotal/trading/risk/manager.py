@@ -18,8 +18,12 @@ loss limit) is active. Each entry carries its reduce-only stop-loss and take-pro
 configured. Orders are returned in submission order: exit, entry, stop, take-profit.
 
 Caps are checked at the decision price ``max(market.price, limit price)``; an order that
-fills later at another price may end up slightly away from the cap, and ``equity_fraction``
-entries are sized by the broker at fill time (never above the notional approved here when
+fills later at another price may end up slightly away from the cap. A ``fixed_fraction``
+entry carries both its ``equity_fraction`` (the intent) and the ``quantity`` that fraction
+buys at the caps' decision price, fees and lot size included (:func:`~pivotal.trading.risk.sizing.
+fraction_quantity`; left out when not one lot is affordable): an exchange broker executes
+the quantity; the simulated broker re-sizes from the fraction at the fill price while its
+``size_at_fill`` is on (backtesting.py parity; never above the notional approved here when
 equity is unchanged). Open (unfilled) orders are not visible in an
 :class:`~pivotal.core.orders.AccountSnapshot`: callers cancel resting entries before asking
 for new ones. Nothing here reads a clock: times come from the arguments.
@@ -52,6 +56,7 @@ from pivotal.trading.risk.sizing import (
     ceil_to_lot,
     exit_order,
     floor_to_lot,
+    fraction_quantity,
     protective_levels,
     protective_orders,
     requested_size,
@@ -486,7 +491,7 @@ class RiskManager:
         cut = ""
         entry_q: float | None
         entry_fraction: float | None
-        if size.quantity is None:  # fixed_fraction: the broker sizes it at fill time
+        if size.quantity is None:  # fixed_fraction: a quantity at the decision price + intent
             resized = size.notional > room
             notional = min(size.notional, room)
             requested_q = size.notional / reference
@@ -498,8 +503,24 @@ class RiskManager:
                     + f") is below one lot {lot:g} {symbol}",
                     alert=resized,
                 )
-            fraction = notional / (equity * self._leverage(account))
-            entry_q, entry_fraction = None, fraction
+            leverage = self._leverage(account)
+            fraction = notional / (equity * leverage)
+            held = account.positions.get(symbol)
+            freed = 0.0  # a flip: the exit, submitted first, frees the position's margin
+            if held is not None and held.quantity * side.sign < 0:
+                freed = abs(held.quantity) * held.mark_price / leverage
+            entry_q = fraction_quantity(
+                fraction,
+                available=float(account.available),
+                freed=freed,
+                leverage=leverage,
+                price=cap_price,
+                taker_fee=market.taker_fee,
+                lot_size=lot,
+            )
+            if entry_q is not None:  # never above the notional approved at the caps' price
+                entry_q = min(entry_q, floor_to_lot(notional / cap_price, lot)) or None
+            entry_fraction = fraction
             protect_q = ceil_to_lot(final_q, lot)
             text = f"open {word} {fraction:g} of equity × leverage ≈ {final_q:g} {symbol}"
             if resized:

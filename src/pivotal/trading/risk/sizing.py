@@ -104,6 +104,26 @@ def ceil_to_lot(quantity: float, lot_size: float) -> float:
     return math.ceil(quantity / lot_size - 1e-9) * lot_size
 
 
+def fraction_quantity(
+    fraction: float,
+    *,
+    available: float,
+    freed: float,
+    leverage: float,
+    price: float,
+    taker_fee: float,
+    lot_size: float,
+) -> float | None:
+    """The quantity (base units, whole lots) an ``equity_fraction`` order buys at ``price``:
+    the broker's fill-time rule (``pivotal.trading.brokers.matching.affordable_lots``,
+    backtesting.py's) applied at the decision, so an exchange receives a size:
+    ``lots = (fraction × (available + freed) × leverage) // (lot × price × (1 + taker_fee))``.
+    ``available`` is the account's free margin, ``freed`` the margin an exit submitted
+    before the entry releases. None when not even one lot is affordable."""
+    lots = (fraction * (available + freed) * leverage) // (lot_size * price * (1.0 + taker_fee))
+    return lots * lot_size if lots > 0 else None
+
+
 def require_atr(market: MarketState, purpose: str) -> float:
     """``market.atr``, or a refusal when it is unknown (warm-up) or 0."""
     if not market.atr_known:

@@ -1,6 +1,8 @@
-"""The run loop: a replay through TradingLoop gives exactly the backtest engine's fills,
-trades, equity curve and events; the loop reads only the clock, uses only the Broker
-protocol, keeps its own candles when given none, and refuses a feed that breaks time."""
+"""The run loop: a replay through TradingLoop (the runtime's feed-driven loop over the
+replay feed) gives exactly the backtest engine's fills, trades, equity curve and events;
+the loop reads only the clock, uses only the Broker protocol, keeps its own candles when
+given none, and refuses a feed that breaks time. (Moved from tests/orchestrator with the
+loop; the scripted feeds now deliver CandleClosed events and sources wake by time.)"""
 
 from __future__ import annotations
 
@@ -20,17 +22,23 @@ from hypothesis import strategies as st
 
 from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.engine import run_backtest
+from pivotal.backtest.replay import replay
 from pivotal.backtest.result import BacktestResult
 from pivotal.backtest.strategies import make_strategy
 from pivotal.core.candles import Candles
 from pivotal.core.clock import ReplayClock
+from pivotal.core.events import CandleClosed
 from pivotal.core.orders import AccountSnapshot, Order, OrderRequest
-from pivotal.core.ports import BrokerEvent, DecisionContext, DecisionSource
+from pivotal.core.ports import NEVER, BrokerEvent, DecisionContext, DecisionSource
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.types import Action, TradingAction
-from pivotal.orchestrator import loop as loop_module
-from pivotal.orchestrator.loop import LoopResult, ReplayFeed, TradingLoop, replay
+from pivotal.runtime import kernel as kernel_module
+from pivotal.runtime import loop as loop_module
+from pivotal.runtime import replay_feed as feed_module
+from pivotal.runtime.loop import LoopResult, TradingLoop
+from pivotal.runtime.recorder import MemoryRecorder
+from pivotal.runtime.replay_feed import ReplayFeed
 from pivotal.testing.planted import planted_candles
 from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 from pivotal.trading.brokers.config import SimulatedBrokerConfig
@@ -105,7 +113,7 @@ class RandomActions:
         self.every_bar = every_bar
         self.rate = rate
         self._plan: dict[str, tuple[np.ndarray, ...]] = {}
-        self._wakes: dict[str, np.ndarray] = {}
+        self._wakes: dict[str, np.ndarray] = {}  # close times (UTC ms) of the wake bars
 
     def warmup_bars(self) -> int:
         return 3
@@ -119,14 +127,15 @@ class RandomActions:
         offset = rng.uniform(-0.004, 0.004, n)
         sized = rng.random(n) < 0.2
         self._plan[symbol] = (act, second, limit, offset, sized, np.asarray(candles.close))
-        self._wakes[symbol] = np.flatnonzero(rng.random(n) < 0.33)
+        wake_bars = np.flatnonzero(rng.random(n) < 0.33)
+        self._wakes[symbol] = candles.timestamp[wake_bars] + MINUTE  # 1m bars in these tests
 
-    def next_wake(self, symbol: str, bar_index: int) -> int:
+    def next_wake(self, symbol: str, now_ms: int) -> int:
         if self.every_bar:
-            return bar_index
+            return now_ms
         wakes = self._wakes[symbol]
-        at = int(np.searchsorted(wakes, bar_index))
-        return int(wakes[at]) if at < len(wakes) else bar_index + 10**9
+        at = int(np.searchsorted(wakes, now_ms))
+        return int(wakes[at]) if at < len(wakes) else NEVER
 
     def decide(self, context: DecisionContext) -> Sequence[TradingAction]:
         act, second, limit, offset, sized, close = self._plan[context.symbol]
@@ -321,9 +330,9 @@ def _live_like_loop(
     candles: Mapping[str, Candles], source: DecisionSource, config: BacktestSettings
 ) -> tuple[TradingLoop, ReplayFeed, SimulatedBroker]:
     """A loop as paper trading builds it: a protocol-only broker, no candle view (the loop
-    keeps the bars the feed delivers), the venue's matching step as ``on_bar``."""
-    feed = ReplayFeed(candles, timeframe="1m")
-    venue = SimulatedBroker(candles, feed.clock, config.broker, bar_ms=MINUTE)
+    keeps the bars the feed delivers), the simulated broker as the venue that matches."""
+    feed = ReplayFeed.from_candles(candles, timeframe="1m")
+    venue = SimulatedBroker(feed.clock, config.broker, bar_ms=MINUTE, symbols=list(candles))
     broker = ProtocolBroker(venue)
     risk = RiskManager(config.risk)
     executor = ActionExecutor(
@@ -337,7 +346,8 @@ def _live_like_loop(
         risk=risk,
         source=source,
         executor=executor,
-        on_bar=venue.on_bar,
+        timeframe="1m",
+        venue=venue,
         atr_period=config.atr_period,
     )
     return loop, feed, venue
@@ -360,9 +370,10 @@ def test_a_protocol_only_broker_and_the_loops_own_candles_give_the_same_run() ->
 
 
 def test_the_loop_never_reads_the_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    source_text = inspect.getsource(loop_module)
-    for forbidden in ("import time", "datetime", "WallClock", "perf_counter"):
-        assert forbidden not in source_text
+    for module in (loop_module, kernel_module, feed_module):
+        source_text = inspect.getsource(module)
+        for forbidden in ("import time", "datetime", "WallClock", "perf_counter"):
+            assert forbidden not in source_text
     candles = {"SYN/USDT": planted_candles(800, seed=5)}
     config = _settings(fraction=0.5, stop_loss_pct=0.003, max_drawdown=0.02)
     loop, feed, _ = _live_like_loop(candles, RandomActions(2, every_bar=True), config)
@@ -379,30 +390,35 @@ def test_the_loop_never_reads_the_wall_clock(monkeypatch: pytest.MonkeyPatch) ->
 
 
 class _Script:
-    """A feed that replays a fixed script of (clock time, bars)."""
+    """A feed that replays a fixed script of (clock time, 1m bars)."""
 
-    def __init__(
-        self, clock: ReplayClock, script: list[tuple[int, list[tuple[str, int, Candles]]]]
-    ):
+    def __init__(self, clock: ReplayClock, script: list[tuple[int, list[tuple[str, Candles]]]]):
         self.clock = clock
         self.script = list(script)
 
-    def next_bars(self) -> list[tuple[str, int, Candles]] | None:
+    def next_events(self) -> list[CandleClosed] | None:
         if not self.script:
             return None
         now, bars = self.script.pop(0)
         self.clock.advance_to(now)
-        return bars
+        return [CandleClosed(s, Timeframe.M1, c, int(c.timestamp[0]) + MINUTE) for s, c in bars]
 
 
 def _bare_loop(candles: Candles, clock: Any, **kw: Any) -> TradingLoop:
-    broker = SimulatedBroker({"SYN/USDT": candles}, clock, bar_ms=MINUTE)
+    broker = SimulatedBroker(clock, bar_ms=MINUTE, symbols=["SYN/USDT"])
     risk = RiskManager()
     source = RandomActions(0, every_bar=True)
     source.prepare("SYN/USDT", candles)
     executor = ActionExecutor(broker, risk, fees=FeeSchedule(), lot_size=1e-8)
     return TradingLoop(
-        clock=clock, broker=broker, risk=risk, source=source, executor=executor, **kw
+        clock=clock,
+        broker=broker,
+        risk=risk,
+        source=source,
+        executor=executor,
+        timeframe="1m",
+        venue=broker,
+        **kw,
     )
 
 
@@ -414,25 +430,25 @@ def test_a_feed_that_breaks_time_is_refused() -> None:
         return candles[j : j + 1]
 
     clock = ReplayClock(int(ts[0]))
-    early = _Script(clock, [(int(ts[0]), [("SYN/USDT", 0, row(0))])])
+    early = _Script(clock, [(int(ts[0]), [("SYN/USDT", row(0))])])
     with pytest.raises(ValueError, match="only once it has closed"):
         _bare_loop(candles, clock).run(early)
 
     clock = ReplayClock(int(ts[0]))
     stuck = _Script(
         clock,
-        [(int(ts[1]), [("SYN/USDT", 0, row(0))]), (int(ts[1]), [("SYN/USDT", 1, row(1))])],
+        [(int(ts[1]), [("SYN/USDT", row(0))]), (int(ts[1]), [("SYN/USDT", row(1))])],
     )
     with pytest.raises(ValueError, match="move the clock forward"):
         _bare_loop(candles, clock).run(stuck)
 
     clock = ReplayClock(int(ts[0]))
-    gap = _Script(
+    backwards = _Script(
         clock,
-        [(int(ts[1]), [("SYN/USDT", 0, row(0))]), (int(ts[3]), [("SYN/USDT", 2, row(2))])],
+        [(int(ts[3]), [("SYN/USDT", row(2))]), (int(ts[4]), [("SYN/USDT", row(1))])],
     )
-    with pytest.raises(ValueError, match="every bar from bar 0"):
-        _bare_loop(candles, clock).run(gap)
+    with pytest.raises(ValueError, match="oldest first"):
+        _bare_loop(candles, clock).run(backwards)
 
 
 def test_bad_wiring_is_refused_with_a_reason() -> None:
@@ -443,23 +459,24 @@ def test_bad_wiring_is_refused_with_a_reason() -> None:
     with pytest.raises(ValueError, match="same objects"):
         TradingLoop(
             clock=clock,
-            broker=loop.broker,
+            broker=loop.kernel.broker,
             risk=other,
             source=loop.source,
-            executor=loop.executor,
+            executor=loop.kernel.executor,
+            timeframe="1m",
         )
     with pytest.raises(TypeError, match="Clock"):
         _bare_loop(candles, object())
     with pytest.raises(ValueError, match="atr_period"):
         _bare_loop(candles, clock, atr_period=0)
-    with pytest.raises(TypeError, match="BarFeed"):
+    with pytest.raises(TypeError, match="MarketFeed"):
         loop.run(object())  # type: ignore[arg-type]
 
     class Backwards(RandomActions):
-        def next_wake(self, symbol: str, bar_index: int) -> int:
-            return bar_index - 1
+        def next_wake(self, symbol: str, now_ms: int) -> int:
+            return now_ms - 1
 
-    with pytest.raises(ValueError, match="earlier bar"):
+    with pytest.raises(ValueError, match="earlier time"):
         replay({"SYN/USDT": candles}, Backwards(0, every_bar=True), timeframe="1m")
     with pytest.raises(ValueError, match="not traded"):
         replay(
@@ -468,3 +485,23 @@ def test_bad_wiring_is_refused_with_a_reason() -> None:
             timeframe="1m",
             higher={"ETH/USDT": {Timeframe.M15: candles}},
         )
+
+
+def test_a_recorder_given_to_the_replay_receives_the_whole_run() -> None:
+    candles = _two_symbols()
+    config = _settings(allow_short=True, fraction=0.4, stop_loss_pct=0.004)
+    recorder = MemoryRecorder()
+    result = replay(
+        candles,
+        RandomActions(4, every_bar=False),
+        timeframe="1m",
+        settings=config,
+        recorder=recorder,
+    )
+    times, equity = recorder.equity_curve()
+    np.testing.assert_array_equal(times, result.timestamps)
+    assert np.array_equal(equity, result.equity)
+    assert tuple(recorder.events) == result.events
+    assert len(recorder.decisions) == result.decisions > 0
+    assert {d["kind"] for d in recorder.decisions} == {"decision"}
+    assert result.fills is not None and len(recorder.fills) == len(result.fills) > 0
