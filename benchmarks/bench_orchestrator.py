@@ -71,8 +71,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pivotal.backtest.config import BacktestSettings
-from pivotal.backtest.engine import BacktestEngine, run_backtest
+from pivotal.backtest.engine import run_backtest
 from pivotal.backtest.strategies import make_strategy
 from pivotal.core.candles import Candles
 from pivotal.core.timeframes import Timeframe
@@ -87,13 +86,19 @@ from pivotal.orchestrator.config import (
     OrchestratorConfig,
 )
 from pivotal.orchestrator.orchestrator import Orchestrator
-from pivotal.orchestrator.run import RunConfig, build_experts, run_backtest_mode
+from pivotal.orchestrator.run import build_experts, run_backtest_mode
+from pivotal.orchestrator.run_file import RunConfig
+from pivotal.runtime.kernel import Kernel
+from pivotal.runtime.loop import TradingLoop
+from pivotal.runtime.replay_feed import ReplayFeed
 from pivotal.testing.shared_data import shared_data_dir
 from pivotal.testing.timing import best_of
 from pivotal.testing.training import store_candles
 from pivotal.trading.brokers.config import SimulatedBrokerConfig
-from pivotal.trading.risk import RiskConfig
-from pivotal.training.pipeline import read_streams
+from pivotal.trading.brokers.simulated import SimulatedBroker
+from pivotal.trading.execution import ActionExecutor
+from pivotal.trading.risk import RiskConfig, RiskManager
+from pivotal.trading.settings import TradingSettings
 
 SYMBOL = "BTC/USDT"
 BASE = Timeframe.M1
@@ -118,7 +123,7 @@ DQN_FRAMES = 16
 DQN_HIDDEN = 32
 GATE = GateConfig(buy_threshold=0.45, sell_threshold=0.45, min_confidence=0.4)
 """The demo's gate."""
-TRADING = BacktestSettings(
+TRADING = TradingSettings(
     broker=SimulatedBrokerConfig(allow_short=True),
     risk=RiskConfig(allow_short=True, stop_loss_pct=0.005, take_profit_pct=0.005),
 )
@@ -392,9 +397,10 @@ def _timed_history_records(clock: _Clock) -> Iterator[None]:
         orchestrator_module.record_of_step = original
 
 
-def instrument(engine: BacktestEngine, orch: Orchestrator, clock: _Clock) -> list[dict[str, float]]:
-    """Wrap ``engine._decide`` and the parts of a decision on these instances; returns the
-    list each decision's seconds (``"total"`` and per component) are appended to."""
+def instrument(kernel: Kernel, orch: Orchestrator, clock: _Clock) -> list[dict[str, float]]:
+    """Wrap the kernel's decision step and the parts of a decision on these instances;
+    returns the list each decision's seconds (``"total"`` and per component) are appended
+    to."""
     samples: list[dict[str, float]] = []
     coordinator_run = orch.coordinator.run
 
@@ -413,14 +419,14 @@ def instrument(engine: BacktestEngine, orch: Orchestrator, clock: _Clock) -> lis
         learning = orch.learning
         learning.on_step = clock.wrap("learning", learning.on_step)  # type: ignore[method-assign]
     orch.flush = clock.wrap("history", orch.flush)  # type: ignore[method-assign]
-    executor = engine._executor
+    executor = kernel.executor
     executor.execute = clock.wrap("risk + broker", executor.execute)  # type: ignore[method-assign]
-    decide = engine._decide
+    decide = kernel._decide
 
-    def timed_decide(symbol: str, j: int, t_close: int) -> None:
+    def timed_decide(bar: Any, now: int) -> None:
         clock.reset()
         start = time.perf_counter()
-        decide(symbol, j, t_close)
+        decide(bar, now)
         total = time.perf_counter() - start
         sample = dict(clock.spent)
         experts = clock.expert_ms / 1000.0
@@ -430,7 +436,7 @@ def instrument(engine: BacktestEngine, orch: Orchestrator, clock: _Clock) -> lis
         sample["total"] = total
         samples.append(sample)
 
-    engine._decide = timed_decide  # type: ignore[method-assign]
+    kernel._decide = timed_decide  # type: ignore[method-assign]
     return samples
 
 
@@ -445,28 +451,67 @@ def measure_latency(
     online_dir: Path,
 ) -> LatencyResult:
     """Part 1 (module docstring) with learning and history each on or off; every bar of
-    ``[run_since, latency_until)`` is a decision."""
+    ``[run_since, latency_until)`` is a decision. The orchestrator runs as paper and live
+    trading run it: bars pushed one at a time from a feed into its market frame (600 bars
+    of each timeframe pushed before as warm-up), experts on worker threads with their
+    timeout, learning results applied as soon as they are ready."""
     config = orchestrator_config(experts, learning=learning, history=history, online_dir=online_dir)
-    data = read_streams(
-        store, "binance", SYMBOL, (BASE, STREAM), spans.run_since, spans.latency_until, 600
-    )
-    candles = data[BASE].between(spans.run_since, spans.latency_until)
     orch = Orchestrator(
         build_experts(config),
         config,
         base_timeframe=BASE,
-        data={SYMBOL: data},
         history=InferenceHistory(store) if history else None,
         seed=SEED,
+        accelerate=False,
+        calls="threads",
+        apply_learning_when_ready=True,
     )
-    engine = BacktestEngine({SYMBOL: candles}, orch, timeframe=BASE, settings=TRADING)
+    warm = ReplayFeed.from_store(
+        store,
+        exchange="binance",
+        symbols=[SYMBOL],
+        timeframe=BASE,
+        higher=[STREAM],
+        start=spans.run_since - 600 * STREAM.ms,
+        end=spans.run_since - STREAM.ms + 1,
+    )
+    while (events := warm.next_events()) is not None:
+        for event in events:
+            orch.on_event(event)
+    feed = ReplayFeed.from_store(
+        store,
+        exchange="binance",
+        symbols=[SYMBOL],
+        timeframe=BASE,
+        higher=[STREAM],
+        start=spans.run_since,
+        end=spans.latency_until,
+    )
+    broker = SimulatedBroker(feed.clock, TRADING.broker, bar_ms=BASE.ms, symbols=[SYMBOL])
+    risk = RiskManager(TRADING.risk)
+    executor = ActionExecutor(
+        broker, risk, fees=TRADING.broker.fees, lot_size=TRADING.broker.lot_size
+    )
+    orch.prepare(SYMBOL, Candles.empty())
+    loop = TradingLoop(
+        clock=feed.clock,
+        broker=broker,
+        risk=risk,
+        source=orch,
+        executor=executor,
+        timeframe=BASE,
+        venue=broker,
+        listeners=(orch,),
+        atr_period=TRADING.atr_period,
+    )
     clock = _Clock()
-    samples = instrument(engine, orch, clock)
+    samples = instrument(loop.kernel, orch, clock)
     try:
         with _timed_history_records(clock):
-            result = engine.run()
+            loop.run(feed)
     finally:
         orch.finish(now_ms=spans.latency_until)
+    fills = len(broker.fills_frame())
     timed = samples[settings.latency_warmup :]
     if not timed:
         raise RuntimeError(f"{len(samples)} decisions made, none after the warm-up")
@@ -474,7 +519,7 @@ def measure_latency(
         case=_switches(learning, history),
         total=np.array([s["total"] for s in timed]) * 1000.0,
         parts={c: np.array([s.get(c, 0.0) for s in timed]) * 1000.0 for c in COMPONENTS},
-        fills=len(result.fills),
+        fills=fills,
     )
 
 

@@ -7,7 +7,7 @@ per-candle columns, the scaler fitted on the first half, **precomputed** for the
 (:meth:`MarketObservations.precompute`), so a step's window is one index operation; what is
 timed is the simulator (broker, risk manager, reward) plus assembling the observations.
 
-Settings: the defaults of :class:`~pivotal.backtest.config.BacktestSettings` (100,000 USDT,
+Settings: the defaults of :class:`~pivotal.trading.settings.TradingSettings` (100,000 USDT,
 0.1 % taker fee, fixed-fraction all-in sizing, next-open fills, long only), episodes of
 1,440 steps with random starts. Policies: ``random`` draws each action uniformly from the
 four (a trade-dense worst case: about a third of the steps submit an order), ``hold`` never

@@ -63,7 +63,7 @@ def test_every_command_in_the_tour_exists() -> None:
 def test_the_readme_run_file_is_a_valid_run_config() -> None:
     import yaml
 
-    from pivotal.orchestrator.run import RunConfig
+    from pivotal.orchestrator.run_file import RunConfig
 
     text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     block = re.search(r"```yaml\n(mode: backtest.*?)```", text, re.S)

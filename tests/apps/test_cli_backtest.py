@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from pivotal.backtest.api import backtest
-from pivotal.backtest.config import BacktestSettings
 from pivotal.core import Candles, Symbol, Timeframe
 from pivotal.data.duckdb_store import open_store
 from pivotal.data.series import SeriesKey
@@ -19,6 +18,7 @@ from pivotal.testing.planted import planted_candles
 from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 from pivotal.trading.brokers.config import SimulatedBrokerConfig
 from pivotal.trading.fees import FeeSchedule
+from pivotal.trading.settings import TradingSettings
 
 
 def _eth_file() -> Path:
@@ -52,7 +52,7 @@ def test_backtest_from_a_file_writes_reports_that_match_the_library(tmp_path: Pa
     frame = pd.read_parquet(data)
     frame = frame[frame["timestamp"] >= pd.Timestamp(since, tz="UTC").value // 1_000_000]
     candles = Candles.from_frame(frame.reset_index(drop=True))
-    settings = BacktestSettings(
+    settings = TradingSettings(
         broker=SimulatedBrokerConfig(fees=FeeSchedule(maker=0.001, taker=0.001))
     )
     expected = backtest(

@@ -215,3 +215,25 @@ def test_a_dqn_listed_without_the_cnn_it_reads_is_a_config_error(home: Home) -> 
     message = _words(done.stderr)
     assert "config error" in message and "'dqn'" in message, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_no_accelerate_pushes_every_bar_and_decides_the_same(
+    home: Home, ran: subprocess.CompletedProcess[str]
+) -> None:
+    """`--no-accelerate` runs the pushed path (every bar through the market frame, records
+    streamed to the run journal) and gives the accelerated run's decisions and trades."""
+    assert ran.returncode == 0, ran.stderr
+    pushed = run_cli(
+        ["run", "run.yaml", "--data-dir", "data", "--no-accelerate", "--json", "pushed.json",
+         "--no-history"],
+        cwd=home.root,
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    a = json.loads((home.root / "out.json").read_text(encoding="utf-8"))
+    b = json.loads((home.root / "pushed.json").read_text(encoding="utf-8"))
+    actions = [(d["timestamp"], d["symbol"], d["action"]) for d in a["decisions"]]
+    assert actions == [(d["timestamp"], d["symbol"], d["action"]) for d in b["decisions"]]
+    assert len(actions) > 100
+    assert a["result"]["trades"] == b["result"]["trades"]
+    assert a["result"]["equity"] == b["result"]["equity"]
+    assert a["result"]["final_equity"] == b["result"]["final_equity"]

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oracles.backtesting_oracle import BACKTESTING_ALL_IN, run_sma_cross
-from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.engine import run_backtest
 from pivotal.backtest.signals import Signals
 from pivotal.backtest.strategies import SignalStrategy, make_strategy
@@ -27,6 +26,7 @@ from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 from pivotal.trading.brokers.config import SimulatedBrokerConfig
 from pivotal.trading.fees import FeeSchedule
 from pivotal.trading.risk import RiskConfig
+from pivotal.trading.settings import TradingSettings
 
 FEE = 0.001
 
@@ -42,8 +42,8 @@ def _real(name: str, rows: int | None = None, timeframe: str = "1m") -> Candles:
     return Candles.from_frame(frame.reset_index(drop=True))
 
 
-def _settings(fill: str = "next_open", **risk: object) -> BacktestSettings:
-    return BacktestSettings(
+def _settings(fill: str = "next_open", **risk: object) -> TradingSettings:
+    return TradingSettings(
         broker=SimulatedBrokerConfig(
             initial_cash=100_000.0,
             fees=FeeSchedule(maker=FEE, taker=FEE),
@@ -203,7 +203,7 @@ def _equity_identity(result) -> None:  # type: ignore[no-untyped-def]
 
 def test_two_symbols_share_one_account() -> None:
     btc, eth = _real("BTC", 20_000), _real("ETH", 20_000)
-    settings = BacktestSettings(
+    settings = TradingSettings(
         broker=SimulatedBrokerConfig(fees=FeeSchedule(maker=FEE, taker=FEE)),
         risk=RiskConfig(fraction=0.5),
     )
@@ -286,7 +286,7 @@ def test_random_signals_never_breach_the_risk_limits(
     seed: int, cap: float, drawdown: float | None
 ) -> None:
     candles = planted_candles(3_000, seed=seed % 7)
-    settings = BacktestSettings(
+    settings = TradingSettings(
         broker=SimulatedBrokerConfig(fees=FeeSchedule(maker=FEE, taker=FEE)),
         risk=RiskConfig(
             fraction=1.0, max_position_fraction=cap, stop_loss_pct=0.004, max_drawdown=drawdown

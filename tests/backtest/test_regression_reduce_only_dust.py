@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from pivotal.backtest.api import backtest
-from pivotal.backtest.config import BacktestSettings
 from pivotal.core.candles import Candles
 from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 from pivotal.trading.risk import RiskConfig
+from pivotal.trading.settings import TradingSettings
 
 
 def test_protective_exit_leaves_no_dust_and_trading_goes_on() -> None:
@@ -22,7 +22,7 @@ def test_protective_exit_leaves_no_dust_and_trading_goes_on() -> None:
         pytest.skip(SKIP_REASON)
     frame = pd.read_parquet(data / "ohlcv/binance-spot/1h/BTC_USDT-1h.parquet")
     candles = Candles.from_frame(frame.reset_index(drop=True).iloc[:20_000])
-    settings = BacktestSettings(
+    settings = TradingSettings(
         risk=RiskConfig(fraction=0.9, stop_loss_pct=0.02, take_profit_pct=0.04)
     )
     result = backtest(

@@ -20,13 +20,8 @@ from pivotal.data.duckdb_store import DuckDBStore
 from pivotal.data.inference_history import InferenceHistory
 from pivotal.orchestrator.config import OrchestratorConfig
 from pivotal.orchestrator.experts import DQNExpert, PivotCNNExpert
-from pivotal.orchestrator.run import (
-    OrchestratedRun,
-    RunConfig,
-    build_experts,
-    load_run_config,
-    run_backtest_mode,
-)
+from pivotal.orchestrator.run import OrchestratedRun, build_experts, run_backtest_mode
+from pivotal.orchestrator.run_file import RunConfig, load_run_config
 from pivotal.testing.orchestrator import GRID_START, TinyExperts, train_tiny_experts
 from pivotal.testing.threads import one_torch_thread
 

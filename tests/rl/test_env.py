@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.engine import run_backtest
 from pivotal.core import Candles
 from pivotal.core.errors import DataError
@@ -29,6 +28,7 @@ from pivotal.testing.planted import planted_candles
 from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 from pivotal.trading.brokers.config import SimulatedBrokerConfig
 from pivotal.trading.risk import RiskConfig
+from pivotal.trading.settings import TradingSettings
 
 FRAMES = 16
 M1, M5 = Timeframe.parse("1m"), Timeframe.parse("5m")
@@ -53,7 +53,7 @@ def _observations(
 
 
 def _config(**changes: object) -> EnvConfig:
-    settings = BacktestSettings(
+    settings = TradingSettings(
         broker=SimulatedBrokerConfig(slippage="fixed", slippage_bps=2.0, allow_short=True),
         risk=RiskConfig(fraction=0.5, allow_short=True, stop_loss_pct=0.004, max_drawdown=0.5),
     )

@@ -20,7 +20,6 @@ import talib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.engine import run_backtest
 from pivotal.backtest.replay import replay
 from pivotal.backtest.result import BacktestResult
@@ -46,6 +45,7 @@ from pivotal.trading.brokers.simulated import SimulatedBroker
 from pivotal.trading.execution import ActionExecutor
 from pivotal.trading.fees import FeeSchedule
 from pivotal.trading.risk import RiskConfig, RiskManager
+from pivotal.trading.settings import TradingSettings
 
 MINUTE = 60_000
 FEES = FeeSchedule(maker=0.0002, taker=0.001)
@@ -53,8 +53,8 @@ FEES = FeeSchedule(maker=0.0002, taker=0.001)
 
 def _settings(
     *, allow_short: bool = False, fill: str = "next_open", **risk: Any
-) -> BacktestSettings:
-    return BacktestSettings(
+) -> TradingSettings:
+    return TradingSettings(
         broker=SimulatedBrokerConfig(
             initial_cash=50_000.0, fees=FEES, fill_timing=fill, allow_short=allow_short
         ),
@@ -90,7 +90,7 @@ def _split(events: Sequence[Mapping[str, Any]]) -> tuple[list[Any], list[Any]]:
 def _both(
     candles: Mapping[str, Candles],
     make: Any,
-    settings: BacktestSettings,
+    settings: TradingSettings,
     timeframe: str = "1m",
     **kw: Any,
 ) -> tuple[LoopResult, BacktestResult]:
@@ -327,7 +327,7 @@ class ProtocolBroker:
 
 
 def _live_like_loop(
-    candles: Mapping[str, Candles], source: DecisionSource, config: BacktestSettings
+    candles: Mapping[str, Candles], source: DecisionSource, config: TradingSettings
 ) -> tuple[TradingLoop, ReplayFeed, SimulatedBroker]:
     """A loop as paper trading builds it: a protocol-only broker, no candle view (the loop
     keeps the bars the feed delivers), the simulated broker as the venue that matches."""

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.engine import run_backtest
 from pivotal.backtest.gaps import GapPlan
 from pivotal.backtest.strategies import make_strategy
@@ -26,6 +25,7 @@ from pivotal.trading.brokers.simulated import SimulatedBroker
 from pivotal.trading.execution import ActionExecutor
 from pivotal.trading.fees import FeeSchedule
 from pivotal.trading.risk import RiskConfig, RiskManager
+from pivotal.trading.settings import TradingSettings
 
 M1 = Timeframe.M1
 
@@ -40,7 +40,7 @@ def _market() -> dict[str, Candles]:
 
 def test_the_loop_over_the_store_feed_is_the_backtest(tmp_path: Path) -> None:
     candles = _market()
-    settings = BacktestSettings(
+    settings = TradingSettings(
         broker=SimulatedBrokerConfig(
             initial_cash=10_000.0, fees=FeeSchedule(maker=0.0002, taker=0.001), allow_short=True
         ),

@@ -26,12 +26,8 @@ from pivotal.orchestrator.online_checkpoints import (
     iso_utc,
     parse_load_rule,
 )
-from pivotal.orchestrator.run import (
-    OrchestratedRun,
-    RunConfig,
-    load_run_config,
-    run_backtest_mode,
-)
+from pivotal.orchestrator.run import OrchestratedRun, run_backtest_mode
+from pivotal.orchestrator.run_file import RunConfig, load_run_config
 from pivotal.testing.orchestrator import GRID_START, TinyExperts, train_tiny_experts
 from pivotal.testing.threads import one_torch_thread
 from pivotal.training.checkpoints import read_checkpoint

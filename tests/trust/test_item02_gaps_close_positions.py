@@ -18,7 +18,6 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from pivotal.backtest.api import backtest
-from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.engine import run_backtest
 from pivotal.backtest.export import read_json, to_json_dict, write_json
 from pivotal.backtest.replay import replay
@@ -38,6 +37,7 @@ from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 from pivotal.trading.brokers.config import SimulatedBrokerConfig
 from pivotal.trading.fees import FeeSchedule
 from pivotal.trading.risk import RiskConfig
+from pivotal.trading.settings import TradingSettings
 
 MS = 60_000
 FEE = 0.001
@@ -58,8 +58,8 @@ def _contiguous(c: Candles) -> Candles:
     return Candles(ts, c.open, c.high, c.low, c.close, c.volume)
 
 
-def _settings(fill: str = "next_open", gaps: str = "close", **risk: object) -> BacktestSettings:
-    return BacktestSettings(
+def _settings(fill: str = "next_open", gaps: str = "close", **risk: object) -> TradingSettings:
+    return TradingSettings(
         broker=SimulatedBrokerConfig(
             initial_cash=100_000.0, fees=FeeSchedule(maker=FEE, taker=FEE), fill_timing=fill
         ),
@@ -216,7 +216,7 @@ def test_only_the_symbol_with_the_gap_is_closed() -> None:
         {SYMBOL: btc, "ETH/USDT": eth},
         make_strategy("buy_and_hold"),
         timeframe="1m",
-        settings=BacktestSettings(risk=RiskConfig(fraction=0.4)),
+        settings=TradingSettings(risk=RiskConfig(fraction=0.4)),
     )
     closed = result.trades
     assert closed["symbol"].tolist() == [SYMBOL] and closed["exit_reason"].tolist() == ["gap"]
@@ -402,7 +402,8 @@ def test_cli_warns_lists_the_gaps_and_takes_gaps_hold(tmp_path: Path) -> None:
 @pytest.mark.slow  # trains two tiny experts (about a minute on two busy cores)
 def test_orchestrated_run_closes_at_the_gap_and_lists_it(tmp_path: Path) -> None:
     from pivotal.data.duckdb_store import DuckDBStore
-    from pivotal.orchestrator.run import RunConfig, run_backtest_mode
+    from pivotal.orchestrator.run import run_backtest_mode
+    from pivotal.orchestrator.run_file import RunConfig
     from pivotal.testing.orchestrator import GRID_START, train_tiny_experts
 
     c = planted_candles(1_400, seed=2, start_time=GRID_START)

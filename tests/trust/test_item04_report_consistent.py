@@ -27,8 +27,7 @@ from pivotal.core.candles import Candles
 from pivotal.data.duckdb_store import STORE_FILE_NAME
 from pivotal.orchestrator.benchmark import buy_and_hold, daily_risk, edge_note
 from pivotal.orchestrator.report import exit_reasons, write_orchestrator_report
-from pivotal.orchestrator.run import RunConfig
-from pivotal.orchestrator.run_file import write_run_file
+from pivotal.orchestrator.run_file import RunConfig, write_run_file
 from pivotal.testing.cli import run_cli
 from pivotal.testing.orchestrator import GRID_START, train_tiny_experts
 from pivotal.testing.threads import one_torch_thread

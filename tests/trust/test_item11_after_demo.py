@@ -18,8 +18,7 @@ import pytest
 from pivotal.apps.cli.demo_orchestrator import run_file_path
 from pivotal.apps.cli.demo_steps import next_commands
 from pivotal.data.duckdb_store import STORE_FILE_NAME
-from pivotal.orchestrator.run import RunConfig, load_run_config
-from pivotal.orchestrator.run_file import write_run_file
+from pivotal.orchestrator.run_file import RunConfig, load_run_config, write_run_file
 from pivotal.testing.cli import run_cli
 from pivotal.testing.orchestrator import GRID_START, train_tiny_experts
 from pivotal.testing.threads import one_torch_thread

@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.engine import run_backtest
 from pivotal.backtest.metrics import compute_metrics
 from pivotal.backtest.result import BacktestResult
@@ -24,6 +23,7 @@ from pivotal.backtest.vectorized import run_signals
 from pivotal.core.candles import Candles
 from pivotal.core.orders import Liquidity
 from pivotal.core.timeframes import Timeframe
+from pivotal.trading.settings import TradingSettings
 
 __all__ = ["attach_metrics", "backtest", "vectorized_unsupported"]
 
@@ -36,12 +36,12 @@ def backtest(
     params: Mapping[str, Any] | None = None,
     *,
     timeframe: Timeframe | str,
-    settings: BacktestSettings | None = None,
+    settings: TradingSettings | None = None,
     engine: Engine = "event",
     progress: bool = False,
 ) -> BacktestResult:
     """Backtest a reference strategy (``sma_cross``, ``rsi_reversion``, ``buy_and_hold``)."""
-    settings = settings or BacktestSettings()
+    settings = settings or TradingSettings()
     source = make_strategy(strategy, params)
     if engine == "event":
         result = run_backtest(
@@ -86,9 +86,9 @@ def backtest(
     return attach_metrics(result, candles, Timeframe.parse(timeframe))
 
 
-def vectorized_unsupported(settings: BacktestSettings, n_symbols: int) -> list[str]:
+def vectorized_unsupported(settings: TradingSettings, n_symbols: int) -> list[str]:
     """What in ``settings`` the vectorized path would not honour (empty = fine)."""
-    default = BacktestSettings()
+    default = TradingSettings()
     problems = []
     if n_symbols != 1:
         problems.append(f"{n_symbols} symbols (it runs one)")

@@ -37,7 +37,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.gaps import GapPlan
 from pivotal.backtest.result import BacktestResult
 from pivotal.backtest.timeline import Timeline, closed_streams, to_timeline_steps
@@ -52,6 +51,7 @@ from pivotal.runtime.recorder import MemoryRecorder
 from pivotal.trading.brokers.simulated import SimulatedBroker
 from pivotal.trading.execution import ActionExecutor
 from pivotal.trading.risk import RiskManager
+from pivotal.trading.settings import TradingSettings
 
 __all__ = ["BacktestEngine", "run_backtest"]
 
@@ -74,13 +74,13 @@ class BacktestEngine:
         source: DecisionSource,
         *,
         timeframe: Timeframe | str,
-        settings: BacktestSettings | None = None,
+        settings: TradingSettings | None = None,
         higher: Mapping[str, Mapping[Timeframe, Candles]] | None = None,
         trades: Mapping[str, Trades] | None = None,
         books: Mapping[str, Sequence[COBData]] | None = None,
     ) -> None:
         self.timeframe = Timeframe.parse(timeframe)
-        self.settings = settings or BacktestSettings()
+        self.settings = settings or TradingSettings()
         self.candles = dict(candles)
         self.source = source
         self.higher = {s: dict(v) for s, v in (higher or {}).items()}
@@ -287,7 +287,7 @@ def run_backtest(
     source: DecisionSource,
     *,
     timeframe: Timeframe | str,
-    settings: BacktestSettings | None = None,
+    settings: TradingSettings | None = None,
     higher: Mapping[str, Mapping[Timeframe, Candles]] | None = None,
     trades: Mapping[str, Trades] | None = None,
     books: Mapping[str, Sequence[COBData]] | None = None,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.gaps import GapPlan
 from pivotal.backtest.timeline import Timeline, closed_streams, to_timeline_steps
 from pivotal.core.candles import Candles
@@ -30,6 +29,7 @@ from pivotal.runtime.replay_feed import ReplayFeed
 from pivotal.trading.brokers.simulated import SimulatedBroker
 from pivotal.trading.execution import ActionExecutor
 from pivotal.trading.risk import RiskManager
+from pivotal.trading.settings import TradingSettings
 
 __all__ = ["replay"]
 
@@ -39,7 +39,7 @@ def replay(
     source: DecisionSource,
     *,
     timeframe: Timeframe | str,
-    settings: BacktestSettings | None = None,
+    settings: TradingSettings | None = None,
     higher: Mapping[str, Mapping[Timeframe, Candles]] | None = None,
     trades: Mapping[str, Trades] | None = None,
     books: Mapping[str, Sequence[COBData]] | None = None,
@@ -56,7 +56,7 @@ def replay(
     closes and its trades and fills come from the simulated broker, bar columns indexing
     the timeline, so they equal a backtest's.
     """
-    settings = settings if settings is not None else BacktestSettings()
+    settings = settings if settings is not None else TradingSettings()
     tf = Timeframe.parse(timeframe)
     candles = dict(candles)
     timeline = Timeline.build(candles, tf.ms)

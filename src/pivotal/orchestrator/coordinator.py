@@ -41,7 +41,6 @@ Times are UTC milliseconds; latencies are milliseconds of wall time.
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -49,8 +48,6 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from types import MappingProxyType
 from typing import Any, Literal, cast
-
-import numpy as np
 
 from pivotal.core.candles import Candles
 from pivotal.core.orders import AccountSnapshot
@@ -63,8 +60,8 @@ from pivotal.orchestrator.contracts import (
     Expert,
     Inference,
     InferenceRequest,
-    action_probabilities,
 )
+from pivotal.orchestrator.output_checks import validate_output
 from pivotal.orchestrator.workers import CallWorker, InlineCall
 
 __all__ = [
@@ -168,59 +165,6 @@ def _cycle(deps: Mapping[str, tuple[str, ...]], placed: set[str]) -> str:
         path.append(node)
         node = next(d for d in deps[node] if d not in placed)
     return " -> ".join([*path[seen[node] :], node])
-
-
-def _nonfinite(value: Any, where: str) -> str | None:
-    """Where a non-finite float hides in ``value`` (dicts, lists, tuples, arrays), or None."""
-    if isinstance(value, float | np.floating):
-        return None if math.isfinite(value) else where
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind in "fc":
-            return None if np.isfinite(value).all() else where
-        if value.dtype.kind == "O":
-            return next(
-                (w for i, v in enumerate(value.flat) if (w := _nonfinite(v, f"{where}[{i}]"))),
-                None,
-            )
-        return None
-    if isinstance(value, Mapping):
-        return next((w for k, v in value.items() if (w := _nonfinite(v, f"{where}[{k!r}]"))), None)
-    if isinstance(value, list | tuple):
-        return next((w for i, v in enumerate(value) if (w := _nonfinite(v, f"{where}[{i}]"))), None)
-    if hasattr(value, "__array__") and not isinstance(value, str | bytes):  # torch, jax, ...
-        try:
-            array = np.asarray(value)
-        except (TypeError, ValueError, RuntimeError):
-            return None
-        return _nonfinite(array, where) if isinstance(array, np.ndarray) else None
-    return None
-
-
-def validate_output(answer: object, name: str, symbol: Symbol, timestamp: int) -> str | None:
-    """Why ``answer`` is not a usable answer of expert ``name`` at this step, or None."""
-    if not isinstance(answer, Inference):
-        return f"returned {type(answer).__name__}, not an Inference"
-    output = answer.output
-    if not isinstance(output, ModelOutput):
-        return f"Inference.output is {type(output).__name__}, not a ModelOutput"
-    if output.model_name != name:
-        return f"output names model {output.model_name!r}, expected {name!r}"
-    if output.timestamp != timestamp:
-        return f"output is stamped {output.timestamp}, the step is at {timestamp}"
-    if output.symbol != symbol:
-        return f"output is for {output.symbol}, the step is for {symbol}"
-    if not math.isfinite(output.confidence):
-        return f"confidence is {output.confidence}"
-    where = _nonfinite(output.predictions, "predictions") or _nonfinite(
-        output.hidden_states, "hidden_states"
-    )
-    if where:
-        return f"non-finite value in {where}"
-    try:
-        action_probabilities(output)
-    except (ValueError, TypeError) as exc:
-        return f"no usable vote: {exc}"
-    return None
 
 
 def _problem_kind(report: InputReport) -> tuple[str, ...]:

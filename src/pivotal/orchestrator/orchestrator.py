@@ -54,7 +54,8 @@ from pivotal.features.inputs.spec import InputPart, InputSpec
 from pivotal.orchestrator.config import OrchestratorConfig
 from pivotal.orchestrator.contracts import VOTE_ACTIONS, Decision, Expert, Inference
 from pivotal.orchestrator.coordinator import ModelInferenceCoordinator, StepResult
-from pivotal.orchestrator.decisions import DecisionMaker, decisions_frame
+from pivotal.orchestrator.decision_log import DecisionLog, DecisionRecorder
+from pivotal.orchestrator.decisions import DecisionMaker
 from pivotal.orchestrator.frame import MarketFrame
 from pivotal.orchestrator.history_writer import HistoryStats, HistoryWriter
 from pivotal.orchestrator.intake import BarIntake
@@ -134,7 +135,8 @@ class Orchestrator:
     live, ``--no-accelerate``): candles arrive only through :meth:`on_event` and every expert
     reads its input from the market frame. ``calls``: the coordinator runs the experts on
     worker threads with a timeout (``"threads"``, live) or on this thread (``"inline"``, a
-    replay: deterministic, no hand-offs).
+    replay: deterministic, no hand-offs). ``recorder``: a run journal the decisions and
+    events stream to (only the newest stay in memory); None keeps them all in memory.
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class Orchestrator:
         accelerate: bool = True,
         calls: Literal["threads", "inline"] = "threads",
         apply_learning_when_ready: bool = False,
+        recorder: DecisionRecorder | None = None,
     ) -> None:
         if not experts:
             raise ValueError("the orchestrator needs at least one expert")
@@ -176,6 +179,12 @@ class Orchestrator:
         self.intake = BarIntake(self.subscriptions)
         self.accelerate = bool(accelerate)
         self.coordinator = ModelInferenceCoordinator(experts, self.config.inference, calls=calls)
+        if self.accelerate:  # an agent reading a CNN may batch its flat steps on its rows
+            by_name = {e.name: e for e in experts}
+            for expert in experts:
+                source = by_name.get(getattr(expert, "cnn", None) or "")
+                if hasattr(expert, "upstream_ahead") and hasattr(source, "features_ahead"):
+                    expert.upstream_ahead = source.features_ahead  # type: ignore[attr-defined]
         self.order: tuple[str, ...] = tuple(n for level in self.coordinator.levels for n in level)
         self.outputs = ModelOutputStore(self.config.output_capacity)
         self.decision_maker = DecisionMaker(self.config.gate, self.order, seed=seed)
@@ -193,8 +202,7 @@ class Orchestrator:
                 apply_when_ready=apply_learning_when_ready,
             )
         self.load_online = str(parse_load_rule(load_online))
-        self.decisions: list[Decision] = []
-        self.events: list[dict[str, Any]] = []
+        self.log = DecisionLog(recorder)
         self._writer = None if self.history is None else HistoryWriter(self.history)
         self._symbols: set[str] = set()
         self._loaded_best = False
@@ -301,7 +309,7 @@ class Orchestrator:
         for event in step.events:
             self._event(event.kind, event.timestamp, event.symbol, event.model, event.message)
         decision = self.decision_maker.decide(symbol, t, step.outputs, step.skipped)
-        self.decisions.append(decision)
+        self.log.decision(decision)
         count = self._steps.get(symbol, 0)
         self._steps[symbol] = count + 1
         if self.learning is not None:
@@ -403,12 +411,23 @@ class Orchestrator:
                 progress()
         return done
 
+    @property
+    def decisions(self) -> list[Decision]:
+        """The decisions in memory, oldest first: all of them, or the newest when streaming
+        to a ``recorder`` (:meth:`decisions_frame` reads the whole run)."""
+        return list(self.log.decisions)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The events in memory (as :attr:`decisions`); :meth:`all_events` reads them all."""
+        return list(self.log.events)
+
+    def all_events(self) -> list[dict[str, Any]]:
+        return self.log.all_events()
+
     def decisions_frame(self, since: int | None = None) -> pd.DataFrame:
-        """Decisions as a frame (:func:`decisions_frame`), those after ``since`` only."""
-        chosen = self.decisions
-        if since is not None:
-            chosen = [d for d in chosen if d.timestamp > since]
-        return decisions_frame(chosen)
+        """Every decision as a frame (:func:`decisions_frame`), those after ``since`` only."""
+        return self.log.decisions_frame(since)
 
     def accuracy_frame(self) -> pd.DataFrame | None:
         return None if self.learning is None else self.learning.accuracy.frame()
@@ -450,4 +469,4 @@ class Orchestrator:
                 after=score.after,
                 difference=score.difference,
             )
-        self.events.append(event)
+        self.log.event(event)

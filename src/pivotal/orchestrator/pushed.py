@@ -17,8 +17,9 @@ equity are the same (a test proves it).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from pivotal.core.candles import Candles
 from pivotal.core.orders import AccountSnapshot
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
+from pivotal.data.run_journal import RunJournal
 from pivotal.data.series import SeriesKey
 from pivotal.data.store import MarketDataStore
 from pivotal.runtime.loop import TradingLoop
@@ -39,7 +41,7 @@ from pivotal.trading.risk import RiskManager
 
 if TYPE_CHECKING:
     from pivotal.orchestrator.orchestrator import Orchestrator
-    from pivotal.orchestrator.run import RunConfig
+    from pivotal.orchestrator.run_file import RunConfig
 
 __all__ = ["run_pushed"]
 
@@ -100,12 +102,15 @@ def run_pushed(
     orchestrator: Orchestrator,
     candles: Mapping[str, Candles],
     *,
+    journal: RunJournal | None = None,
     progress: bool = False,
 ) -> BacktestResult:
     """The run's learning span and backtest with every bar pushed (module docstring).
 
     ``candles``: each symbol's base bars of the trading span (they define the timeline the
-    result's bar columns index, and where the gap plan closes positions).
+    result's bar columns index, and where the gap plan closes positions). ``journal``: the
+    run journal every record streams to (equity, decisions, events, fills), so the run's
+    memory does not grow with its length; the result is read back from it at the end.
     """
     base = run.base
     timeframes = [base, *(tf for tf in orchestrator.timeframes if tf != base)]
@@ -151,18 +156,27 @@ def run_pushed(
         listeners=(orchestrator,),
         atr_period=settings.atr_period,
         gap_plan=plan,
+        recorder=journal,
+        memory=journal is None,
     )
     result = loop.run(feed, progress=progress)
+    times, equity, events = result.timestamps, result.equity, tuple(result.events)
+    if journal is not None:
+        journal.flush()
+        curve = journal.equity_frame()
+        times = curve["timestamp"].to_numpy(np.int64)
+        equity = curve["equity"].to_numpy(np.float64)
+        events = _broker_events(journal)
     timeline = Timeline.build(dict(candles), base.ms)
     return BacktestResult(
         initial_cash=float(settings.broker.initial_cash),
         # a backtest result's bars are labelled by their open time; the loop's by its close
-        timestamps=np.asarray(result.timestamps, dtype=np.int64) - base.ms,
-        equity=np.asarray(result.equity, dtype=np.float64),
+        timestamps=np.asarray(times, dtype=np.int64) - base.ms,
+        equity=np.asarray(equity, dtype=np.float64),
         trades=to_timeline_steps(broker.closed_trades(), timeline, ("entry_bar", "exit_bar")),
         open_trades=to_timeline_steps(broker.open_trades(), timeline, ("entry_bar",)),
         fills=to_timeline_steps(broker.fills_frame(), timeline, ("bar",)),
-        events=tuple(result.events),
+        events=events,
         settings={
             "source": orchestrator.name,
             "timeframe": str(base),
@@ -173,3 +187,18 @@ def run_pushed(
         engine="pushed",
         gaps=tuple(plan.records()),
     )
+
+
+def _broker_events(journal: RunJournal) -> tuple[dict[str, Any], ...]:
+    """The run's order and risk events from the journal (the orchestrator's own events are
+    read by the orchestrator), each without the keys other kinds of record have."""
+    rows = journal.events_frame().to_dict(orient="records")
+    return tuple(
+        {k: v for k, v in row.items() if not _missing(v)}
+        for row in rows
+        if row.get("source") != "orchestrator"
+    )
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))

@@ -1,39 +1,31 @@
 """``pivotal run``: a run file → experts, orchestrator, run loop, results.
 
-A :class:`RunConfig` (YAML) names the mode, the market (exchange, symbols, base timeframe,
-range), the backtest settings (broker and risk) and the orchestrator (experts with their
-checkpoints, gate, inference, history, learning). :func:`run_backtest_mode` reads the
-candles from the store (with warm-up history before ``since``), builds the experts from
-their checkpoints, runs the orchestrator through the backtester (replay clock + simulated
-broker), and buy-and-hold beside it (:mod:`pivotal.orchestrator.benchmark`: the
-equal-weight basket, fully invested at the first bar's close, no fees; the strategy's
-``buy_and_hold_return_pct`` is that benchmark's return).
+A :class:`~pivotal.orchestrator.run_file.RunConfig` (the run file) names the market, the
+trading settings and the orchestrator. :func:`run_backtest_mode` reads the candles from the
+store (with warm-up history before ``since``), builds the experts from their checkpoints,
+and runs the orchestrator over the replay: accelerated through the backtest engine (replay
+clock + simulated broker), or pushed bar by bar through the runtime's loop
+(:mod:`pivotal.orchestrator.pushed`); buy-and-hold runs beside it
+(:mod:`pivotal.orchestrator.benchmark`: the equal-weight basket, fully invested at the first
+bar's close, no fees; the strategy's ``buy_and_hold_return_pct`` is that benchmark's return).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from pathlib import Path
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
-import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pivotal.backtest.api import attach_metrics
-from pivotal.backtest.config import BacktestSettings
 from pivotal.backtest.engine import run_backtest
 from pivotal.backtest.gaps import mostly_gaps_warnings
 from pivotal.backtest.result import BacktestResult
-from pivotal.config.models import StrictModel
 from pivotal.core.candles import Candles
-from pivotal.core.clock import utc_text
 from pivotal.core.errors import ConfigError, DataError, ModelError
-from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.data.inference_history import InferenceHistory
 from pivotal.data.store import MarketDataStore
@@ -43,140 +35,10 @@ from pivotal.orchestrator.contracts import Expert
 from pivotal.orchestrator.online_checkpoints import expert_data_warnings
 from pivotal.orchestrator.orchestrator import Orchestrator
 from pivotal.orchestrator.pushed import run_pushed
+from pivotal.orchestrator.run_file import RunConfig
 from pivotal.training.pipeline import read_streams
 
-__all__ = ["OrchestratedRun", "RunConfig", "build_experts", "load_run_config", "run_backtest_mode"]
-
-
-def parse_time_ms(value: Any, name: str) -> int | None:
-    """``2024-01-01``, ``2024-01-01T12:00`` (UTC unless an offset is given), epoch ms, or a
-    ``date``/``datetime`` (YAML reads unquoted dates as those)."""
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return int(aware.timestamp() * 1000)
-    if isinstance(value, date):
-        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp() * 1000)
-    if not isinstance(value, str):
-        raise ValueError(f"{name}: {value!r} is not a time; use YYYY-MM-DD or epoch ms")
-    text = value.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"{name}: {value!r} is not a time; use YYYY-MM-DD, YYYY-MM-DDTHH:MM or epoch ms"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
-
-
-class RunConfig(StrictModel):
-    """One run of the orchestrator (``pivotal run RUN_FILE``)."""
-
-    mode: Literal["backtest"] = Field(
-        default="backtest", description="backtest (paper and live trading are not available yet)"
-    )
-    exchange: str = "binance"
-    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"], min_length=1)
-    timeframe: str = Field(default="5m", description="base bars: the orchestrator decides on each")
-    since: int | str | None = None
-    until: int | str | None = None
-    learn_from: int | str | None = Field(
-        default=None,
-        description="run the models with learning on over [learn_from, since) before trading "
-        "(no orders); needs since",
-    )
-    warmup_bars: int = Field(
-        default=600, ge=0, description="bars per timeframe read before since (indicator warm-up)"
-    )
-    seed: int = 0
-    accelerate: bool = Field(
-        default=True,
-        description="evaluate the position-independent models in batches ahead of the clock "
-        "(same decisions as pushing bars one at a time; false: push every bar through the "
-        "market frame as paper and live trading do)",
-    )
-    settings: BacktestSettings = Field(default_factory=BacktestSettings)
-    orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
-
-    @field_validator("symbols")
-    @classmethod
-    def _symbols(cls, value: list[str]) -> list[str]:
-        return [str(Symbol.parse(s)) for s in value]
-
-    @field_validator("timeframe")
-    @classmethod
-    def _timeframe(cls, value: str) -> str:
-        return str(Timeframe.parse(value))
-
-    @field_validator("since", "until", "learn_from", mode="before")
-    @classmethod
-    def _times(cls, value: Any, info: Any) -> int | None:
-        return parse_time_ms(value, info.field_name)
-
-    @model_validator(mode="after")
-    def _span(self) -> RunConfig:
-        if self.since is not None and self.until is not None and self.since >= self.until:
-            raise ValueError(
-                f"since {utc_text(self.since)} must be before until {utc_text(self.until)}"
-            )
-        if self.learn_from is not None and self.since is None:
-            raise ValueError("learn_from needs since: the learning span is [learn_from, since)")
-        if self.learn_from is not None and self.since is not None and self.learn_from >= self.since:
-            raise ValueError(
-                f"learn_from {utc_text(self.learn_from)} must be before since "
-                f"{utc_text(self.since)}: the "
-                "learning span precedes trading"
-            )
-        return self
-
-    @property
-    def base(self) -> Timeframe:
-        return Timeframe.parse(self.timeframe)
-
-
-def load_run_config(path: str | Path) -> RunConfig:
-    """Read and validate a run file; ``ConfigError`` listing every problem with its key.
-
-    Relative paths in it (expert checkpoints, ``orchestrator.learning.checkpoint_dir``) are
-    resolved against the file's folder; ``~`` is expanded. ``{run}`` in ``checkpoint_dir`` is
-    replaced by the run file's name without its suffix, so each run keeps its own online
-    checkpoints."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the run file: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a run file is a mapping (mode:, symbols:, orchestrator:, ...)")
-    try:
-        config = RunConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = [
-            f"{'.'.join(map(str, e['loc'])) or 'run file'}: "
-            + str(e["msg"]).removeprefix("Value error, ")
-            for e in exc.errors()
-        ]
-        raise ConfigError(f"{path}: invalid run file:\n  " + "\n  ".join(lines)) from None
-
-    def resolve(p: Path) -> Path:
-        p = p.expanduser()
-        return p if p.is_absolute() else Path(os.path.normpath(path.parent / p))  # no a/../b
-
-    experts = [
-        e.model_copy(update={"checkpoint": resolve(e.checkpoint)})
-        for e in config.orchestrator.experts
-    ]
-    learning = config.orchestrator.learning
-    if learning.checkpoint_dir is not None:
-        folder = Path(str(learning.checkpoint_dir).replace("{run}", path.stem))
-        learning = learning.model_copy(update={"checkpoint_dir": resolve(folder)})
-    orchestrator = config.orchestrator.model_copy(update={"experts": experts, "learning": learning})
-    return config.model_copy(update={"orchestrator": orchestrator})
+__all__ = ["OrchestratedRun", "build_experts", "run_backtest_mode"]
 
 
 def build_experts(config: OrchestratorConfig, *, device: str = "cpu") -> list[Expert]:
@@ -300,6 +162,13 @@ def run_backtest_mode(
             )
     first = first_learning_bar(run, candles)
     warnings = expert_data_warnings(experts, first)  # before any online one is loaded
+    journal = None
+    if not run.accelerate:  # the pushed run streams its records: memory does not grow
+        from pivotal.data.duckdb_store import DuckDBStore
+        from pivotal.data.run_journal import RunJournal
+
+        if isinstance(store, DuckDBStore):
+            journal = RunJournal(store, meta={"mode": "replay", "symbols": list(run.symbols)})
     orchestrator = Orchestrator(
         experts,
         run.orchestrator,
@@ -311,16 +180,23 @@ def run_backtest_mode(
         max_missing_bars=run.settings.max_missing_bars,
         accelerate=run.accelerate,
         calls="inline",  # a replay: deterministic, no thread hand-offs
+        recorder=journal,
     )
     try:
         if not run.accelerate:
-            result = run_pushed(store, run, orchestrator, candles, progress=progress)
+            result = run_pushed(
+                store, run, orchestrator, candles, journal=journal, progress=progress
+            )
         else:
             if run.learn_from is not None:
                 _learn(orchestrator, data, run, progress=progress)
             result = run_backtest(
                 candles, orchestrator, timeframe=base, settings=run.settings, progress=progress
             )
+    except BaseException:
+        if journal is not None:
+            journal.close(failed=True)
+        raise
     finally:
         last = max(int(c.timestamp[-1]) + base.ms for c in candles.values())
         orchestrator.finish(now_ms=last)
@@ -330,14 +206,14 @@ def run_backtest_mode(
         f"{s} {base} {_day(c.timestamp[0])}..{_day(c.timestamp[-1] + base.ms)} ({len(c):,} bars)"
         for s, c in candles.items()
     )
-    return OrchestratedRun(
+    outcome = OrchestratedRun(
         config=run,
         result=result,
         benchmark={BUY_AND_HOLD: hold},
         candles=candles,
         decisions=orchestrator.decisions_frame(since=run.since),
         accuracy=orchestrator.accuracy_frame(),
-        events=warnings + list(orchestrator.events),
+        events=warnings + orchestrator.all_events(),
         orchestrator=orchestrator,
         stored=orchestrator.stored,
         data_note=f"{run.exchange}: {note}",
@@ -345,6 +221,9 @@ def run_backtest_mode(
         gaps=[dict(g) for g in result.gaps],
         checkpoints=orchestrator.checkpoints,
     )
+    if journal is not None:
+        journal.close()
+    return outcome
 
 
 def first_learning_bar(run: RunConfig, candles: dict[str, Candles]) -> int:

@@ -1,6 +1,6 @@
 """Settings of the trading environment: market, window, episode, reward and the simulator.
 
-``settings`` is the same :class:`~pivotal.backtest.config.BacktestSettings` the backtester
+``settings`` is the same :class:`~pivotal.trading.settings.TradingSettings` the backtester
 takes (broker + risk + ATR period), so an agent trains against exactly the fills, fees,
 sizing and limits a backtest of its actions would see.
 """
@@ -12,9 +12,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pivotal.backtest.config import BacktestSettings
 from pivotal.config.models import StrictModel
 from pivotal.core.timeframes import Timeframe
+from pivotal.trading.settings import TradingSettings
 
 __all__ = ["EnvConfig", "RewardKind"]
 
@@ -46,7 +46,7 @@ class EnvConfig(StrictModel):
     drawdown_penalty: float = Field(default=0.0, ge=0.0)
     turnover_penalty: float = Field(default=0.0, ge=0.0)
     dsr_eta: float = Field(default=0.01, gt=0.0, lt=1.0)
-    settings: BacktestSettings = Field(default_factory=BacktestSettings)
+    settings: TradingSettings = Field(default_factory=TradingSettings)
 
     @field_validator("symbol")
     @classmethod

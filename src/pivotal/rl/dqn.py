@@ -249,7 +249,6 @@ class DQNAgent:
         random_actions = rng.integers(0, self.network.n_actions, size=len(greedy))
         return np.where(explore, random_actions, greedy)
 
-    @torch.no_grad()
     def output(self, obs: npt.ArrayLike, *, symbol: Symbol | str, timestamp: int) -> ModelOutput:
         """Seed 003's RL output for one observation ``(frames, features)``.
 
@@ -257,30 +256,49 @@ class DQNAgent:
         ``expected_reward`` is ``max Q`` (discounted return, in reward units); ``timestamp``
         is UTC milliseconds; ``symbol`` a :class:`Symbol` or its ccxt text (``BTC/USDT``).
         """
-        q, hidden = self.network.forward_with_hidden(self._tensor(np.asarray(obs)[None]))
-        qv = q[0].cpu().numpy().astype(float)
-        best = int(qv.argmax())
-        probs = torch.softmax(q[0], dim=0).cpu().numpy().astype(float)
-        return ModelOutput(
-            model_type="rl",
-            model_name=MODEL_NAME,
-            symbol=Symbol.parse(symbol),
-            timestamp=timestamp,
-            confidence=float(min(1.0, max(0.0, probs[best]))),
-            predictions={
-                "action": self.action_names[best],
-                "action_confidence": float(probs[best]),
-                "q_values": dict(zip(self.action_names, qv.tolist(), strict=True)),
-                "probabilities": dict(zip(self.action_names, probs.tolist(), strict=True)),
-                "expected_reward": float(qv[best]),
-            },
-            hidden_states={
-                "value": float(hidden["value"][0]),
-                "advantages": hidden["advantages"][0].cpu().tolist(),
-                "features": hidden["features"][0].cpu().tolist(),
-            },
-            metadata={"hidden": self.network.hidden, "n_step": self.config.n_step},
-        )
+        return self.outputs(np.asarray(obs)[None], symbol=symbol, timestamps=[timestamp])[0]
+
+    @torch.inference_mode()
+    def outputs(
+        self, obs_batch: npt.ArrayLike, *, symbol: Symbol | str, timestamps: Sequence[int]
+    ) -> list[ModelOutput]:
+        """:meth:`output` for a batch ``(batch, frames, features)``, one network pass."""
+        q, hidden = self.network.forward_with_hidden(self._tensor(obs_batch))
+        qs = q.cpu().numpy().astype(float)
+        probs = torch.softmax(q, dim=1).cpu().numpy().astype(float)
+        values = hidden["value"].cpu().numpy().astype(float)
+        advantages = hidden["advantages"].cpu().numpy().astype(float)
+        features = hidden["features"].cpu().numpy().astype(float)
+        sym = Symbol.parse(symbol)
+        names = self.action_names
+        metadata = {"hidden": self.network.hidden, "n_step": self.config.n_step}
+        out = []
+        for k, timestamp in enumerate(timestamps):
+            qv, pv = qs[k], probs[k]
+            best = int(qv.argmax())
+            out.append(
+                ModelOutput(
+                    model_type="rl",
+                    model_name=MODEL_NAME,
+                    symbol=sym,
+                    timestamp=int(timestamp),
+                    confidence=float(min(1.0, max(0.0, pv[best]))),
+                    predictions={
+                        "action": names[best],
+                        "action_confidence": float(pv[best]),
+                        "q_values": dict(zip(names, qv.tolist(), strict=True)),
+                        "probabilities": dict(zip(names, pv.tolist(), strict=True)),
+                        "expected_reward": float(qv[best]),
+                    },
+                    hidden_states={
+                        "value": float(values[k]),
+                        "advantages": advantages[k].tolist(),
+                        "features": features[k].tolist(),
+                    },
+                    metadata=dict(metadata),
+                )
+            )
+        return out
 
     # persistence ---------------------------------------------------------------------------
 

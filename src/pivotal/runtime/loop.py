@@ -71,7 +71,9 @@ class TradingLoop:
 
     The arguments are the :class:`~pivotal.runtime.kernel.Kernel`'s. ``recorder``, when
     given, receives every record too (e.g. the run journal); the loop keeps its own
-    :class:`~pivotal.runtime.recorder.MemoryRecorder` for the :class:`LoopResult`.
+    :class:`~pivotal.runtime.recorder.MemoryRecorder` for the :class:`LoopResult` unless
+    ``memory=False`` (a long run streaming to a journal: memory does not grow with the run;
+    the result then holds no equity points or events, read them from the recorder).
     """
 
     def __init__(
@@ -90,7 +92,10 @@ class TradingLoop:
         higher_view: Callable[[str, int], Mapping[Timeframe, Candles]] | None = None,
         atr_period: int = 14,
         gap_plan: GapSchedule | None = None,
+        memory: bool = True,
     ) -> None:
+        if not memory and recorder is None:
+            raise ValueError("memory=False needs a recorder: the run's records must go somewhere")
         self.memory = MemoryRecorder()
         self.kernel = Kernel(
             clock=clock,
@@ -99,7 +104,13 @@ class TradingLoop:
             source=source,
             executor=executor,
             timeframe=timeframe,
-            recorder=self.memory if recorder is None else TeeRecorder(self.memory, recorder),
+            recorder=(
+                self.memory
+                if recorder is None
+                else TeeRecorder(self.memory, recorder)
+                if memory
+                else recorder
+            ),
             venue=venue,
             listeners=listeners,
             candles_view=candles_view,

@@ -27,7 +27,8 @@ from pivotal.core.timeframes import Timeframe
 from pivotal.data.duckdb_store import DuckDBStore
 from pivotal.data.resample import resample
 from pivotal.data.store import SeriesKey
-from pivotal.orchestrator.run import RunConfig, run_backtest_mode
+from pivotal.orchestrator.run import run_backtest_mode
+from pivotal.orchestrator.run_file import RunConfig
 from pivotal.testing.orchestrator import train_tiny_experts
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")

@@ -1,6 +1,6 @@
 """``pivotal backtest``: a reference strategy over stored (or file) candles, with reports.
 
-The command parses options, loads candles, builds :class:`BacktestSettings` and calls
+The command parses options, loads candles, builds :class:`TradingSettings` and calls
 :func:`pivotal.backtest.api.backtest`; everything else lives in :mod:`pivotal.backtest`.
 """
 
@@ -34,8 +34,8 @@ from pivotal.apps.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from pivotal.backtest.config import BacktestSettings
     from pivotal.core.candles import Candles
+    from pivotal.trading.settings import TradingSettings
 
 
 class Engine(StrEnum):
@@ -59,10 +59,10 @@ ParamOpt = Annotated[
 ]
 
 
-def _settings(file: Path | None, overrides: dict[str, dict[str, Any]]) -> BacktestSettings:
+def _settings(file: Path | None, overrides: dict[str, dict[str, Any]]) -> TradingSettings:
     from pydantic import ValidationError
 
-    from pivotal.backtest.config import BacktestSettings
+    from pivotal.trading.settings import TradingSettings
 
     data: dict[str, Any] = {}
     if file is not None:
@@ -78,7 +78,7 @@ def _settings(file: Path | None, overrides: dict[str, dict[str, Any]]) -> Backte
         if given:
             data[section] = {**data.get(section, {}), **given}
     try:
-        return BacktestSettings.model_validate(data)
+        return TradingSettings.model_validate(data)
     except ValidationError as exc:
         lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         raise typer.BadParameter("invalid backtest settings:\n  " + "\n  ".join(lines)) from None

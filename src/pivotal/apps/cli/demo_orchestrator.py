@@ -76,7 +76,6 @@ def orchestrator_step(
     is read back from the run file, so ``pivotal run RUN_FILE`` repeats it."""
     import torch
 
-    from pivotal.backtest.config import BacktestSettings
     from pivotal.orchestrator.config import (
         ExpertConfig,
         GateConfig,
@@ -86,11 +85,12 @@ def orchestrator_step(
     )
     from pivotal.orchestrator.export import write_run_json
     from pivotal.orchestrator.report import write_run_report
-    from pivotal.orchestrator.run import RunConfig, load_run_config, run_backtest_mode
-    from pivotal.orchestrator.run_file import write_run_file
+    from pivotal.orchestrator.run import run_backtest_mode
+    from pivotal.orchestrator.run_file import RunConfig, load_run_config, write_run_file
     from pivotal.trading.brokers.config import SimulatedBrokerConfig
     from pivotal.trading.fees import FeeSchedule
     from pivotal.trading.risk import RiskConfig
+    from pivotal.trading.settings import TradingSettings
 
     span = spans(
         store,
@@ -108,7 +108,7 @@ def orchestrator_step(
     t = time.perf_counter()
     dqn_path = _train_dqn(store, models / "dqn", span, cnn_path, quick=quick)
     say(f"  DQN trained in {time.perf_counter() - t:.0f} s: {dqn_path}")
-    settings = BacktestSettings(
+    settings = TradingSettings(
         broker=SimulatedBrokerConfig(fees=FeeSchedule(maker=0.001, taker=0.001)),
         risk=RiskConfig(fraction=1.0 / len(SYMBOLS), stop_loss_pct=0.03),
     )
@@ -210,12 +210,12 @@ def _train_cnn(store: DuckDBStore, folder: Path, span: DemoSpans, *, quick: bool
 def _train_dqn(
     store: DuckDBStore, folder: Path, span: DemoSpans, cnn: Path, *, quick: bool
 ) -> Path:
-    from pivotal.backtest.config import BacktestSettings
     from pivotal.rl.config import EnvConfig
     from pivotal.rl.dqn import DQNConfig
     from pivotal.rl.run import DQNJob, train_dqn_job
     from pivotal.trading.brokers.config import SimulatedBrokerConfig
     from pivotal.trading.fees import FeeSchedule
+    from pivotal.trading.settings import TradingSettings
 
     steps = 800 if quick else 6_000
     job = DQNJob(
@@ -230,7 +230,7 @@ def _train_dqn(
             streams=("1h",),
             frames=16,
             episode_length=288,
-            settings=BacktestSettings(
+            settings=TradingSettings(
                 broker=SimulatedBrokerConfig(fees=FeeSchedule(maker=0.001, taker=0.001))
             ),
         ),

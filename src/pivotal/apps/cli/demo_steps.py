@@ -145,12 +145,12 @@ def backtest_step(store: DuckDBStore, out_dir: Path) -> list[str]:
     account (half the equity each, a 5 % stop-loss), through the SimulatedBroker and the
     RiskManager, with an HTML report and the JSON trades."""
     from pivotal.backtest.api import backtest
-    from pivotal.backtest.config import BacktestSettings
     from pivotal.backtest.export import write_json
     from pivotal.backtest.report import write_html
     from pivotal.trading.brokers.config import SimulatedBrokerConfig
     from pivotal.trading.fees import FeeSchedule
     from pivotal.trading.risk import RiskConfig
+    from pivotal.trading.settings import TradingSettings
 
     stored = store.series()
     hourly = [i for i in stored if i.key.timeframe is Timeframe.H1]
@@ -160,7 +160,7 @@ def backtest_step(store: DuckDBStore, out_dir: Path) -> list[str]:
         return ["no hourly or minute candles stored: nothing to backtest"]
     timeframe = chosen[0].key.timeframe
     candles = {str(i.key.symbol): store.read_candles(i.key) for i in chosen}
-    settings = BacktestSettings(
+    settings = TradingSettings(
         broker=SimulatedBrokerConfig(fees=FeeSchedule(maker=0.001, taker=0.001)),
         risk=RiskConfig(fraction=1.0 / len(candles), stop_loss_pct=0.05),
     )

@@ -168,7 +168,8 @@ def run(
         )
     from pivotal.orchestrator.export import write_run_json
     from pivotal.orchestrator.report import write_run_report
-    from pivotal.orchestrator.run import load_run_config, run_backtest_mode
+    from pivotal.orchestrator.run import run_backtest_mode
+    from pivotal.orchestrator.run_file import load_run_config
 
     run_config = load_run_config(run_file)
     if run_config.mode != mode:

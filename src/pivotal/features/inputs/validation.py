@@ -70,17 +70,18 @@ def invalid_rows(candles: Candles) -> int:
     """Candles with a NaN, infinite or non-positive price, or a NaN/negative/infinite volume."""
     if not len(candles):
         return 0
-    prices = np.stack([candles.open, candles.high, candles.low, candles.close])
-    bad = ~np.all(np.isfinite(prices) & (prices > 0), axis=0)
-    bad |= ~(np.isfinite(candles.volume) & (candles.volume >= 0))
-    return int(bad.sum())
+    with np.errstate(invalid="ignore"):  # NaN compares False: counted below as bad
+        ok = np.isfinite(candles.volume) & (candles.volume >= 0)
+        for prices in (candles.open, candles.high, candles.low, candles.close):
+            ok &= np.isfinite(prices) & (prices > 0)
+    return len(ok) - int(np.count_nonzero(ok))
 
 
 def _stream(label: str, candles: Candles | None, spec: InputSpec) -> tuple[float, list[str]]:
     n = 0 if candles is None else len(candles)
     if n == 0:
         return 0.0, [f"{label} missing"]
-    window = candles[max(0, n - spec.frames) :] if candles is not None else Candles.empty()
+    window = candles.rows(max(0, n - spec.frames), n) if candles is not None else Candles.empty()
     bad = invalid_rows(window)
     problems = []
     if n < spec.min_frames:

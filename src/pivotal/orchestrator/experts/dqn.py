@@ -34,7 +34,7 @@ retrained offline with ``pivotal train dqn``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,8 @@ from pivotal.features.inputs.spec import InputSpec
 from pivotal.features.inputs.validation import format_time
 from pivotal.features.scalers import StandardScaler
 from pivotal.orchestrator.contracts import Inference, InferenceRequest
+from pivotal.orchestrator.experts.accelerator import weights_key
+from pivotal.orchestrator.experts.flat_steps import FlatSteps
 from pivotal.rl.dqn import DQNAgent
 from pivotal.rl.observations import STATE_FEATURES
 from pivotal.rl.run import DQNJob, read_feature_names, read_job, read_scaler
@@ -141,12 +143,12 @@ def standardized_window(
     names: tuple[str, ...],
     t: int,
 ) -> npt.NDArray[np.float32]:
-    """``x`` ``(1, streams, frames, channels)`` standardised in place and laid out as
-    ``(1, frames, streams × channels)`` (``MarketObservations.market``'s layout);
+    """``x`` ``(batch, streams, frames, channels)`` standardised in place and laid out as
+    ``(batch, frames, streams × channels)`` (``MarketObservations.market``'s layout);
     ``DataError`` naming the feature when a value is NaN or infinite."""
     np.subtract(x, mean, out=x)
     np.divide(x, std, out=x)
-    out = np.ascontiguousarray(x.transpose(0, 2, 1, 3)).reshape(1, x.shape[2], -1)
+    out = np.ascontiguousarray(x.transpose(0, 2, 1, 3)).reshape(x.shape[0], x.shape[2], -1)
     if not np.isfinite(out).all():
         bad = names[int(np.argwhere(~np.isfinite(out))[0][-1])]
         raise DataError(
@@ -244,6 +246,13 @@ class DQNExpert:
         self._markets: dict[str, _Market] = {}
         self._tracks: dict[str, _Track] = {}
         self._observation: ObservationBuilder | None = None
+        self._flat_steps = FlatSteps()
+        self.upstream_ahead: (
+            Callable[[str, int], tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]] | None]
+            | None
+        ) = None
+        """Set by the orchestrator in a replay: the CNN expert's feature rows it already
+        evaluated ahead (``PivotCNNExpert.features_ahead``), for flat-step batches."""
 
     @property
     def checkpoint(self) -> Path:
@@ -302,11 +311,17 @@ class DQNExpert:
                     f"{format_time(int(market.times[-1]))}; call prepare() with candles up to "
                     "that time"
                 )
-            window, close = market.window(i), float(market.closes[i])
+            extra = self._cnn_features(request)
+            state = self._state(request.symbol, t, float(market.closes[i]), request.account)
+            if not any(state):  # flat: the coming flat steps may be known already
+                kept = self._flat(request.symbol, market, i, t, extra)
+                if kept is not None:
+                    return Inference(kept[0], {"obs": kept[1]})
+            window = market.window(i)
         else:
             window, close = self._observed(request)
-        extra = self._cnn_features(request)
-        state = self._state(request.symbol, t, close, request.account)
+            extra = self._cnn_features(request)
+            state = self._state(request.symbol, t, close, request.account)
         obs = np.empty((1, self._frames, self._width), dtype=np.float32)
         m, s = self._market, len(STATE_FEATURES)
         obs[:, :, :m] = window
@@ -357,8 +372,48 @@ class DQNExpert:
             )
         return self._output(symbol, int(timestamp), obs)
 
+    def _flat(
+        self, symbol: str, market: _Market, i: int, t: int, upstream: npt.NDArray[np.float32]
+    ) -> tuple[ModelOutput, npt.NDArray[np.float32]] | None:
+        """The output at flat step ``i`` from a batch of the coming steps
+        (:mod:`~pivotal.orchestrator.experts.flat_steps`); None when it cannot be batched
+        (no CNN rows ahead, or the account is not flat), so the step runs on its own."""
+        key = weights_key(self._agent.network)
+        kept = self._flat_steps.get(symbol, i, key, upstream)
+        if kept is not None:
+            return kept
+        n = min(self._flat_steps.size(symbol, i, key), len(market.times) - i)
+        if self.cnn is not None:
+            ahead = None if self.upstream_ahead is None else self.upstream_ahead(symbol, t)
+            if ahead is None:
+                return None
+            times, rows = ahead
+            n = min(n, len(times))
+            same = times[:n] == market.times[i : i + n]
+            n = int(np.argmin(same)) if not same.all() else n
+            if n < 2 or not np.array_equal(rows[0], upstream):
+                return None
+            rows = np.asarray(rows[:n], dtype=np.float32)
+        else:
+            rows = np.empty((n, 0), dtype=np.float32)
+        steps = np.arange(i, i + n, dtype=np.int64)
+        x = market.dataset.get_batch(steps).numpy()
+        names = self._market_names
+        window = standardized_window(x, market.mean, market.std, names, t)
+        obs = np.zeros((n, self._frames, self._width), dtype=np.float32)
+        m, s = self._market, len(STATE_FEATURES)
+        obs[:, :, :m] = window
+        obs[:, :, m + s :] = rows[:, None, :]
+        outs = self._agent.outputs(obs, symbol=symbol, timestamps=market.times[steps].tolist())
+        outputs = [self._vote(out) for out in outs]
+        self._flat_steps.put(symbol, key, i, outputs, obs, rows)
+        return self._flat_steps.get(symbol, i, key, upstream)
+
     def _output(self, symbol: str, timestamp: int, obs: npt.NDArray[np.float32]) -> ModelOutput:
-        out = self._agent.output(obs[0], symbol=symbol, timestamp=timestamp)
+        return self._vote(self._agent.output(obs[0], symbol=symbol, timestamp=timestamp))
+
+    def _vote(self, out: ModelOutput) -> ModelOutput:
+        """The agent's output under this expert's name, its vote from the Q-values."""
         q = np.asarray(list(out.predictions["q_values"].values()), dtype=np.float64)
         vote = vote_probabilities(q)
         names = self._agent.action_names

@@ -38,7 +38,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,6 @@ from pivotal.core.candles import Candles
 from pivotal.core.errors import ModelError
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.types import ModelOutput
-from pivotal.features.inputs.dataset import EncodedInputDataset
 from pivotal.features.inputs.observation import ObservationBuilder
 from pivotal.features.inputs.spec import InputSpec
 from pivotal.features.inputs.validation import format_time
@@ -59,6 +58,7 @@ from pivotal.models.base import PivotalModel
 from pivotal.models.networks.pivot_cnn import ACTIONS
 from pivotal.models.outputs import pivot_targets, to_model_outputs
 from pivotal.orchestrator.contracts import Inference, InferenceRequest, TrainingExample
+from pivotal.orchestrator.experts.accelerator import BatchAccelerator, PreparedSamples
 from pivotal.orchestrator.experts.action_head import (
     HeadInputs,
     fit_head,
@@ -88,43 +88,6 @@ logger = logging.getLogger(__name__)
 ONLINE_OPTIMIZER = "adam:action_logits"
 """``pipeline["online_optimizer"]`` of checkpoints this expert saves: their optimizer state is
 its online Adam over the action head (a ``pivotal train`` checkpoint's is the trainer's)."""
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class _Bulk:
-    """One symbol's prepared inputs: the dataset and its sample close times (UTC ms), and the
-    anchor candles' close times and closes (for prices in real units)."""
-
-    inputs: EncodedInputDataset
-    times: npt.NDArray[np.int64]
-    close_times: npt.NDArray[np.int64]
-    closes: npt.NDArray[np.float64]
-
-    def close_at(self, t: int) -> float | None:
-        i = int(np.searchsorted(self.close_times, t))
-        if i < len(self.close_times) and int(self.close_times[i]) == t:
-            return float(self.closes[i])
-        return None
-
-
-_ACCELERATOR_BATCH = 256
-"""Samples the accelerated (replay) path evaluates in one forward pass, ahead of the clock."""
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class _Batch:
-    """Network outputs of samples ``start .. start + len(x)`` run with the weights ``key``."""
-
-    key: tuple[int, int]
-    start: int
-    x: torch.Tensor
-    outputs: Mapping[str, torch.Tensor]
-
-
-def _weights_key(model: torch.nn.Module) -> tuple[int, int]:
-    """Changes whenever the weights may have changed: a new module, or any in-place update of
-    a parameter (optimizer steps and ``load_state_dict`` bump a tensor's version counter)."""
-    return id(model), sum(p._version for p in model.parameters())
 
 
 def _anchor_close(request: InferenceRequest, anchor: Timeframe) -> float | None:
@@ -163,8 +126,8 @@ class PivotCNNExpert:
         self.learning_rate = float(learning_rate)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self._data: dict[str, _Bulk] = {}
-        self._batches: dict[str, _Batch] = {}
+        self._data: dict[str, PreparedSamples] = {}
+        self._accelerator = BatchAccelerator()
         self._observation: ObservationBuilder | None = None
         self._optimizer: torch.optim.Optimizer | None = None
         self._load(Path(checkpoint))
@@ -193,7 +156,7 @@ class PivotCNNExpert:
         self._std = torch.as_tensor(scaling.inputs.std, dtype=torch.float32)
         self._optimizer = None
         self._observation = None  # rebuilt from the new job when first read
-        self._batches = {}
+        self._accelerator.clear()
         self.spec: InputSpec = job.spec()
 
     @property
@@ -241,7 +204,7 @@ class PivotCNNExpert:
         anchor = candles[self._job.anchor]
         close_times = np.asarray(anchor.timestamp, dtype=np.int64) + self._job.anchor.ms
         closes = np.asarray(anchor.close, dtype=np.float64)
-        self._data[symbol] = _Bulk(inputs, times, close_times, closes)
+        self._data[symbol] = PreparedSamples(inputs, times, close_times, closes)
 
     def infer(self, request: InferenceRequest) -> Inference:
         """The output at ``request.timestamp``: from the accelerated batch when ``prepare``
@@ -250,14 +213,16 @@ class PivotCNNExpert:
         t = int(request.timestamp)
         bulk = self._data.get(request.symbol)
         if bulk is not None:
-            x, outputs = self._accelerated(bulk, request.symbol, t)
+            x, base, row = self._accelerated(bulk, request.symbol, t)
             close = bulk.close_at(t)
         else:
             x = self._observed(request)
             with torch.inference_mode():
                 outputs = self._model(x.to(self.device), None)
+                bases, rows = self._convert(outputs, request.symbol, np.array([t]))
+            base, row = bases[0], rows[0]
             close = _anchor_close(request, self._job.anchor)
-        output = self._output(request.symbol, t, outputs, close)
+        output = self._finish(base, row, t, close)
         return Inference(output, {"x": x.numpy()})
 
     @property
@@ -290,11 +255,10 @@ class PivotCNNExpert:
         return (torch.from_numpy(np.asarray(raw, dtype=np.float32))[None] - self._mean) / self._std
 
     def _accelerated(
-        self, bulk: _Bulk, symbol: str, t: int
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The standardised input and the network's outputs at ``t`` from a batch evaluated
-        ahead of the clock (``_ACCELERATOR_BATCH`` samples in one forward pass), recomputed
-        when the weights changed since the batch was run."""
+        self, bulk: PreparedSamples, symbol: str, t: int
+    ) -> tuple[torch.Tensor, Any, Any]:
+        """The standardised input, converted output and feature row at ``t`` from a batch
+        evaluated ahead of the clock (:mod:`~pivotal.orchestrator.experts.accelerator`)."""
         i = int(np.searchsorted(bulk.times, t))
         if i >= len(bulk.times) or int(bulk.times[i]) != t:
             raise ValueError(
@@ -303,16 +267,36 @@ class PivotCNNExpert:
                 f"{format_time(int(bulk.times[0]))} to {format_time(int(bulk.times[-1]))} every "
                 f"{self._job.anchor}; call prepare() with candles up to that time"
             )
-        key = _weights_key(self._model)
-        batch = self._batches.get(symbol)
-        if batch is None or batch.key != key or not batch.start <= i < batch.start + len(batch.x):
-            rows = np.arange(i, min(i + _ACCELERATOR_BATCH, len(bulk.times)), dtype=np.int64)
-            x = (bulk.inputs.get_batch(rows) - self._mean) / self._std
-            with torch.inference_mode():
-                outputs = self._model(x.to(self.device), None)
-            batch = self._batches[symbol] = _Batch(key, i, x, outputs)
-        r = i - batch.start
-        return batch.x[r : r + 1], {k: v[r : r + 1] for k, v in batch.outputs.items()}
+        return self._accelerator.at(
+            symbol,
+            i,
+            count=len(bulk.times),
+            model=self._model,
+            inputs=lambda rows: ((bulk.inputs.get_batch(rows) - self._mean) / self._std).to(
+                self.device
+            ),
+            times=bulk.times,
+            convert=lambda outputs, times: self._convert(outputs, symbol, times),
+        )
+
+    def features_ahead(
+        self, symbol: str, t: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]] | None:
+        """The ``hidden_states["features"]`` rows of the samples closing at ``t`` and after
+        that the accelerated batch already holds with the current weights, with their close
+        times (what :meth:`infer` will answer at those steps unless the weights change);
+        None when nothing is accelerated there."""
+        bulk = self._data.get(symbol)
+        if bulk is None:
+            return None
+        i = int(np.searchsorted(bulk.times, t))
+        if i >= len(bulk.times) or int(bulk.times[i]) != t:
+            return None
+        found = self._accelerator.ahead(symbol, i, self._model)
+        if found is None:
+            return None
+        _, rows = found
+        return bulk.times[i : i + len(rows)], rows
 
     def replay(self, symbol: str, timestamp: int, tensors: Mapping[str, Any]) -> ModelOutput:
         """The output of the current weights on a stored ``tensors["x"]``."""
@@ -321,28 +305,29 @@ class PivotCNNExpert:
     def _run(self, symbol: str, timestamp: int, x: torch.Tensor) -> ModelOutput:
         with torch.inference_mode():
             outputs = self._model(x.to(self.device), None)
+            bases, rows = self._convert(outputs, symbol, np.array([timestamp]))
         bulk = self._data.get(symbol)
         close = None if bulk is None else bulk.close_at(timestamp)
-        return self._output(symbol, timestamp, outputs, close)
+        return self._finish(bases[0], rows[0], timestamp, close)
 
-    def _output(
-        self,
-        symbol: str,
-        timestamp: int,
-        outputs: Mapping[str, torch.Tensor],
-        close: float | None,
+    def _convert(
+        self, outputs: Mapping[str, torch.Tensor], symbol: str, times: npt.NDArray[np.int64]
+    ) -> tuple[list[ModelOutput], npt.NDArray[np.float32]]:
+        """A batch of network outputs as ``ModelOutput`` s and their feature rows."""
+        bases = to_model_outputs(
+            self._model,
+            dict(outputs),
+            model_name=self.name,
+            symbols=symbol,
+            timestamps=times,
+            target_scaling=self._target_scaling(),
+        )
+        return bases, self._columns.rows(dict(outputs))
+
+    def _finish(
+        self, base: ModelOutput, row: npt.NDArray[np.float32], timestamp: int, close: float | None
     ) -> ModelOutput:
-        """One sample's network outputs as a ``ModelOutput`` (module docstring)."""
-        with torch.inference_mode():
-            base = to_model_outputs(
-                self._model,
-                dict(outputs),
-                model_name=self.name,
-                symbols=symbol,
-                timestamps=timestamp,
-                target_scaling=self._target_scaling(),
-            )[0]
-            row = self._columns.rows(dict(outputs))[0]
+        """One sample's output with its feature row and pivot prices (module docstring)."""
         hidden = dict(base.hidden_states or {})
         hidden["features"] = row
         metadata = {**base.metadata, "feature_names": self._columns.names}
@@ -367,7 +352,7 @@ class PivotCNNExpert:
             return None
         return mean, std
 
-    def _bulk(self, symbol: str) -> _Bulk:
+    def _bulk(self, symbol: str) -> PreparedSamples:
         bulk = self._data.get(symbol)
         if bulk is None:
             raise ValueError(

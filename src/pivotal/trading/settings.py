@@ -1,4 +1,5 @@
-"""Settings of one backtest: the simulated broker's and the risk manager's, composed."""
+"""How orders are executed and risked in every mode: the broker's settings, the risk
+manager's, the ATR it sees and what happens at a gap in the data (backtest, replay, paper)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pivotal.trading.brokers.config import SimulatedBrokerConfig
 from pivotal.trading.risk import RiskConfig
 
 
-class BacktestSettings(StrictModel):
-    """Everything besides data and strategy that decides a backtest's outcome.
+class TradingSettings(StrictModel):
+    """Everything besides data and strategy that decides a run's outcome (any mode).
 
     ``atr_period`` is the ATR the risk manager sees (volatility sizing, ATR stops).
     ``gaps`` is what happens to a position at a gap in the data (a missing run of more than

@@ -1,0 +1,93 @@
+"""Whether an expert's answer is usable: the coordinator's output check.
+
+An answer is refused when it is not an :class:`~pivotal.orchestrator.contracts.Inference`,
+names another model, step or symbol, has a non-finite confidence, a non-finite float
+anywhere in ``predictions`` or ``hidden_states`` (dicts, lists, tuples, arrays), or no
+readable vote (:func:`~pivotal.orchestrator.contracts.action_probabilities`). The common case
+(everything finite) is checked without building the path strings that say where a bad value
+hides; those are built only for the message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from pivotal.core.symbols import Symbol
+from pivotal.core.types import ModelOutput
+from pivotal.orchestrator.contracts import Inference, action_probabilities
+
+__all__ = ["validate_output"]
+
+
+def _finite(value: Any) -> bool:
+    """True when no non-finite float hides in ``value`` (the fast check; :func:`_nonfinite`
+    then says where one is)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        floats = [v for v in value if type(v) is float]
+        if not all(map(math.isfinite, floats)):
+            return False
+        return len(floats) == len(value) or all(_finite(v) for v in value if type(v) is not float)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+        return bool(np.isfinite(value).all())
+    return _nonfinite(value, "") is None
+
+
+def _nonfinite(value: Any, where: str) -> str | None:
+    """Where a non-finite float hides in ``value`` (dicts, lists, tuples, arrays), or None."""
+    if isinstance(value, float | np.floating):
+        return None if math.isfinite(value) else where
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "fc":
+            return None if np.isfinite(value).all() else where
+        if value.dtype.kind == "O":
+            return next(
+                (w for i, v in enumerate(value.flat) if (w := _nonfinite(v, f"{where}[{i}]"))),
+                None,
+            )
+        return None
+    if isinstance(value, Mapping):
+        return next((w for k, v in value.items() if (w := _nonfinite(v, f"{where}[{k!r}]"))), None)
+    if isinstance(value, list | tuple):
+        return next((w for i, v in enumerate(value) if (w := _nonfinite(v, f"{where}[{i}]"))), None)
+    if hasattr(value, "__array__") and not isinstance(value, str | bytes):  # torch, jax, ...
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError, RuntimeError):
+            return None
+        return _nonfinite(array, where) if isinstance(array, np.ndarray) else None
+    return None
+
+
+def validate_output(answer: object, name: str, symbol: Symbol, timestamp: int) -> str | None:
+    """Why ``answer`` is not a usable answer of expert ``name`` at this step, or None."""
+    if not isinstance(answer, Inference):
+        return f"returned {type(answer).__name__}, not an Inference"
+    output = answer.output
+    if not isinstance(output, ModelOutput):
+        return f"Inference.output is {type(output).__name__}, not a ModelOutput"
+    if output.model_name != name:
+        return f"output names model {output.model_name!r}, expected {name!r}"
+    if output.timestamp != timestamp:
+        return f"output is stamped {output.timestamp}, the step is at {timestamp}"
+    if output.symbol != symbol:
+        return f"output is for {output.symbol}, the step is for {symbol}"
+    if not math.isfinite(output.confidence):
+        return f"confidence is {output.confidence}"
+    if not (_finite(output.predictions) and _finite(output.hidden_states)):
+        where = _nonfinite(output.predictions, "predictions") or _nonfinite(
+            output.hidden_states, "hidden_states"
+        )
+        return f"non-finite value in {where}"
+    try:
+        action_probabilities(output)
+    except (ValueError, TypeError) as exc:
+        return f"no usable vote: {exc}"
+    return None
