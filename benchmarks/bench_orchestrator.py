@@ -86,18 +86,16 @@ from pivotal.orchestrator.config import (
     OrchestratorConfig,
 )
 from pivotal.orchestrator.orchestrator import Orchestrator
+from pivotal.orchestrator.pushed import replay_loop
 from pivotal.orchestrator.run import build_experts, run_backtest_mode
 from pivotal.orchestrator.run_file import RunConfig
 from pivotal.runtime.kernel import Kernel
-from pivotal.runtime.loop import TradingLoop
 from pivotal.runtime.replay_feed import ReplayFeed
 from pivotal.testing.shared_data import shared_data_dir
 from pivotal.testing.timing import best_of
 from pivotal.testing.training import store_candles
 from pivotal.trading.brokers.config import SimulatedBrokerConfig
-from pivotal.trading.brokers.simulated import SimulatedBroker
-from pivotal.trading.execution import ActionExecutor
-from pivotal.trading.risk import RiskConfig, RiskManager
+from pivotal.trading.risk import RiskConfig
 from pivotal.trading.settings import TradingSettings
 
 SYMBOL = "BTC/USDT"
@@ -487,23 +485,8 @@ def measure_latency(
         start=spans.run_since,
         end=spans.latency_until,
     )
-    broker = SimulatedBroker(feed.clock, TRADING.broker, bar_ms=BASE.ms, symbols=[SYMBOL])
-    risk = RiskManager(TRADING.risk)
-    executor = ActionExecutor(
-        broker, risk, fees=TRADING.broker.fees, lot_size=TRADING.broker.lot_size
-    )
     orch.prepare(SYMBOL, Candles.empty())
-    loop = TradingLoop(
-        clock=feed.clock,
-        broker=broker,
-        risk=risk,
-        source=orch,
-        executor=executor,
-        timeframe=BASE,
-        venue=broker,
-        listeners=(orch,),
-        atr_period=TRADING.atr_period,
-    )
+    loop, broker = replay_loop(feed, orch, TRADING, BASE, [SYMBOL])
     clock = _Clock()
     samples = instrument(loop.kernel, orch, clock)
     try:

@@ -42,8 +42,9 @@ from pivotal.trading.risk import RiskManager
 if TYPE_CHECKING:
     from pivotal.orchestrator.orchestrator import Orchestrator
     from pivotal.orchestrator.run_file import RunConfig
+    from pivotal.trading.settings import TradingSettings
 
-__all__ = ["run_pushed"]
+__all__ = ["flat_account", "replay_loop", "run_pushed"]
 
 
 def _closed_by(tf: Timeframe, t: int) -> int:
@@ -80,7 +81,7 @@ def _feed(
     return ReplayFeed(streams) if streams else None
 
 
-def _flat_account(run: RunConfig, timestamp: int) -> AccountSnapshot:
+def flat_account(run: RunConfig, timestamp: int) -> AccountSnapshot:
     cash = float(run.settings.broker.initial_cash)
     return AccountSnapshot(
         timestamp=timestamp,
@@ -94,6 +95,42 @@ def _flat_account(run: RunConfig, timestamp: int) -> AccountSnapshot:
         realized_pnl=0.0,
         unrealized_pnl=0.0,
     )
+
+
+def replay_loop(
+    feed: ReplayFeed,
+    orchestrator: Orchestrator,
+    settings: TradingSettings,
+    base: Timeframe,
+    symbols: Sequence[str],
+    *,
+    gap_plan: GapPlan | None = None,
+    journal: RunJournal | None = None,
+) -> tuple[TradingLoop, SimulatedBroker]:
+    """The runtime's loop for a pushed replay: ``feed``'s clock, a simulated broker as the
+    venue, the risk manager and executor of ``settings``, the orchestrator as the market
+    listener and decision source; records to ``journal`` only (no run-length lists) when
+    one is given."""
+    broker = SimulatedBroker(feed.clock, settings.broker, bar_ms=base.ms, symbols=symbols)
+    risk = RiskManager(settings.risk)
+    executor = ActionExecutor(
+        broker, risk, fees=settings.broker.fees, lot_size=settings.broker.lot_size
+    )
+    loop = TradingLoop(
+        clock=feed.clock,
+        broker=broker,
+        risk=risk,
+        source=orchestrator,
+        executor=executor,
+        timeframe=base,
+        venue=broker,
+        listeners=(orchestrator,),
+        atr_period=settings.atr_period,
+        gap_plan=gap_plan,
+        recorder=journal,
+        memory=journal is None,
+    )
+    return loop, broker
 
 
 def run_pushed(
@@ -133,31 +170,15 @@ def run_pushed(
             bars = store.read_candles(key, first, since)
             if len(bars):
                 span = _feed(store, run, [symbol], timeframes, learn, trade)
-                orchestrator.learn(symbol, bars, _flat_account(run, first), feed=span)
+                orchestrator.learn(symbol, bars, flat_account(run, first), feed=span)
     ends = dict.fromkeys(timeframes, until)
     feed = _feed(store, run, run.symbols, timeframes, trade, ends)
     if feed is None:
         raise ValueError(f"no bars to replay in [{since}, {until})")
     settings = run.settings
-    broker = SimulatedBroker(feed.clock, settings.broker, bar_ms=base.ms, symbols=run.symbols)
-    risk = RiskManager(settings.risk)
-    executor = ActionExecutor(
-        broker, risk, fees=settings.broker.fees, lot_size=settings.broker.lot_size
-    )
     plan = GapPlan.build(candles, base, settings.gaps, settings.max_missing_bars)
-    loop = TradingLoop(
-        clock=feed.clock,
-        broker=broker,
-        risk=risk,
-        source=orchestrator,
-        executor=executor,
-        timeframe=base,
-        venue=broker,
-        listeners=(orchestrator,),
-        atr_period=settings.atr_period,
-        gap_plan=plan,
-        recorder=journal,
-        memory=journal is None,
+    loop, broker = replay_loop(
+        feed, orchestrator, settings, base, run.symbols, gap_plan=plan, journal=journal
     )
     result = loop.run(feed, progress=progress)
     times, equity, events = result.timestamps, result.equity, tuple(result.events)

@@ -42,13 +42,18 @@ def plain(value: Any) -> Any:
     """``value`` as JSON-able data: mappings → dicts with str keys, sequences and arrays →
     lists, numpy scalars → Python numbers, enums → their value; non-finite floats stay floats
     (the history encodes them)."""
+    kind = type(value)
+    if kind is float or kind is int or kind is bool or value is None:
+        return value
     if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {k if type(k) is str else str(k): plain(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, str):
         return str(value)
     if isinstance(value, list | tuple):
+        if all(type(v) is float for v in value):
+            return list(value)
         return [plain(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()

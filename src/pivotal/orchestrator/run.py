@@ -34,7 +34,7 @@ from pivotal.orchestrator.config import OrchestratorConfig
 from pivotal.orchestrator.contracts import Expert
 from pivotal.orchestrator.online_checkpoints import expert_data_warnings
 from pivotal.orchestrator.orchestrator import Orchestrator
-from pivotal.orchestrator.pushed import run_pushed
+from pivotal.orchestrator.pushed import flat_account, run_pushed
 from pivotal.orchestrator.run_file import RunConfig
 from pivotal.training.pipeline import read_streams
 
@@ -241,9 +241,6 @@ def _learn(
 ) -> None:
     """The learning span: every base bar of ``[learn_from, since)`` through the
     orchestrator with a flat account (nothing traded)."""
-    from pivotal.core.orders import AccountSnapshot
-
-    cash = float(run.settings.broker.initial_cash)
     spans = {s: streams[run.base].between(run.learn_from, run.since) for s, streams in data.items()}
     total = sum(len(c) for c in spans.values())
     bar = None
@@ -255,18 +252,7 @@ def _learn(
         bar.start()
     try:
         for symbol, bars in spans.items():
-            account = AccountSnapshot(
-                timestamp=int(bars.timestamp[0]) if len(bars) else 0,
-                currency=run.settings.broker.currency,
-                cash=cash,
-                equity=cash,
-                margin_used=0.0,
-                available=cash,
-                leverage=float(run.settings.broker.leverage),
-                fees_paid=0.0,
-                realized_pnl=0.0,
-                unrealized_pnl=0.0,
-            )
+            account = flat_account(run, int(bars.timestamp[0]) if len(bars) else 0)
             tick = None if bar is None else (lambda: bar.advance(task))
             orchestrator.learn(symbol, bars, account, progress=tick)
     finally:
