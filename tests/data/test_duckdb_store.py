@@ -169,3 +169,16 @@ def test_derived_candles_never_replace_exchange_ones_unless_asked(store: DuckDBS
         ("download:binance", 3),
     ]
     assert info.source == "resampled:1s 80 %, download:binance 20 %"
+
+
+def test_the_store_bounds_duckdb_memory_and_refuses_a_bad_limit(tmp_path: Path) -> None:
+    """A long run writes history and journal rows for days: DuckDB's cache of them must not
+    grow the process without bound (its default is 80 % of the RAM)."""
+    with DuckDBStore(tmp_path / "a.duckdb") as store:
+        limit = store._con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert "MiB" in limit and 400 < float(limit.split()[0]) <= 512
+    with DuckDBStore(tmp_path / "b.duckdb", memory_limit="2GB") as store:
+        limit = store._con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert "GiB" in limit
+    with pytest.raises(ValueError, match="memory_limit 'lots'"):
+        DuckDBStore(tmp_path / "c.duckdb", memory_limit="lots")

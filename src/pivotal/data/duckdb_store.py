@@ -85,10 +85,22 @@ _STORED_IS_DERIVED = (
 )
 
 
-class DuckDBStore:
-    """:class:`~pivotal.data.store.MarketDataStore` on an embedded DuckDB file."""
+MEMORY_LIMIT = "512MB"
+"""DuckDB's buffer-pool limit per store connection. DuckDB's own default (80 % of the RAM)
+lets the cache of everything a long run writes (inference history, run journal) grow the
+process for as long as it runs; with a limit its pages are evicted (and large operations
+spill to a temporary folder beside the file), so a run's memory plateaus."""
 
-    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+
+class DuckDBStore:
+    """:class:`~pivotal.data.store.MarketDataStore` on an embedded DuckDB file.
+
+    ``memory_limit``: DuckDB's buffer-pool limit (:data:`MEMORY_LIMIT` by default; a DuckDB
+    size such as ``"2GB"``; None leaves DuckDB's default)."""
+
+    def __init__(
+        self, path: str | Path, read_only: bool = False, *, memory_limit: str | None = MEMORY_LIMIT
+    ) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
         if not read_only:
@@ -105,6 +117,15 @@ class DuckDBStore:
                 f"cannot open the market-data store {self.path}: {exc}. If another pivotal "
                 "process is writing to it, wait for it to finish or point --data-dir elsewhere."
             ) from exc
+        if memory_limit is not None:
+            try:
+                self._con.execute(f"SET memory_limit = '{memory_limit}'")
+            except duckdb.Error as exc:
+                self._con.close()
+                raise ValueError(
+                    f"memory_limit {memory_limit!r} is not a DuckDB size (e.g. '512MB', '2GB'): "
+                    f"{exc}"
+                ) from None
         if not read_only:
             self._con.execute(_SCHEMA)
             self._con.execute(
