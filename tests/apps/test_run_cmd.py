@@ -237,3 +237,10 @@ def test_no_accelerate_pushes_every_bar_and_decides_the_same(
     assert a["result"]["trades"] == b["result"]["trades"]
     assert a["result"]["equity"] == b["result"]["equity"]
     assert a["result"]["final_equity"] == b["result"]["final_equity"]
+
+
+def test_a_mistyped_data_dir_is_refused_without_creating_a_store(home: Home) -> None:
+    done = run_cli(["run", "run.yaml", "--data-dir", "dta"], cwd=home.root)
+    assert done.returncode == 2
+    assert "no market-data store" in _words(done.stderr) and "--data-dir" in done.stderr
+    assert not (home.root / "dta").exists()

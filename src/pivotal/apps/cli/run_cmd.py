@@ -193,6 +193,15 @@ def run(
         gap_bars = ctx.config.gaps.max_missing_bars
         settings = run_config.settings.model_copy(update={"max_missing_bars": gap_bars})
         run_config = run_config.model_copy(update={"settings": settings})
+    from pivotal.data.duckdb_store import STORE_FILE_NAME
+
+    if not (ctx.data_dir / STORE_FILE_NAME).is_file():  # a mistyped --data-dir: no empty store
+        raise typer.BadParameter(
+            f"no market-data store in {ctx.data_dir} ({STORE_FILE_NAME} is missing); import "
+            "the candles first (pivotal data import) or point --data-dir at the folder that "
+            "holds them",
+            param_hint="--data-dir",
+        )
     with ctx.store() as store:
         result = run_backtest_mode(
             store,
