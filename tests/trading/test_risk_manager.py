@@ -505,3 +505,12 @@ def test_approved_orders_never_break_the_caps_and_halts_block_every_entry(
         if not cfg.allow_short:
             # a short can only come from nowhere: never opened here
             assert positions[symbol] >= -1e-12
+
+
+def test_the_config_says_when_a_review_reads_the_atr() -> None:
+    """The runtime computes the ATR only for a config that reads it (a live run's ATR over a
+    growing history would otherwise be recomputed every step)."""
+    assert not RiskConfig().uses_atr
+    assert not RiskConfig(stop_loss_pct=0.02).uses_atr
+    assert RiskConfig(stop_loss_atr=2.0).uses_atr
+    assert RiskConfig(sizing="volatility_target").uses_atr

@@ -27,7 +27,7 @@ from pivotal.core.types import Action
 from pivotal.orchestrator.contracts import Contribution, Decision
 from pivotal.orchestrator.decisions import decisions_frame
 
-__all__ = ["DecisionLog", "decision_of_record", "decision_record"]
+__all__ = ["SOURCE", "DecisionLog", "decision_of_record", "decision_record", "present"]
 
 DECISION_KIND = "model_decision"
 SOURCE = "orchestrator"
@@ -132,7 +132,7 @@ class DecisionLog:
         if rows is None:
             return list(self.events)
         return [
-            {k: v for k, v in r.items() if k != "source" and not _missing(v)}
+            {k: v for k, v in present(r).items() if k != "source"}
             for r in rows
             if r.get("source") == SOURCE
         ]
@@ -152,5 +152,10 @@ class DecisionLog:
         return frame.to_dict(orient="records")
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def present(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A journal row without the keys other kinds of record have (None or NaN there)."""
+    return {
+        k: v
+        for k, v in row.items()
+        if v is not None and not (isinstance(v, float) and math.isnan(v))
+    }

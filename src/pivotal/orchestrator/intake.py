@@ -71,7 +71,7 @@ class BarIntake:
         self.subscriptions = subscriptions
         self._prepared: dict[str, _Prepared] = {}
         self._fresh: dict[str, set[Timeframe]] = {}
-        self._subscribed: set[tuple[str, Timeframe | None, StreamKind]] = set()
+        self._keys: dict[tuple[StreamKind, str, Timeframe | None], StreamKey] = {}
         self._canonical: dict[str, str] = {}
 
     # -- sources ---------------------------------------------------------------------------
@@ -130,9 +130,10 @@ class BarIntake:
         return self._fresh.pop(canonical, set())
 
     def _key(self, kind: StreamKind, symbol: str, tf: Timeframe | None) -> StreamKey:
-        key = StreamKey(kind, symbol, tf)
-        marker = (key.symbol, tf, kind)
-        if marker not in self._subscribed:
+        """The stream's key, built (and subscribed) once; every later bar reuses it."""
+        marker = (kind, symbol, tf)
+        key = self._keys.get(marker)
+        if key is None:
+            key = self._keys[marker] = StreamKey(kind, symbol, tf)
             self.subscriptions.subscribe(key)
-            self._subscribed.add(marker)
         return key

@@ -17,7 +17,6 @@ equity are the same (a test proves it).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ from pivotal.core.timeframes import Timeframe
 from pivotal.data.run_journal import RunJournal
 from pivotal.data.series import SeriesKey
 from pivotal.data.store import MarketDataStore
+from pivotal.orchestrator.decision_log import SOURCE, present
 from pivotal.runtime.loop import TradingLoop
 from pivotal.runtime.replay_feed import CandleStream, ReplayFeed
 from pivotal.trading.brokers.simulated import SimulatedBroker
@@ -212,14 +212,6 @@ def run_pushed(
 
 def _broker_events(journal: RunJournal) -> tuple[dict[str, Any], ...]:
     """The run's order and risk events from the journal (the orchestrator's own events are
-    read by the orchestrator), each without the keys other kinds of record have."""
+    read by the orchestrator)."""
     rows = journal.events_frame().to_dict(orient="records")
-    return tuple(
-        {k: v for k, v in row.items() if not _missing(v)}
-        for row in rows
-        if row.get("source") != "orchestrator"
-    )
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return tuple(present(row) for row in rows if row.get("source") != SOURCE)

@@ -16,6 +16,7 @@ from pivotal.core.candles import Candles
 from pivotal.core.ports import DecisionContext
 from pivotal.core.symbols import Symbol
 from pivotal.core.types import Action, TradingAction
+from pivotal.runtime.recorder import NullRecorder
 
 __all__ = ["AgentSource", "StepFills"]
 
@@ -41,7 +42,7 @@ class AgentSource:
         return (TradingAction(self.symbol, context.timestamp, self.action, 1.0, self.name),)
 
 
-class StepFills:
+class StepFills(NullRecorder):
     """A run recorder that counts fills and their notional (quote currency) since
     :meth:`reset`; everything else it drops."""
 
@@ -56,18 +57,3 @@ class StepFills:
     def fill(self, record: Mapping[str, Any]) -> None:
         self.fills += 1
         self.notional += record["quantity"] * record["price"]
-
-    def equity(self, t_ms: int, value: float) -> None:
-        pass
-
-    def decision(self, record: Mapping[str, Any]) -> None:
-        pass
-
-    def event(self, record: Mapping[str, Any]) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass

@@ -44,6 +44,7 @@ series gets exactly the values of one batch computation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -344,7 +345,11 @@ class Kernel:
             recorder.event(record)
 
     def _atr_at(self, symbol: str, view: Candles, j: int) -> float:
-        """ATR at bar ``j`` (NaN during warm-up), from ``talib.ATR`` over the known candles."""
+        """ATR at bar ``j`` (NaN during warm-up), from ``talib.ATR`` over the known candles;
+        NaN without computing it when the risk manager reads no ATR (a live run's history
+        grows by a bar per step: recomputing it there every step would cost O(history))."""
+        if not self.risk.config.uses_atr:
+            return math.nan
         atr = self._atr.get(symbol)
         if atr is None or j >= len(atr):
             atr = talib.ATR(view.high, view.low, view.close, timeperiod=self.atr_period)

@@ -25,6 +25,7 @@ import pandas as pd
 from pivotal.core.candles import Candles
 from pivotal.core.timeframes import Timeframe
 from pivotal.data.duckdb_store import DuckDBStore
+from pivotal.data.importers.readers import read_candle_file
 from pivotal.data.resample import resample
 from pivotal.data.store import SeriesKey
 from pivotal.orchestrator.run import run_backtest_mode
@@ -57,14 +58,11 @@ GOLDEN_RUN = RealRun()
 
 
 def read_real(data_dir: Path, symbol: str, timeframe: str = "5m") -> Candles:
-    """The real candles of ``symbol`` from ``../shared/data``."""
+    """The real candles of ``symbol`` from ``../shared/data``, through the importers'
+    reader."""
     name = symbol.replace("/", "_")
     path = data_dir / "ohlcv" / "binance-spot" / timeframe / f"{name}-{timeframe}.parquet"
-    frame = pd.read_parquet(path)
-    return Candles(
-        frame["timestamp"].to_numpy(np.int64),
-        *(frame[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume")),
-    )
+    return read_candle_file(path).candles
 
 
 def golden_run(

@@ -184,3 +184,8 @@ class RiskConfig(StrictModel):
     @property
     def has_stop(self) -> bool:
         return self.stop_loss_pct is not None or self.stop_loss_atr is not None
+
+    @property
+    def uses_atr(self) -> bool:
+        """Whether a review reads the ATR (an ATR stop or volatility-target sizing)."""
+        return self.stop_loss_atr is not None or self.sizing == "volatility_target"
