@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,11 +166,53 @@ def test_compression_shrinks_a_compressible_payload(store: DuckDBStore) -> None:
     assert back.shape == (100, 1000) and not back.any()
 
 
-def test_threaded_compression_gives_the_same_bytes() -> None:
+def test_a_batch_packs_to_the_same_bytes_as_each_record() -> None:
     records = [record(i) for i in range(40)]
     headers = [payload_header(r) for r in records]
-    inline = [pack_payload(h, record_arrays(r), 6) for h, r in zip(headers, records, strict=True)]
-    assert pack_payloads(headers, records, 6) == inline
+    for level in (0, 3):
+        single = [
+            pack_payload(h, record_arrays(r), level) for h, r in zip(headers, records, strict=True)
+        ]
+        assert pack_payloads(headers, records, level) == single
+
+
+def _version_1(rec: InferenceRecord) -> bytes:
+    """``rec`` as pivotal wrote it before zstd (format version 1: zlib, byte planes)."""
+    header = zlib.compress(payload_header(rec), 6)
+    groups: dict[int, list[np.ndarray]] = {}
+    for a in record_arrays(rec):
+        groups.setdefault(a.itemsize, []).append(a)
+    planes = b"".join(
+        np.concatenate([np.ascontiguousarray(a).reshape(-1).view(np.uint8) for a in members])
+        .reshape(-1, size)
+        .T.tobytes()
+        for size, members in groups.items()
+    )
+    return b"PIH1" + len(header).to_bytes(4, "little") + header + zlib.compress(planes, 6)
+
+
+def test_histories_written_in_format_1_are_still_read(
+    history: InferenceHistory, store: DuckDBStore
+) -> None:
+    rec = record(3, decision={"note": "v1", "p": [0.25, 0.75]})
+    history.append([rec])
+    with store.transaction() as con:
+        con.execute("UPDATE inference_history SET payload = ?", [_version_1(rec)])
+    back = history.query()[0]
+    assert back.decision == rec.decision and back.outputs == rec.outputs
+    same_arrays(dict(rec.tensors), dict(back.tensors))
+    same_arrays(dict(rec.hidden), dict(back.hidden))
+
+
+def test_numpy_values_in_the_json_parts_are_written_as_python_numbers(
+    history: InferenceHistory,
+) -> None:
+    """A float32 goes through ``.item()``: it comes back as the float64 it converts to (what
+    format 1 stored), not as its shortest float32 text."""
+    x = np.float32(0.1)
+    history.append([record(0, decision={"x": x, "n": np.int64(7), "a": np.arange(2.0)})])
+    back = history.query()[0].decision
+    assert back["x"] == float(x) != 0.1 and back["n"] == 7 and back["a"] == [0.0, 1.0]
 
 
 def test_the_split_modules_keep_one_public_api() -> None:
@@ -182,7 +225,7 @@ def test_the_split_modules_keep_one_public_api() -> None:
         "RetentionReport",
     }
     assert ih.InferenceRecord is inference_record.InferenceRecord
-    assert pack_payload(payload_header(record(0)), [], 6)[:4] == b"PIH1"
+    assert pack_payload(payload_header(record(0)), [], 3)[:4] == b"PIH2"
 
 
 # -- queries ----------------------------------------------------------------------------------
@@ -387,7 +430,9 @@ def test_corrupt_payload_is_a_data_error(history: InferenceHistory, store: DuckD
     good = pack_payload(payload_header(rec), record_arrays(rec), 6)
     corrupt = {
         b"PIH9" + good[4:]: "unknown format",
-        good[:-10]: "corrupt",  # arrays stream cut
+        good[:4] + b"\x07" + good[5:]: "unknown codec",
+        good[:-10]: "corrupt",  # zstd frame cut
+        pack_payload(payload_header(rec), [], 0)[:12]: "header is cut short",
         pack_payload(payload_header(rec), record_arrays(rec)[1:], 6): "cut short",  # arrays missing
         pack_payload(payload_header(rec), [*record_arrays(rec), np.zeros(3)], 6): "bytes after",
     }
@@ -403,4 +448,4 @@ def test_corrupt_payload_is_a_data_error(history: InferenceHistory, store: DuckD
 
 def test_compression_level_is_checked(store: DuckDBStore) -> None:
     with pytest.raises(ValueError, match="compression_level"):
-        InferenceHistory(store, compression_level=10)
+        InferenceHistory(store, compression_level=23)

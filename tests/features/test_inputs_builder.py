@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from pivotal.features.inputs import (
     closed_window,
     require_complete,
 )
+from pivotal.features.inputs.validation import invalid_rows
 
 T0 = 1_748_736_000_000  # 2025-06-01 00:00 UTC
 ETH = Symbol("ETH", "USDT")
@@ -205,3 +207,27 @@ def test_appending_data_after_t_changes_nothing_built_at_t(back: int, tail: int,
     assert check_input(again, spec) == report
     if report.ok:
         assert InputEncoder(spec).encode(now).equal(InputEncoder(spec).encode(again))
+
+
+_price = st.one_of(
+    st.floats(min_value=-5.0, max_value=5.0),
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, 1e300]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(*[_price] * 5), min_size=1, max_size=8))
+def test_invalid_rows_counts_every_bad_candle(rows: list[tuple[float, ...]]) -> None:
+    """The fast all-good check and the row count agree with a row-by-row reading."""
+    o, h, lo, c, v = (np.array(col, dtype=np.float64) for col in zip(*rows, strict=True))
+    candles = Candles(np.arange(len(rows), dtype=np.int64) * 60_000, o, h, lo, c, v)
+    expected = sum(
+        1
+        for *prices, volume in rows
+        if not (
+            all(math.isfinite(p) and p > 0 for p in prices)
+            and math.isfinite(volume)
+            and volume >= 0
+        )
+    )
+    assert invalid_rows(candles) == expected

@@ -11,8 +11,9 @@ never replaced: deciding the same step twice (a re-run) stores two records, orde
 append order. No index: the time filter uses DuckDB's per-row-group min/max (records arrive
 in time order), and indexes would slow appends and deletes.
 
-Payloads: :mod:`pivotal.data.inference_payload` (format version 1: a zlib-deflated JSON
-header and the arrays as byte planes; nothing is ever unpickled). Records and their rules:
+Payloads: :mod:`pivotal.data.inference_payload` (format version 2: a JSON header and the
+arrays as byte planes, zstd-compressed; version 1, zlib, is still read; nothing is ever
+unpickled). Records and their rules:
 :mod:`pivotal.data.inference_record` (non-finite floats of the JSON parts come back as
 ``None``).
 """
@@ -31,6 +32,7 @@ import pyarrow as pa
 from pivotal.core.errors import OperationalError
 from pivotal.data.duckdb_store import DuckDBStore
 from pivotal.data.inference_payload import (
+    MAX_LEVEL,
     decode_payload,
     pack_payloads,
     payload_header,
@@ -91,19 +93,22 @@ class RetentionReport:
 class InferenceHistory:
     """The inference history in ``store``'s database (module docstring).
 
-    Creates its table on first use (idempotent); every call runs in one store transaction
-    under the store's lock, so it may share the store with candle reads and writes. On a
-    read-only store that has no history yet, reads find nothing and writes raise
-    ``OperationalError``. ``compression_level``: zlib level 0 (stored) to 9 (smallest).
+        Creates its table on first use (idempotent); every call runs in one store transaction
+        under the store's lock, so it may share the store with candle reads and writes. On a
+        read-only store that has no history yet, reads find nothing and writes raise
+        ``OperationalError``. ``compression_level``: zstd level 0 (stored) to 22 (smallest); 3, the
+    default, is fast and within a few per cent of the smallest on float windows.
     """
 
-    def __init__(self, store: DuckDBStore, *, compression_level: int = 6) -> None:
+    def __init__(self, store: DuckDBStore, *, compression_level: int = 3) -> None:
         if (
             isinstance(compression_level, bool)
             or not isinstance(compression_level, int)
-            or not 0 <= compression_level <= 9
+            or not 0 <= compression_level <= MAX_LEVEL
         ):
-            raise ValueError(f"compression_level must be an int in 0..9, got {compression_level!r}")
+            raise ValueError(
+                f"compression_level must be an int in 0..{MAX_LEVEL}, got {compression_level!r}"
+            )
         self._store = store
         self.compression_level = compression_level
         self._read_only = False

@@ -88,7 +88,9 @@ class HistoryConfig(StrictModel):
     enabled: bool = True
     max_age_days: float | None = Field(default=30.0, gt=0)
     max_megabytes: float | None = Field(default=512.0, gt=0)
-    compression_level: int = Field(default=6, ge=1, le=9)
+    compression_level: int = Field(
+        default=3, ge=0, le=22, description="zstd level of the payloads (0: stored)"
+    )
 
 
 class LearningConfig(StrictModel):

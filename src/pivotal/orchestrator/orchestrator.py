@@ -179,7 +179,7 @@ class Orchestrator:
         self.intake = BarIntake(self.subscriptions)
         self.accelerate = bool(accelerate)
         self.coordinator = ModelInferenceCoordinator(experts, self.config.inference, calls=calls)
-        if self.accelerate:  # an agent reading a CNN may batch its flat steps on its rows
+        if self.accelerate:  # an agent reading a CNN may batch its coming steps on its rows
             by_name = {e.name: e for e in experts}
             for expert in experts:
                 source = by_name.get(getattr(expert, "cnn", None) or "")

@@ -23,21 +23,35 @@ from pivotal.orchestrator.contracts import Inference, action_probabilities
 __all__ = ["validate_output"]
 
 
+_PLAIN = frozenset({str, bool, int, type(None)})  # nothing non-finite hides in these
+
+
 def _finite(value: Any) -> bool:
     """True when no non-finite float hides in ``value`` (the fast check; :func:`_nonfinite`
-    then says where one is)."""
-    if isinstance(value, float):
+    then says where one is). One pass per container: its floats are summed (a NaN or an
+    infinity makes the sum non-finite; a sum that overflowed is checked float by float),
+    containers and arrays inside are checked in turn."""
+    kind = type(value)
+    if kind is float:
         return math.isfinite(value)
-    if isinstance(value, Mapping):
-        value = list(value.values())
-    if isinstance(value, list | tuple):
-        floats = [v for v in value if type(v) is float]
-        if not all(map(math.isfinite, floats)):
-            return False
-        return len(floats) == len(value) or all(_finite(v) for v in value if type(v) is not float)
-    if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+    if kind is dict or isinstance(value, Mapping):
+        items: Any = value.values()
+    elif kind is list or kind is tuple or isinstance(value, list | tuple):
+        items = value
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "fc":
         return bool(np.isfinite(value).all())
-    return _nonfinite(value, "") is None
+    elif isinstance(value, float):  # a float subclass (np.float64)
+        return math.isfinite(value)
+    else:
+        return _nonfinite(value, "") is None
+    total = 0.0
+    for item in items:
+        kind = type(item)
+        if kind is float:
+            total += item
+        elif kind not in _PLAIN and not _finite(item):
+            return False
+    return math.isfinite(total) or all(math.isfinite(v) for v in items if type(v) is float)
 
 
 def _nonfinite(value: Any, where: str) -> str | None:

@@ -56,7 +56,7 @@ from pivotal.features.inputs.validation import format_time
 from pivotal.features.scalers import StandardScaler
 from pivotal.orchestrator.contracts import Inference, InferenceRequest
 from pivotal.orchestrator.experts.accelerator import weights_key
-from pivotal.orchestrator.experts.flat_steps import FlatSteps
+from pivotal.orchestrator.experts.steps_ahead import StepsAhead, held_states
 from pivotal.rl.dqn import DQNAgent
 from pivotal.rl.observations import STATE_FEATURES
 from pivotal.rl.run import DQNJob, read_feature_names, read_job, read_scaler
@@ -246,13 +246,13 @@ class DQNExpert:
         self._markets: dict[str, _Market] = {}
         self._tracks: dict[str, _Track] = {}
         self._observation: ObservationBuilder | None = None
-        self._flat_steps = FlatSteps()
+        self._ahead = StepsAhead()
         self.upstream_ahead: (
             Callable[[str, int], tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]] | None]
             | None
         ) = None
         """Set by the orchestrator in a replay: the CNN expert's feature rows it already
-        evaluated ahead (``PivotCNNExpert.features_ahead``), for flat-step batches."""
+        evaluated ahead (``PivotCNNExpert.features_ahead``), for batches of the coming steps."""
 
     @property
     def checkpoint(self) -> Path:
@@ -313,10 +313,9 @@ class DQNExpert:
                 )
             extra = self._cnn_features(request)
             state = self._state(request.symbol, t, float(market.closes[i]), request.account)
-            if not any(state):  # flat: the coming flat steps may be known already
-                kept = self._flat(request.symbol, market, i, t, extra)
-                if kept is not None:
-                    return Inference(kept[0], {"obs": kept[1]})
+            kept = self._kept(request.symbol, market, i, t, extra, state, request.account)
+            if kept is not None:
+                return Inference(kept[0], {"obs": kept[1]})
             window = market.window(i)
         else:
             window, close = self._observed(request)
@@ -372,17 +371,25 @@ class DQNExpert:
             )
         return self._output(symbol, int(timestamp), obs)
 
-    def _flat(
-        self, symbol: str, market: _Market, i: int, t: int, upstream: npt.NDArray[np.float32]
+    def _kept(
+        self,
+        symbol: str,
+        market: _Market,
+        i: int,
+        t: int,
+        upstream: npt.NDArray[np.float32],
+        state: tuple[float, float, float, float],
+        account: AccountSnapshot,
     ) -> tuple[ModelOutput, npt.NDArray[np.float32]] | None:
-        """The output at flat step ``i`` from a batch of the coming steps
-        (:mod:`~pivotal.orchestrator.experts.flat_steps`); None when it cannot be batched
-        (no CNN rows ahead, or the account is not flat), so the step runs on its own."""
+        """The output at step ``i`` from a batch of the coming steps evaluated ahead
+        (:mod:`~pivotal.orchestrator.experts.steps_ahead`); None when it cannot be batched
+        (no CNN rows ahead, or a position state that cannot be known ahead), so the step
+        runs on its own."""
         key = weights_key(self._agent.network)
-        kept = self._flat_steps.get(symbol, i, key, upstream)
+        kept = self._ahead.get(symbol, i, key, upstream, state)
         if kept is not None:
             return kept
-        n = min(self._flat_steps.size(symbol, i, key), len(market.times) - i)
+        n = min(self._ahead.size(symbol, i, key), len(market.times) - i)
         if self.cnn is not None:
             ahead = None if self.upstream_ahead is None else self.upstream_ahead(symbol, t)
             if ahead is None:
@@ -396,18 +403,53 @@ class DQNExpert:
             rows = np.asarray(rows[:n], dtype=np.float32)
         else:
             rows = np.empty((n, 0), dtype=np.float32)
+        states = self._states_ahead(symbol, market, i, n, state, account)
+        if states is None:
+            return None
         steps = np.arange(i, i + n, dtype=np.int64)
         x = market.dataset.get_batch(steps).numpy()
         names = self._market_names
         window = standardized_window(x, market.mean, market.std, names, t)
-        obs = np.zeros((n, self._frames, self._width), dtype=np.float32)
+        obs = np.empty((n, self._frames, self._width), dtype=np.float32)
         m, s = self._market, len(STATE_FEATURES)
         obs[:, :, :m] = window
+        obs[:, :, m : m + s] = states[:, None, :]
         obs[:, :, m + s :] = rows[:, None, :]
         outs = self._agent.outputs(obs, symbol=symbol, timestamps=market.times[steps].tolist())
         outputs = [self._vote(out) for out in outs]
-        self._flat_steps.put(symbol, key, i, outputs, obs, rows)
-        return self._flat_steps.get(symbol, i, key, upstream)
+        self._ahead.put(symbol, key, i, outputs, obs, rows, states)
+        return self._ahead.get(symbol, i, key, upstream, state)
+
+    def _states_ahead(
+        self,
+        symbol: str,
+        market: _Market,
+        i: int,
+        n: int,
+        state: tuple[float, float, float, float],
+        account: AccountSnapshot,
+    ) -> npt.NDArray[np.float64] | None:
+        """The position states of steps ``i .. i+n-1`` if nothing trades: zeros while flat,
+        :func:`held_states` while this symbol's position is the account's only one; None
+        otherwise (another position moves the equity with prices the market window does
+        not hold)."""
+        if not any(state):
+            return np.zeros((n, len(STATE_FEATURES)), dtype=np.float64)
+        open_ = [p for p in account.positions.values() if p.quantity != 0.0]
+        if len(open_) != 1 or str(open_[0].symbol) != str(symbol):
+            return None
+        position = open_[0]
+        return held_states(
+            quantity=float(position.quantity),
+            average=float(position.average_entry_price),
+            cash=float(account.cash),
+            closes=market.closes[i : i + n],
+            times=market.times[i : i + n],
+            entry=self._tracks[symbol].entry,
+            bar_ms=self.spec.timeframes[0].ms,
+            episode_length=self._job.env.episode_length,
+            initial=self._initial,
+        )
 
     def _output(self, symbol: str, timestamp: int, obs: npt.NDArray[np.float32]) -> ModelOutput:
         return self._vote(self._agent.output(obs[0], symbol=symbol, timestamp=timestamp))
