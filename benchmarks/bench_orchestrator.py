@@ -20,18 +20,25 @@ demo's gate, the default learning loop (12-bar horizon, online updates of the CN
 head, promoted checkpoints saved) and the inference history; trading settings:
 :data:`TRADING`, the same for the peer.
 
-**1. Decision latency**, from a closed bar to the order at the broker: one
-``BacktestEngine._decide`` call (decision context, ``Orchestrator.decide``, risk review,
-``SimulatedBroker.submit``), timed by wrapping the method on the engine instance, over
-``latency_bars`` decisions after ``latency_warmup`` untimed ones (first calls pay lazy
-initialisation); once with learning and history on, once with both off. The breakdown
+**1. Decision latency**, from a closed bar to the order at the broker, on the pushed path
+(bars pushed one at a time through the runtime's loop, experts on worker threads, learning
+results applied when ready, as paper and live trading run): one kernel decision (decision
+context, ``Orchestrator.decide``, risk review, ``SimulatedBroker.submit``), timed by
+wrapping the method on the kernel instance, over ``latency_bars`` decisions after
+``latency_warmup`` untimed ones (first calls pay lazy initialisation). Three cases: learning
+and history on with bars **paced as live** (each bar arrives once the learning attempts and
+history batches of the earlier ones are done, ``Orchestrator.settle``: a live 1m bar leaves
+60 s for ~30 ms of training), the same with bars **back to back** (every decision competes
+with that work for the CPU and the GIL: the worst case, a replay's), and both off. The
+breakdown
 wraps, on the instances: the coordinator's ``run`` ("experts": the sum of its
 ``StepResult.latency_ms``, the expert calls; "coordinator": the rest of ``run``, input
 checks, the worker-thread hand-offs, output validation), the frame's ``input``, the gate
 (``DecisionMaker.decide``), the learning loop's ``on_step`` (online training included when
 it fires), the history (``record_of_step`` and the batched ``flush``) and the executor
 (risk review + broker submit); "rest" is the remainder (decision context, candle
-publication, output store, bookkeeping). Goal: p99 < 10 ms.
+publication, output store, bookkeeping). Goal: p99 < 10 ms (``--latency-only``: this part
+alone, a few minutes).
 
 **2. 30 days orchestrated**: ``run_backtest_mode`` (what ``pivotal run`` calls), every bar
 a decision, wall time from the call to its return (store read, expert prepare, the
@@ -447,12 +454,16 @@ def measure_latency(
     learning: bool,
     history: bool,
     online_dir: Path,
+    paced: bool = False,
 ) -> LatencyResult:
     """Part 1 (module docstring) with learning and history each on or off; every bar of
     ``[run_since, latency_until)`` is a decision. The orchestrator runs as paper and live
     trading run it: bars pushed one at a time from a feed into its market frame (600 bars
     of each timeframe pushed before as warm-up), experts on worker threads with their
-    timeout, learning results applied as soon as they are ready."""
+    timeout, learning results applied as soon as they are ready. ``paced``: each bar arrives
+    once the background work of the earlier ones is done (:meth:`Orchestrator.settle`), as
+    live bars do (a learning attempt takes ~30 ms, a 1m bar comes every 60 s); otherwise bars
+    come back to back and every decision competes with that work for the CPU and the GIL."""
     config = orchestrator_config(experts, learning=learning, history=history, online_dir=online_dir)
     orch = Orchestrator(
         build_experts(config),
@@ -491,7 +502,7 @@ def measure_latency(
     samples = instrument(loop.kernel, orch, clock)
     try:
         with _timed_history_records(clock):
-            loop.run(feed)
+            loop.run(_Paced(feed, orch) if paced else feed)
     finally:
         orch.finish(now_ms=spans.latency_until)
     fills = len(broker.fills_frame())
@@ -499,11 +510,26 @@ def measure_latency(
     if not timed:
         raise RuntimeError(f"{len(samples)} decisions made, none after the warm-up")
     return LatencyResult(
-        case=_switches(learning, history),
+        case=_switches(learning, history) + (", paced as live" if paced else ""),
         total=np.array([s["total"] for s in timed]) * 1000.0,
         parts={c: np.array([s.get(c, 0.0) for s in timed]) * 1000.0 for c in COMPONENTS},
         fills=fills,
     )
+
+
+class _Paced:
+    """``feed``, each bar delivered once ``orch``'s background work is done."""
+
+    def __init__(self, feed: ReplayFeed, orch: Orchestrator) -> None:
+        self._feed = feed
+        self._orch = orch
+
+    def next_events(self) -> Any:
+        self._orch.settle()
+        return self._feed.next_events()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._feed, name)
 
 
 def _switches(learning: bool, history: bool) -> str:
@@ -727,7 +753,9 @@ def _say(message: str) -> None:
 _CASES = (("full", True, True), ("no_learning", False, True), ("bare", False, False))
 
 
-def run_bench(settings: Settings, candles: Candles, *, profile: bool = False) -> Report:
+def run_bench(
+    settings: Settings, candles: Candles, *, profile: bool = False, latency_only: bool = False
+) -> Report:
     """Train the experts, measure parts 1 and 2 (module docstring). Each orchestrated run
     gets a fresh temporary store holding the candles, so no run's history slows another's."""
     spans = spans_of(candles, settings)
@@ -744,14 +772,20 @@ def run_bench(settings: Settings, candles: Candles, *, profile: bool = False) ->
         _say(f"experts trained ({experts.cnn_seconds + experts.dqn_seconds:.0f} s)")
         latency = []
         with fresh("latency") as store:
-            for name, learning, history in (_CASES[0], _CASES[2]):
+            for (name, learning, history), paced in (
+                (_CASES[0], True),
+                (_CASES[0], False),
+                (_CASES[2], False),
+            ):
                 latency.append(
                     measure_latency(
                         store, experts, spans, settings, learning=learning, history=history,
-                        online_dir=root / f"latency_{name}",
+                        online_dir=root / f"latency_{name}_{paced}", paced=paced,
                     )
                 )  # fmt: skip
                 _say(f"latency, {latency[-1].case}: p99 {latency[-1].percentile(99):.1f} ms")
+        if latency_only:
+            return Report(settings, experts, latency)
         runs = [peer_run(candles.between(spans.run_since, spans.until))]
         for name, learning, history in _CASES:
             with fresh(name) as store:
@@ -782,7 +816,8 @@ def print_report(report: Report, origin: str) -> None:
         f"(PivotCNN {report.experts.cnn_seconds:.1f} s, DQN {report.experts.dqn_seconds:.1f} s)"
     )
     latency_table(report.latency)
-    runs_table(report.runs)
+    if report.runs:
+        runs_table(report.runs)
     if report.profile:
         print(
             "cProfile of the 30-day run (learning on, history on). It sees the main thread "
@@ -797,6 +832,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 bars, 300 decisions")
     parser.add_argument("--profile", action="store_true", help="add a cProfile of the 30-day run")
+    parser.add_argument("--latency-only", action="store_true", help="part 1 only (a few minutes)")
     return parser.parse_args(argv)
 
 
@@ -814,7 +850,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(SEED)
     span = f"{len(candles) - settings.pre_bars - settings.train_bars:,}"
     origin = f"real BTC/USDT 1m, newest {span} bars measured"
-    report = run_bench(settings, candles, profile=args.profile)
+    report = run_bench(settings, candles, profile=args.profile, latency_only=args.latency_only)
     print_report(report, origin)
     return 0
 

@@ -89,9 +89,13 @@ def test_a_small_run_on_real_data_reports_sane_figures(bench: ModuleType) -> Non
         pytest.skip("the shared data holds no BTC/USDT 1m file")
     report = bench.run_bench(settings, candles)
 
-    full, bare = report.latency
-    assert (full.case, bare.case) == ("learning on, history on", "learning off, history off")
-    for lat in (full, bare):
+    paced, full, bare = report.latency
+    assert (paced.case, full.case, bare.case) == (
+        "learning on, history on, paced as live",
+        "learning on, history on",
+        "learning off, history off",
+    )
+    for lat in (paced, full, bare):
         assert lat.decisions == settings.latency_bars
         assert lat.total.shape == (settings.latency_bars,)
         assert all(positive_finite(v) for v in lat.total)
@@ -100,7 +104,7 @@ def test_a_small_run_on_real_data_reports_sane_figures(bench: ModuleType) -> Non
         assert np.all(lat.parts["experts"] > 0)  # both models ran at every timed decision
         assert np.allclose(sum(lat.parts[c] for c in bench.COMPONENTS), lat.total)
         assert lat.percentile(50) <= lat.percentile(99) <= float(lat.total.max())
-    assert np.all(full.parts["history"] > 0)  # every step recorded
+    assert np.all(full.parts["history"] > 0) and np.all(paced.parts["history"] > 0)
     assert not np.any(bare.parts["learning"]) and not np.any(bare.parts["history"])
 
     rows = {r.case: r for r in report.runs}

@@ -101,6 +101,26 @@ def test_the_decision_thread_hands_over_and_waits_only_for_back_pressure() -> No
     assert fake.threads == {"history-writer"}
 
 
+def test_settle_waits_for_handed_batches_and_keeps_the_collecting_one() -> None:
+    gate = threading.Event()
+    fake = _SlowHistory(gate=gate)
+    writer = HistoryWriter(fake, batch=3, max_pending=2)  # type: ignore[arg-type]
+    for i in range(5):
+        writer.add(_record(i))  # one batch handed over (blocked in append), two collecting
+    assert fake.entered.acquire(timeout=30)
+    opener = threading.Timer(0.2, gate.set)
+    opener.start()
+    try:
+        writer.settle()
+    finally:
+        opener.cancel()
+        gate.set()
+    assert writer.written == 3 and writer.stats.pending == 2  # nothing handed over early
+    assert [len(b) for b in fake.batches] == [3]
+    writer.close()
+    assert [len(b) for b in fake.batches] == [3, 2]
+
+
 def test_unflushed_steps_never_exceed_the_collecting_and_handed_batches() -> None:
     gate = threading.Event()
     fake = _SlowHistory(gate=gate)

@@ -213,3 +213,26 @@ def test_the_worker_refuses_bad_settings_and_runs_jobs_in_order() -> None:
     assert not worker.started
     assert worker.submit(lambda: np.int64(3)).result(timeout=30) == 3  # starts again
     worker.close()
+
+
+def test_settle_waits_for_training_but_leaves_the_results_to_their_step() -> None:
+    market = PlantedMarket(200, seed=5)
+    expert = _Gated("lin", 4).attach(SYMBOL, market.close_times, market.features)
+    loop = LearningLoop(_config(apply_after_steps=1), {"lin": expert}, apply_when_ready=True)
+    i = 0
+    while loop.stats.submitted == 0:
+        ts = int(market.close_times[i])
+        loop.on_step(SYMBOL, ts, i, float(market.close[i]), {"lin": expert.predict(SYMBOL, ts)})
+        i += 1
+    assert expert.fits_started.acquire(timeout=30)
+    opener = threading.Timer(0.2, expert.gate.set)
+    opener.start()
+    try:
+        loop.settle()  # returns only once the gated fit has finished
+    finally:
+        opener.cancel()
+        expert.gate.set()
+    assert expert.gate.is_set() and loop.stats.pending == 1  # trained, not applied
+    assert [e.kind for e in loop.apply_ready() if e.kind in CANDIDATE]
+    assert loop.stats.pending == 0
+    loop.close()

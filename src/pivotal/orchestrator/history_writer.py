@@ -172,6 +172,12 @@ class HistoryWriter:
             written += self._handed.popleft().result()
         return written
 
+    def settle(self) -> None:
+        """Wait until the batches already handed to the writer are written (the batch being
+        collected stays; nothing is handed over early)."""
+        for handed in list(self._handed):
+            handed.result()
+
     def close(self) -> int:
         """:meth:`flush`, then stop the writer thread (a later :meth:`add` starts it again);
         returns the steps this call committed. Logs the steps lost so far, if any."""

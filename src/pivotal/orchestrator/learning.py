@@ -367,6 +367,11 @@ class LearningLoop:
         self._events.extend(events)
         return events
 
+    def settle(self) -> None:
+        """Wait until the candidates submitted so far are trained and judged (their results
+        are applied at their step as usual)."""
+        self._worker.settle()
+
     def close(self) -> list[LearningEvent]:
         """Wait for every pending result, apply it, and stop the worker (the end of a run).
         Returns their events. A later step starts the worker again."""

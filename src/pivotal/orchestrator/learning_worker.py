@@ -342,6 +342,12 @@ class LearningWorker:
             self._applied += 1
         return out
 
+    def settle(self) -> None:
+        """Wait until every submitted attempt has finished; the results stay pending and are
+        applied when :meth:`due` hands them back."""
+        for pending in list(self._pending):
+            pending.future.result()
+
     def drain(self) -> list[tuple[str, AttemptResult]]:
         """Every pending result, waiting for each (the end of a run)."""
         out = []

@@ -343,6 +343,16 @@ class Orchestrator:
         steps this call wrote."""
         return 0 if self._writer is None else self._writer.flush()
 
+    def settle(self) -> None:
+        """Wait until the background work queued so far is done: the learning candidates
+        submitted (their results are applied at their step as usual) and the history batches
+        handed to the writer. What a live node's bars leave time for between two closes; a
+        bench calls it to measure a decision without a backlog of earlier bars' work."""
+        if self.learning is not None:
+            self.learning.settle()
+        if self._writer is not None:
+            self._writer.settle()
+
     def finish(self, now_ms: int | None = None) -> None:
         """Apply the learning loop's pending results (their events are recorded) and stop
         its worker, flush the history and stop its writer, apply the history's retention
