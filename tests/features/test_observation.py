@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers.real_candles import cut_gaps, real_1m
 from pivotal.core.candles import Candles
 from pivotal.core.errors import DataError
 from pivotal.core.timeframes import Timeframe
@@ -21,7 +21,6 @@ from pivotal.features.inputs.columns import ColumnsConfig, candle_columns
 from pivotal.features.inputs.encoder import BASE_CHANNELS
 from pivotal.features.inputs.observation import ObservationBuilder
 from pivotal.features.inputs.rolling import RollingCandles
-from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 
 M1, M5, H1 = Timeframe.M1, Timeframe.M5, Timeframe.H1
 MS = 60_000
@@ -30,6 +29,8 @@ SMALL = IndicatorConfig(
     macd_signal=2, bb_period=5, stoch_k_period=4, stoch_k_smooth=2, stoch_d_period=2,
     atr_period=3, volatility_period=4, momentum_period=3,
 )  # fmt: skip
+
+
 N_BASE = len(BASE_CHANNELS)
 
 
@@ -163,30 +164,6 @@ def test_observe_refuses_a_window_larger_than_the_capacity() -> None:
 
 
 # -- real data ------------------------------------------------------------------------------
-def real_1m(symbol: str, rows: int, seed: int) -> Candles:
-    data = shared_data_dir()
-    if data is None:
-        pytest.skip(SKIP_REASON)
-    path = data / f"ohlcv/binance-spot/1m/{symbol}_USDT-1m.parquet"
-    if not path.is_file():
-        pytest.skip(f"{path} not found in the shared data")
-    file = pq.ParquetFile(path)
-    group = int(np.random.default_rng(seed).integers(0, file.metadata.num_row_groups))
-    table = file.read_row_group(group, columns=["timestamp", "open", "high", "low", "close"])
-    volume = file.read_row_group(group, columns=["volume"]).column(0)
-    return Candles.from_frame(table.append_column("volume", volume).to_pandas()).head(rows)
-
-
-def cut_gaps(candles: Candles, seed: int, count: int) -> Candles:
-    rng = np.random.default_rng(seed)
-    keep = np.ones(len(candles), dtype=bool)
-    for k in range(count):
-        start = int(rng.integers(200, len(candles) - 300))
-        length = int(rng.integers(1, 6)) if k % 2 else int(rng.integers(6, 200))
-        keep[start : start + length] = False
-    return candles[keep]
-
-
 @pytest.mark.parametrize(("symbol", "seed"), [("BTC", 11), ("ETH", 12)])
 def test_real_1m_5m_1h_with_gaps_equals_the_dataset(symbol: str, seed: int) -> None:
     m1 = cut_gaps(real_1m(symbol, 5_000, seed), seed, count=8)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers.real_candles import cut_gaps, real_1m
 from pivotal.core.candles import Candles
 from pivotal.core.gaps import segment_starts
 from pivotal.core.timeframes import Timeframe
@@ -22,7 +22,6 @@ from pivotal.features.inputs.columns import ColumnsConfig, candle_columns
 from pivotal.features.inputs.rolling import RollingCandles
 from pivotal.features.inputs.streaming_columns import StreamingCandleColumns
 from pivotal.features.pivots.williams import williams_pivots
-from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 
 MS = 60_000
 SMALL = IndicatorConfig(
@@ -64,17 +63,6 @@ def walk(steps: list[int], seed: int, flat_volume: tuple[int, int] = (0, 0)) -> 
     volume[flat_volume[0] : flat_volume[1]] = 0.0  # a quiet stretch: OBV share's total is 0
     ts = 1_699_999_980_000 + np.cumsum(np.asarray(steps, dtype=np.int64)) * MS
     return Candles(ts, open_, high, low, close, volume)
-
-
-def cut_gaps(candles: Candles, seed: int, count: int) -> Candles:
-    """``candles`` with ``count`` runs removed: half short (bridged, <= 5 bars), half gaps."""
-    rng = np.random.default_rng(seed)
-    keep = np.ones(len(candles), dtype=bool)
-    for k in range(count):
-        start = int(rng.integers(50, len(candles) - 300))
-        length = int(rng.integers(1, 6)) if k % 2 else int(rng.integers(6, 250))
-        keep[start : start + length] = False
-    return candles[keep]
 
 
 def stream_rows(candles: Candles, tf: str, config: ColumnsConfig) -> np.ndarray:
@@ -219,25 +207,9 @@ def test_rolling_refuses_a_bad_capacity() -> None:
 
 
 # -- real data ------------------------------------------------------------------------------
-def real_1m(symbol: str, rows: int, seed: int) -> Candles:
-    """``rows`` consecutive real 1m candles of ``symbol`` from a seeded row group."""
-    data = shared_data_dir()
-    if data is None:
-        pytest.skip(SKIP_REASON)
-    path = data / f"ohlcv/binance-spot/1m/{symbol}_USDT-1m.parquet"
-    if not path.is_file():
-        pytest.skip(f"{path} not found in the shared data")
-    file = pq.ParquetFile(path)
-    group = int(np.random.default_rng(seed).integers(0, file.metadata.num_row_groups))
-    table = file.read_row_group(group, columns=["timestamp", "open", "high", "low", "close"])
-    volume = file.read_row_group(group, columns=["volume"]).column(0)
-    frame = table.append_column("volume", volume).to_pandas()
-    return Candles.from_frame(frame).head(rows)
-
-
 @pytest.mark.parametrize(("symbol", "seed"), [("BTC", 1), ("ETH", 2)])
 def test_real_1m_with_gaps_cut_in_equals_the_batch(symbol: str, seed: int) -> None:
-    candles = cut_gaps(real_1m(symbol, 6_000, seed), seed, count=12)
+    candles = cut_gaps(real_1m(symbol, 6_000, seed), seed, count=12, earliest=50, longest=250)
     assert len(segment_starts(candles.timestamp, MS).nonzero()[0]) >= 7
     config = ColumnsConfig()
     _, batch = candle_columns(candles, "1m", config)

@@ -5,11 +5,11 @@ only the newest ``capacity`` candles per timeframe."""
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers.real_candles import cut_gaps, real_1m
 from pivotal.core import Symbol, Timeframe
 from pivotal.core.candles import Candles
 from pivotal.core.gaps import segment_starts
@@ -29,37 +29,11 @@ from pivotal.orchestrator.subscriptions import (
     StreamUpdate,
 )
 from pivotal.testing.planted import planted_candles
-from pivotal.testing.shared_data import SKIP_REASON, shared_data_dir
 
 M1, M5, H1 = Timeframe.M1, Timeframe.M5, Timeframe.H1
 TFS = (M1, M5, H1)
 MS = 60_000
 N_BASE = len(BASE_CHANNELS)
-
-
-def real_1m(symbol: str, rows: int, seed: int) -> Candles:
-    data = shared_data_dir()
-    if data is None:
-        pytest.skip(SKIP_REASON)
-    path = data / f"ohlcv/binance-spot/1m/{symbol}_USDT-1m.parquet"
-    if not path.is_file():
-        pytest.skip(f"{path} not found in the shared data")
-    file = pq.ParquetFile(path)
-    group = int(np.random.default_rng(seed).integers(0, file.metadata.num_row_groups))
-    table = file.read_row_group(group, columns=["timestamp", "open", "high", "low", "close"])
-    volume = file.read_row_group(group, columns=["volume"]).column(0)
-    return Candles.from_frame(table.append_column("volume", volume).to_pandas()).head(rows)
-
-
-def cut_gaps(candles: Candles, seed: int, count: int) -> Candles:
-    """Runs removed at seeded places: odd ones short (bridged), even ones real gaps."""
-    rng = np.random.default_rng(seed)
-    keep = np.ones(len(candles), dtype=bool)
-    for k in range(count):
-        start = int(rng.integers(200, len(candles) - 300))
-        length = int(rng.integers(1, 6)) if k % 2 else int(rng.integers(6, 200))
-        keep[start : start + length] = False
-    return candles[keep]
 
 
 def same(got: np.ndarray, want: np.ndarray, where: str) -> None:

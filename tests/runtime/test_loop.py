@@ -505,3 +505,20 @@ def test_a_recorder_given_to_the_replay_receives_the_whole_run() -> None:
     assert len(recorder.decisions) == result.decisions > 0
     assert {d["kind"] for d in recorder.decisions} == {"decision"}
     assert result.fills is not None and len(recorder.fills) == len(result.fills) > 0
+
+
+def test_a_progress_bar_changes_nothing_in_the_engine_or_the_loop() -> None:
+    candles = {"SYN/USDT": planted_candles(1_200, seed=4)}
+    for make_run in (run_backtest, replay):
+        runs = [
+            make_run(
+                candles,
+                make_strategy("sma_cross", {"fast": 4, "slow": 12}),
+                timeframe="1m",
+                progress=shown,
+            )
+            for shown in (False, True)
+        ]
+        quiet, shown = runs
+        np.testing.assert_array_equal(quiet.equity, shown.equity)
+        assert len(quiet.trades) == len(shown.trades) > 0

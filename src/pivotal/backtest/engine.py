@@ -47,6 +47,7 @@ from pivotal.core.timeframes import Timeframe
 from pivotal.core.trades import Trades
 from pivotal.core.types import COBData
 from pivotal.runtime.kernel import ClosedBar, Kernel
+from pivotal.runtime.progress import run_progress
 from pivotal.runtime.recorder import MemoryRecorder
 from pivotal.trading.brokers.simulated import SimulatedBroker
 from pivotal.trading.execution import ActionExecutor
@@ -160,7 +161,7 @@ class BacktestEngine:
             self.source.prepare(symbol, bars)
         wake_step = {s: self._first_wake_step(s) for s in symbols}
 
-        bar = _progress(progress, n, f"backtest {self.source.name}")
+        bar = run_progress(progress, f"backtest {self.source.name}", total=n)
         k = 0
         while k < n:
             t_close = int(ts[k]) + bar_ms
@@ -305,41 +306,3 @@ def run_backtest(
         books=books,
     )
     return engine.run(progress=progress)
-
-
-class _NoProgress:
-    def update(self, done: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class _RichProgress:
-    def __init__(self, total: int, label: str) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,}/{task.total:,} bars"),
-            TimeRemainingColumn(),
-            transient=True,
-        )
-        self._task = self._progress.add_task(label, total=total)
-        self._every = max(total // 200, 1)
-        self._last = 0
-        self._progress.start()
-
-    def update(self, done: int) -> None:
-        if done - self._last >= self._every:
-            self._progress.update(self._task, completed=done)
-            self._last = done
-
-    def close(self) -> None:
-        self._progress.update(self._task, completed=self._progress.tasks[0].total)
-        self._progress.stop()
-
-
-def _progress(enabled: bool, total: int, label: str) -> _NoProgress | _RichProgress:
-    return _RichProgress(total, label) if enabled else _NoProgress()

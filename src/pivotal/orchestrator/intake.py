@@ -118,7 +118,7 @@ class BarIntake:
                 stop = int(np.searchsorted(closes, t, side="right"))
                 if stop > start:
                     key = self._key(StreamKind.CANDLES, symbol, tf)
-                    rows = held.streams[tf][start:stop]
+                    rows = held.streams[tf].rows(start, stop)  # views of checked columns
                     self.subscriptions.publish(StreamUpdate(key, int(closes[stop - 1]), rows))
                     held.next_row[tf] = stop
         for key in self.subscriptions.drain():

@@ -292,7 +292,8 @@ class Orchestrator:
         if self.learning is not None:  # results the learning worker finished for this step
             for ev in self.learning.apply_ready():
                 self._event(ev.kind, ev.timestamp, ev.symbol, ev.model, ev.message, score=ev)
-        versions = self.versions()  # the weights that infer at this step
+        # the weights that infer at this step (learning may promote before the step ends)
+        versions = None if self._writer is None else self.versions()
         updated = self.intake.due(symbol, t)
         frame = self.frame
         inp = frame.input(symbol, self.spec, last_predictions=self.outputs.latest(symbol, t))

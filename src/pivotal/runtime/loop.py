@@ -29,6 +29,7 @@ from pivotal.core.clock import Clock
 from pivotal.core.ports import Broker, DecisionSource, MarketFeed
 from pivotal.core.timeframes import Timeframe
 from pivotal.runtime.kernel import GapSchedule, Kernel, MarketListener, Venue
+from pivotal.runtime.progress import run_progress
 from pivotal.runtime.recorder import MemoryRecorder, RunRecorder, TeeRecorder
 from pivotal.trading.execution import ActionExecutor
 from pivotal.trading.risk import RiskManager
@@ -127,7 +128,7 @@ class TradingLoop:
                 f"feed must have next_events() (a MarketFeed), got {type(feed).__name__}"
             )
         kernel = self.kernel
-        bar = _progress(progress, f"run {self.source.name}")
+        bar = run_progress(progress, f"run {self.source.name}", unit="closes")
         closes = 0
         while (events := feed.next_events()) is not None:
             if not events:
@@ -144,38 +145,3 @@ class TradingLoop:
             events=tuple(self.memory.events),
             decisions=kernel.decisions,
         )
-
-
-class _NoProgress:
-    def update(self, done: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class _RichProgress:
-    def __init__(self, label: str) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn
-
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,} closes"),
-            transient=True,
-        )
-        self._task = self._progress.add_task(label, total=None)
-        self._last = 0
-        self._progress.start()
-
-    def update(self, done: int) -> None:
-        if done - self._last >= 1_000:
-            self._progress.update(self._task, completed=done)
-            self._last = done
-
-    def close(self) -> None:
-        self._progress.stop()
-
-
-def _progress(enabled: bool, label: str) -> _NoProgress | _RichProgress:
-    return _RichProgress(label) if enabled else _NoProgress()

@@ -78,7 +78,7 @@ def _windows(
         if tf in parsed:
             window = closed_window(parsed[tf], tf, t, frames, max_missing_bars=max_missing_bars)
         if window.stop > window.start:
-            out[tf] = parsed[tf][window]
+            out[tf] = parsed[tf].rows(window.start, window.stop)  # views, no re-check
     return out
 
 

@@ -192,7 +192,7 @@ class InputEncoder:
             candles = (inp.reference_ohlcv if is_ref else inp.ohlcv)[tf]
             matrix = None if is_ref else self.extra_for(extra, tf, len(candles))
             start = max(0, len(candles) - frames)
-            window = candles[start:]
+            window = candles.rows(start, len(candles))
             n = len(window)
             rows = None if matrix is None else matrix[start:]
             table = source_table(window, rows, self.width, frames - n)

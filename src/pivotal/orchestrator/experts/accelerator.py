@@ -27,7 +27,7 @@ import torch
 
 from pivotal.features.inputs.dataset import EncodedInputDataset
 
-__all__ = ["BatchAccelerator", "PreparedSamples", "weights_key"]
+__all__ = ["BatchAccelerator", "BatchSizes", "PreparedSamples", "weights_key"]
 
 Convert = Callable[[Mapping[str, torch.Tensor], npt.NDArray[np.int64]], tuple[Sequence[Any], Any]]
 """``convert(outputs, timestamps)`` → (one converted output per sample, per-sample rows)."""
@@ -88,16 +88,34 @@ class _Batch:
     rows: Any
 
 
-class BatchAccelerator:
-    """Per symbol, the current batch of evaluated samples (module docstring)."""
+class BatchSizes:
+    """Per symbol, how many samples the next batch evaluates ahead: ``min_batch`` at first
+    and after a batch was dropped unfinished (the weights changed, the step left it),
+    doubling up to ``max_batch`` while batches are used up."""
 
-    def __init__(self, *, min_batch: int = 16, max_batch: int = 256) -> None:
+    def __init__(self, min_batch: int, max_batch: int) -> None:
         if not 1 <= min_batch <= max_batch:
             raise ValueError(f"need 1 <= min_batch <= max_batch, got {min_batch}, {max_batch}")
         self.min_batch = min_batch
         self.max_batch = max_batch
-        self._batches: dict[str, _Batch] = {}
         self._size: dict[str, int] = {}
+
+    def next(self, symbol: str, used_up: bool | None) -> int:
+        """The next batch's size; ``used_up``: whether the previous batch was used to its
+        end (None: there was none)."""
+        size = self._size.get(symbol, self.min_batch)
+        if used_up is not None:
+            size = min(2 * size, self.max_batch) if used_up else self.min_batch
+            self._size[symbol] = size
+        return size
+
+
+class BatchAccelerator:
+    """Per symbol, the current batch of evaluated samples (module docstring)."""
+
+    def __init__(self, *, min_batch: int = 16, max_batch: int = 256) -> None:
+        self._sizes = BatchSizes(min_batch, max_batch)
+        self._batches: dict[str, _Batch] = {}
         self.evaluated = 0  # samples run through the network
         self.used = 0  # samples a step read
 
@@ -132,14 +150,13 @@ class BatchAccelerator:
         ``times`` the sample times."""
         key = weights_key(model)
         batch = self._batches.get(symbol)
-        size = self._size.get(symbol, self.min_batch)
         if batch is not None and batch.key == key and batch.start <= i < batch.start + len(batch.x):
             r = i - batch.start
         else:
+            used_up = None  # no previous batch
             if batch is not None:
                 used_up = batch.key == key and i >= batch.start + len(batch.x)
-                size = min(2 * size, self.max_batch) if used_up else self.min_batch
-                self._size[symbol] = size
+            size = self._sizes.next(symbol, used_up)
             rows = np.arange(i, min(i + size, count), dtype=np.int64)
             x = inputs(rows)
             with torch.inference_mode():

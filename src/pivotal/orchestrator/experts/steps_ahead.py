@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pivotal.orchestrator.experts.accelerator import BatchSizes
+
 __all__ = ["StepsAhead", "held_states"]
 
 
@@ -47,10 +49,8 @@ class StepsAhead:
     """Per symbol, the agent's outputs at the coming steps (module docstring)."""
 
     def __init__(self, *, min_batch: int = 16, max_batch: int = 256) -> None:
-        self.min_batch = min_batch
-        self.max_batch = max_batch
+        self._sizes = BatchSizes(min_batch, max_batch)
         self._batches: dict[str, _Batch] = {}
-        self._size: dict[str, int] = {}
         self.hits = 0
 
     def get(
@@ -78,12 +78,10 @@ class StepsAhead:
     def size(self, symbol: str, i: int, key: Any) -> int:
         """How many steps the next batch of ``symbol`` should hold."""
         batch = self._batches.get(symbol)
-        size = self._size.get(symbol, self.min_batch)
+        used_up = None  # no previous batch
         if batch is not None:
             used_up = batch.key == key and i >= batch.start + len(batch.outputs)
-            size = min(2 * size, self.max_batch) if used_up else self.min_batch
-            self._size[symbol] = size
-        return size
+        return self._sizes.next(symbol, used_up)
 
     def put(
         self,
