@@ -46,6 +46,7 @@ from pivotal.core.ports import DecisionSource
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.trades import Trades
 from pivotal.core.types import COBData
+from pivotal.runtime.heap import frozen_heap
 from pivotal.runtime.kernel import ClosedBar, Kernel
 from pivotal.runtime.progress import run_progress
 from pivotal.runtime.recorder import MemoryRecorder
@@ -162,39 +163,40 @@ class BacktestEngine:
         wake_step = {s: self._first_wake_step(s) for s in symbols}
 
         bar = run_progress(progress, f"backtest {self.source.name}", total=n)
-        k = 0
-        while k < n:
-            t_close = int(ts[k]) + bar_ms
-            self.clock.advance_to(t_close)
-            for s in symbols:
-                j = int(index[s][k])
-                if j >= 0:
-                    apply_bar(s, candles[s].rows(j, j + 1))
-            self._pre[k] = portfolio.equity
-            closing = self._closing.get(k, ())
-            due = [s for s in symbols if wake_step[s] == k]
-            if due and (self._halts or k + 1 - self._observed >= _OBSERVE_BATCH):
-                self._observe_until(k + 1)
-            if due or closing:
-                bars = [
-                    ClosedBar(s, j, t_close, candles[s].rows(j, j + 1))
-                    for s in symbols
-                    if (s in due or s in closing) and (j := int(index[s][k])) >= 0
-                ]
-                kernel.decide(bars, t_close)
-                for b in bars:
-                    if b.symbol in due:
-                        wake_step[b.symbol] = self._wake_step(b.symbol, b.bar_index + 1)
-            equity[k] = portfolio.equity
-            kernel.collect()
-            nxt = min(min(wake_step.values()), self._next_gap_step(k + 1))
-            if nxt > k + 1 and not broker.has_active_orders():
-                end = min(nxt, n)
-                self._quiet_span(k + 1, end, equity)
-                k = end
-            else:
-                k += 1
-            bar.update(k)
+        with frozen_heap():  # start-up objects out of the collector's way
+            k = 0
+            while k < n:
+                t_close = int(ts[k]) + bar_ms
+                self.clock.advance_to(t_close)
+                for s in symbols:
+                    j = int(index[s][k])
+                    if j >= 0:
+                        apply_bar(s, candles[s].rows(j, j + 1))
+                self._pre[k] = portfolio.equity
+                closing = self._closing.get(k, ())
+                due = [s for s in symbols if wake_step[s] == k]
+                if due and (self._halts or k + 1 - self._observed >= _OBSERVE_BATCH):
+                    self._observe_until(k + 1)
+                if due or closing:
+                    bars = [
+                        ClosedBar(s, j, t_close, candles[s].rows(j, j + 1))
+                        for s in symbols
+                        if (s in due or s in closing) and (j := int(index[s][k])) >= 0
+                    ]
+                    kernel.decide(bars, t_close)
+                    for b in bars:
+                        if b.symbol in due:
+                            wake_step[b.symbol] = self._wake_step(b.symbol, b.bar_index + 1)
+                equity[k] = portfolio.equity
+                kernel.collect()
+                nxt = min(min(wake_step.values()), self._next_gap_step(k + 1))
+                if nxt > k + 1 and not broker.has_active_orders():
+                    end = min(nxt, n)
+                    self._quiet_span(k + 1, end, equity)
+                    k = end
+                else:
+                    k += 1
+                bar.update(k)
         bar.close()
         self._observe_until(n)
         kernel.collect()

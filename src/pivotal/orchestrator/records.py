@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 
+_SCALARS = frozenset({float, int, bool, str, type(None)})
+
+
 def plain(value: Any) -> Any:
     """``value`` as JSON-able data: mappings → dicts with str keys, sequences and arrays →
     lists, numpy scalars → Python numbers, enums → their value; non-finite floats stay floats
@@ -52,7 +55,7 @@ def plain(value: Any) -> Any:
     if isinstance(value, str):
         return str(value)
     if isinstance(value, list | tuple):
-        if all(type(v) is float for v in value):
+        if all(type(v) in _SCALARS for v in value):  # floats, names: nothing to convert
             return list(value)
         return [plain(v) for v in value]
     if isinstance(value, np.generic):

@@ -28,6 +28,7 @@ from pivotal.core.candles import Candles
 from pivotal.core.clock import Clock
 from pivotal.core.ports import Broker, DecisionSource, MarketFeed
 from pivotal.core.timeframes import Timeframe
+from pivotal.runtime.heap import frozen_heap
 from pivotal.runtime.kernel import GapSchedule, Kernel, MarketListener, Venue
 from pivotal.runtime.progress import run_progress
 from pivotal.runtime.recorder import MemoryRecorder, RunRecorder, TeeRecorder
@@ -130,12 +131,13 @@ class TradingLoop:
         kernel = self.kernel
         bar = run_progress(progress, f"run {self.source.name}", unit="closes")
         closes = 0
-        while (events := feed.next_events()) is not None:
-            if not events:
-                continue  # a heartbeat: nothing happened
-            if kernel.step(events) is not None:
-                closes += 1
-                bar.update(closes)
+        with frozen_heap():  # start-up objects out of the collector's way
+            while (events := feed.next_events()) is not None:
+                if not events:
+                    continue  # a heartbeat: nothing happened
+                if kernel.step(events) is not None:
+                    closes += 1
+                    bar.update(closes)
         bar.close()
         kernel.recorder.flush()
         times, equity = self.memory.equity_curve()
