@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pivotal.orchestrator.experts.accelerator import weights_key
+from pivotal.orchestrator.experts.tensor_lists import weights_key
 
 
 def _net() -> torch.nn.Module:

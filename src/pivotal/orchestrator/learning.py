@@ -163,6 +163,28 @@ class _Learner:
         trainable = [(s, e) for s, e in items[:-holdout] if e.outcome.matured_at <= start]
         return trainable, held
 
+    def fresh(self, holdout: int, limit: int) -> tuple[list[tuple[int, Any]], list[Any], int]:
+        """The newest ``limit`` examples of :meth:`split`'s trainable part not yet used by a
+        promoted update (oldest first), the holdout, and how many such unused examples there
+        are in all (counted up to ``limit``). Walks back from the newest example and stops at
+        the first used one, so a step's cost does not grow with the buffer; the result equals
+        filtering the whole of :meth:`split` (tested)."""
+        buffer = self.buffer
+        if len(buffer) <= holdout:
+            return [], [], 0
+        older = reversed(buffer)
+        held = [next(older)[1] for _ in range(holdout)]
+        held.reverse()
+        start = min(e.timestamp for e in held)
+        picked: list[tuple[int, Any]] = []
+        for seq, example in older:
+            if seq <= self.used or len(picked) == limit:
+                break
+            if example.outcome.matured_at <= start:
+                picked.append((seq, example))
+        picked.reverse()
+        return picked, held, len(picked)
+
 
 def _vote(output: ModelOutput) -> tuple[Action, npt.NDArray[np.float64]]:
     """The BUY/SELL/HOLD an output votes for and its probabilities (module docstring)."""
@@ -449,15 +471,10 @@ class LearningLoop:
         cfg = self.config
         if learner.new < cfg.batch_size or self._worker.in_flight(learner.name):
             return
-        split = learner.split(cfg.holdout)
-        if split is None:
-            return
-        trainable, held = split
-        fresh = [(s, e) for s, e in trainable if s > learner.used]
-        if len(fresh) < cfg.batch_size:
+        batch, held, count = learner.fresh(cfg.holdout, max(cfg.batch_size, cfg.holdout))
+        if count < cfg.batch_size:
             return
         learner.new = 0
-        batch = fresh[-max(cfg.batch_size, cfg.holdout) :]
         self._submit(learner, batch, held, cfg.epochs, retrain=False, at=(symbol, timestamp))
 
     def _degradation(

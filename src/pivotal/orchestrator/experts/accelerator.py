@@ -16,7 +16,6 @@ not bit for bit; the pushed path (one sample per step) is the reference.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +25,9 @@ import numpy.typing as npt
 import torch
 
 from pivotal.features.inputs.dataset import EncodedInputDataset
+from pivotal.orchestrator.experts.tensor_lists import weights_key
 
-__all__ = ["BatchAccelerator", "BatchSizes", "PreparedSamples", "weights_key"]
+__all__ = ["BatchAccelerator", "BatchSizes", "PreparedSamples"]
 
 Convert = Callable[[Mapping[str, torch.Tensor], npt.NDArray[np.int64]], tuple[Sequence[Any], Any]]
 """``convert(outputs, timestamps)`` → (one converted output per sample, per-sample rows)."""
@@ -48,35 +48,6 @@ class PreparedSamples:
         if i < len(self.close_times) and int(self.close_times[i]) == t:
             return float(self.closes[i])
         return None
-
-
-class _Registrations:
-    """Counts parameter registrations in the whole process (torch's global hook): a module
-    whose parameter was replaced (``module.weight = Parameter(...)``, ``load_state_dict(...,
-    assign=True)``) has its parameter list read again."""
-
-    count = 0
-
-    @classmethod
-    def seen(cls, module: torch.nn.Module, name: str, param: Any) -> None:
-        cls.count += 1
-
-
-torch.nn.modules.module.register_module_parameter_registration_hook(_Registrations.seen)
-_PARAMETERS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[int, list[torch.nn.Parameter]]]
-_PARAMETERS = weakref.WeakKeyDictionary()
-
-
-def weights_key(model: torch.nn.Module) -> tuple[int, int]:
-    """Changes whenever the weights may have changed: a new module, a replaced parameter, or
-    any in-place update of one (optimizer steps and ``load_state_dict`` bump a tensor's
-    version counter). The parameter list is kept per module until a parameter is registered
-    anywhere (walking the module tree on every step cost ~60 µs)."""
-    kept = _PARAMETERS.get(model)
-    if kept is None or kept[0] != _Registrations.count:
-        kept = (_Registrations.count, list(model.parameters()))
-        _PARAMETERS[model] = kept
-    return id(model), sum(p._version for p in kept[1])
 
 
 @dataclass(frozen=True, slots=True, eq=False)

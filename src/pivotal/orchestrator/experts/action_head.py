@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from pivotal.orchestrator.experts.linear_adam import linear_adam_step, supports
+from pivotal.orchestrator.experts.tensor_lists import frozen_tensors
+
 __all__ = ["HeadInputs", "fit_head", "frozen_stamp", "frozen_state_equal", "head_layer"]
 
 FORWARD_BATCH = 512
@@ -46,9 +49,7 @@ def head_layer(model: nn.Module, name: str) -> nn.Module:
 def frozen_stamp(model: nn.Module, layer: nn.Module) -> int:
     """A number that changes whenever a parameter or buffer of ``model`` outside ``layer``
     is changed in place (the sum of their autograd version counters)."""
-    own = {id(t) for t in (*layer.parameters(), *layer.buffers())}
-    tensors = (*model.parameters(), *model.buffers())
-    return sum(t._version for t in tensors if id(t) not in own)
+    return sum(t._version for t in frozen_tensors(model, layer))
 
 
 def frozen_state_equal(model: nn.Module, layer: nn.Module, state: Mapping[str, Any]) -> bool:
@@ -156,19 +157,25 @@ def fit_head(
     """Train ``layer`` on ``inputs`` → ``labels`` (class indices) with cross-entropy for
     ``epochs`` passes in mini-batches of ``batch_size``, shuffled by
     ``np.random.default_rng(seed)`` (the order the whole-network training used); returns the
-    mean loss per example over all steps."""
+    mean loss per example over all steps. A plain Adam on an ``nn.Linear`` takes its steps
+    without autograd (:mod:`~pivotal.orchestrator.experts.linear_adam`), to the same values."""
     rng = np.random.default_rng(seed)
     total, count = 0.0, 0
+    direct = isinstance(layer, nn.Linear) and supports(layer, optimizer)
+    inputs, labels = inputs.to(device), labels.to(device)
     with torch.enable_grad():
         for _ in range(epochs):
-            order = torch.from_numpy(rng.permutation(len(labels)))
+            order = torch.from_numpy(rng.permutation(len(labels))).to(device)
             for lo in range(0, len(labels), batch_size):
                 idx = order[lo : lo + batch_size]
-                logits = layer(inputs[idx].to(device))
-                loss = F.cross_entropy(logits, labels[idx].to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if direct:
+                    loss = linear_adam_step(layer, optimizer, inputs[idx], labels[idx])
+                else:
+                    logits = layer(inputs[idx])
+                    loss = F.cross_entropy(logits, labels[idx])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
     return total / count

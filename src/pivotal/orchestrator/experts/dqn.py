@@ -55,8 +55,8 @@ from pivotal.features.inputs.spec import InputSpec
 from pivotal.features.inputs.validation import format_time
 from pivotal.features.scalers import StandardScaler
 from pivotal.orchestrator.contracts import Inference, InferenceRequest
-from pivotal.orchestrator.experts.accelerator import weights_key
 from pivotal.orchestrator.experts.steps_ahead import StepsAhead, held_states
+from pivotal.orchestrator.experts.tensor_lists import weights_key
 from pivotal.rl.dqn import DQNAgent
 from pivotal.rl.observations import STATE_FEATURES
 from pivotal.rl.run import DQNJob, read_feature_names, read_job, read_scaler

@@ -50,7 +50,7 @@ import torch.nn.functional as F  # noqa: N812
 from pivotal.core.candles import Candles
 from pivotal.core.errors import ModelError
 from pivotal.core.timeframes import Timeframe
-from pivotal.core.types import ModelOutput
+from pivotal.core.types import Action, ModelOutput
 from pivotal.features.inputs.observation import ObservationBuilder
 from pivotal.features.inputs.spec import InputSpec
 from pivotal.features.inputs.validation import format_time
@@ -84,6 +84,9 @@ from pivotal.training.pipeline import Scaling, TrainJob
 __all__ = ["PivotCNNExpert"]
 
 logger = logging.getLogger(__name__)
+
+_LABEL_INDEX = {Action(a): i for i, a in enumerate(ACTIONS)}
+"""Outcome label → the action head's column (by name)."""
 
 ONLINE_OPTIMIZER = "adam:action_logits"
 """``pipeline["online_optimizer"]`` of checkpoints this expert saves: their optimizer state is
@@ -456,7 +459,7 @@ class PivotCNNExpert:
                 f"{type(snapshot).__name__}"
             )
         state = snapshot["model"]
-        layer = head_layer(self._model, ACTION_HEAD)
+        layer = self._action_head()
         cache = self._head_inputs(layer)
         same = frozen_state_equal(self._model, layer, state)
         self._model.load_state_dict(state)
@@ -465,9 +468,22 @@ class PivotCNNExpert:
         optimizer = snapshot.get("optimizer")
         if optimizer is None:
             self._optimizer = None
-        else:
-            self._optimizer = self._new_optimizer()
-            self._optimizer.load_state_dict(copy.deepcopy(optimizer))
+            return
+        kept = self._optimizer
+        if kept is None or kept.param_groups[0]["params"] != list(layer.parameters()):
+            kept = self._new_optimizer()  # (an Adam's construction costs ~0.3 ms)
+        kept.load_state_dict(copy.deepcopy(optimizer))
+        self._optimizer = kept
+
+    def _action_head(self) -> torch.nn.Module:
+        """The network's action head (its path found once per network object)."""
+        kept: tuple[torch.nn.Module, str] | None = getattr(self, "_head_path", None)
+        if kept is None or kept[0] is not self._model:
+            layer = head_layer(self._model, ACTION_HEAD)
+            path = next(p for p, m in self._model.named_modules() if m is layer)
+            kept = (self._model, path)
+            self._head_path = kept
+        return self._model.get_submodule(kept[1])
 
     def _head_inputs(self, layer: torch.nn.Module) -> HeadInputs:
         """The head-input cache of the current network (a new one after a checkpoint was
@@ -487,14 +503,15 @@ class PivotCNNExpert:
             raise ValueError(f"expert {self.name!r} {where}: no examples given")
         labels = []
         for e in examples:
-            label = e.outcome.label.value
-            if label not in ACTIONS:
+            index = _LABEL_INDEX.get(e.outcome.label)  # mapped by name, not by position
+            if index is None:
                 raise ValueError(
-                    f"expert {self.name!r} {where}: outcome label {label} of {e.symbol} at "
-                    f"{format_time(e.timestamp)} is not one of the action head's {ACTIONS}"
+                    f"expert {self.name!r} {where}: outcome label {e.outcome.label.value} of "
+                    f"{e.symbol} at {format_time(e.timestamp)} is not one of the action "
+                    f"head's {ACTIONS}"
                 )
-            labels.append(ACTIONS.index(label))  # mapped by name, not by position
-        layer = head_layer(self._model, ACTION_HEAD)
+            labels.append(index)
+        layer = self._action_head()
         self._model.eval()
         inputs = self._head_inputs(layer).rows(
             layer,
@@ -521,7 +538,7 @@ class PivotCNNExpert:
             self._optimizer = self._new_optimizer()
         for group in self._optimizer.param_groups:
             group["lr"] = self.learning_rate
-        layer = head_layer(self._model, ACTION_HEAD)
+        layer = self._action_head()
         loss = fit_head(
             layer,
             self._optimizer,
@@ -555,7 +572,7 @@ class PivotCNNExpert:
         self, examples: Sequence[TrainingExample], where: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, y = self._examples(examples, where)
-        layer = head_layer(self._model, ACTION_HEAD)
+        layer = self._action_head()
         with torch.inference_mode():
             logits = layer(inputs.to(self.device))
         return logits.cpu(), y
