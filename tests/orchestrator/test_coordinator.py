@@ -14,9 +14,9 @@ import pytest
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.types import Action, BaseDataInput, ModelOutput
-from pivotal.features.inputs import InputSpec
+from pivotal.features.inputs import InputReport, InputSpec, check_input
 from pivotal.orchestrator.config import InferenceConfig
-from pivotal.orchestrator.contracts import Inference, InferenceRequest
+from pivotal.orchestrator.contracts import Inference, InferenceRequest, action_probabilities
 from pivotal.orchestrator.coordinator import ModelInferenceCoordinator, StepResult
 from pivotal.orchestrator.output_store import ModelOutputStore
 from pivotal.testing.experts import (
@@ -334,6 +334,34 @@ def test_invalid_answers_are_failures(make, build: Callable[..., Any], message: 
     assert result.outputs == {}
     assert kinds(result, "x") == ["invalid_output"]
     assert message in result.events[0].message
+
+
+def test_votes_are_the_checked_outputs_action_probabilities(make) -> None:
+    experts = [
+        ConstantExpert("cnn", Action.BUY, 0.7, {Action.BUY: 0.5, Action.SELL: 0.2}),
+        ConstantExpert("rl", Action.SELL, 0.6, depends_on=("cnn",)),
+        NaNExpert("nan", "hidden_states"),
+    ]
+    result = step(make(experts))
+    assert list(result.votes) == list(result.outputs) == ["cnn", "rl"]
+    for name, output in result.outputs.items():
+        assert result.votes[name].tobytes() == action_probabilities(output).tobytes()
+        assert not result.votes[name].flags.writeable
+
+
+def test_the_input_check_given_is_the_one_used(make) -> None:
+    seen: list[InputSpec] = []
+
+    def check(inp: BaseDataInput, spec: InputSpec) -> InputReport:
+        seen.append(spec)
+        report = check_input(inp, spec)
+        return InputReport(report.symbol, report.timestamp, 0.0, ("told so",), report.frames)
+
+    coordinator = make([ConstantExpert("a"), ConstantExpert("b")])
+    result = step(coordinator, check=check)
+    assert len(seen) == 1  # one check per distinct spec and step
+    assert result.outputs == {} and result.skipped["a"].endswith(": told so")
+    assert list(step(coordinator, 1).outputs) == ["a", "b"]  # check_input by default
 
 
 def test_failing_fallback_is_isolated_for_good(make) -> None:

@@ -13,7 +13,12 @@ import pytest
 from pivotal.core.symbols import Symbol
 from pivotal.core.types import Action, ModelOutput
 from pivotal.orchestrator.config import GateConfig
-from pivotal.orchestrator.contracts import VOTE_ACTIONS, GateExample, Outcome
+from pivotal.orchestrator.contracts import (
+    VOTE_ACTIONS,
+    GateExample,
+    Outcome,
+    action_probabilities,
+)
 from pivotal.orchestrator.decisions import (
     NOT_READY_GATE,
     DecisionMaker,
@@ -189,6 +194,25 @@ def test_shares_sum_to_confidence_and_weights_to_one() -> None:
         assert sum(d.probabilities) == pytest.approx(1.0)
         assert d.confidence == d.probabilities[VOTE_ACTIONS.index(d.action)]
     assert actions == {Action.BUY, Action.SELL, Action.HOLD}
+
+
+@pytest.mark.parametrize("kind", ["vote", "learned"])
+def test_votes_the_coordinator_computed_give_the_same_decision(kind: str) -> None:
+    rng = np.random.default_rng(3)
+    maker = _maker(kind=kind, weights={"cnn": 2.0})
+    for _ in range(50):
+        p = rng.dirichlet(np.ones(3), size=2)
+        outputs = {
+            "cnn": _out("cnn", *p[0], confidence=float(rng.random())),
+            "dqn": _out("dqn", *p[1], confidence=float(rng.random())),
+        }
+        votes = {name: action_probabilities(out) for name, out in outputs.items()}
+        plain = _decide(maker, outputs)
+        assert _decide(maker, outputs, votes=votes) == plain
+        assert _decide(maker, outputs, votes={"dqn": votes["dqn"]}) == plain  # cnn computed
+    # the votes given are what the gate reads (the caller's promise: of these outputs)
+    given = {"cnn": np.array([0.0, 0.0, 1.0])}
+    assert _decide(maker, outputs, votes=given).contributions[0].probabilities == (0, 0, 1)
 
 
 def test_unknown_expert_is_refused() -> None:

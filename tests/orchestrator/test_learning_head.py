@@ -186,3 +186,23 @@ def test_the_training_copy_trains_while_the_live_expert_stays(checkpoint: Path) 
     assert live.scores(held) == trainer.scores(held)
     # both go on identically (the optimizer's moments came along)
     assert live.fit(train) == trainer.fit(train)
+
+
+def test_a_rollback_goes_on_exactly_like_the_snapshot_it_restored(checkpoint: Path) -> None:
+    expert = PivotCNNExpert(checkpoint, batch_size=16)
+    train, other = _examples(expert, 48, seed=8), _examples(expert, 48, seed=9)
+    expert.fit(train)  # an optimizer state to keep
+    optimizer = expert._optimizer
+    snapshot = expert.snapshot()
+    twin = expert.training_copy()
+    twin.restore(snapshot)
+    expert.fit(other, epochs=3)  # a candidate, rolled back
+    expert.restore(snapshot)
+    assert expert._optimizer is optimizer  # the same Adam, its state put back
+    assert expert.fit(train) == twin.fit(train)
+    mine, twins = _head_state(expert), _head_state(twin)
+    assert mine.keys() == twins.keys()
+    assert all(torch.equal(mine[n], twins[n]) for n in mine)
+    saved, theirs = expert.snapshot()["optimizer"], twin.snapshot()["optimizer"]
+    for key, state in saved["state"].items():
+        assert all(torch.equal(v, theirs["state"][key][n]) for n, v in state.items())

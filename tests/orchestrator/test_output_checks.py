@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 import numpy as np
 from hypothesis import given, settings
@@ -18,6 +19,17 @@ _leaves = st.one_of(
     st.none(),
     st.text(max_size=3),
     st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=4).map(np.asarray),
+    # float32/float16 arrays: finite values whose sum overflows; 2-D; complex
+    st.lists(st.sampled_from([1.0, 3e38, -3e38, 6e4, math.nan, math.inf]), max_size=6).map(
+        lambda v: np.asarray(v, dtype=np.float32)
+    ),
+    st.lists(st.sampled_from([1.0, 6e4, math.inf, -math.inf]), max_size=6).map(
+        lambda v: np.asarray(v, dtype=np.float16)
+    ),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=4, max_size=4).map(
+        lambda v: np.asarray(v).reshape(2, 2)
+    ),
+    st.tuples(st.floats(), st.floats()).map(lambda v: np.asarray([complex(*v)])),
 )
 _values = st.recursive(
     _leaves,
@@ -25,6 +37,7 @@ _values = st.recursive(
         st.lists(inner, max_size=5),
         st.tuples(inner, inner),
         st.dictionaries(st.text(max_size=3), inner, max_size=5),
+        st.dictionaries(st.text(max_size=3), inner, max_size=5).map(MappingProxyType),
     ),
     max_leaves=30,
 )

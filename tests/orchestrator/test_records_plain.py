@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
+from enum import Enum, IntEnum, StrEnum
 
 import numpy as np
 
@@ -33,3 +33,18 @@ def test_every_kind_becomes_plain_data_and_scalar_lists_stay_as_they_are() -> No
     assert out["side"] == [str(_Side.UP), str(Action.BUY)]
     assert out["7"] == "int key"
     json.dumps(out)  # JSON-able throughout
+
+
+def test_enum_members_become_their_value() -> None:
+    class OldStyle(str, Enum):  # noqa: UP042  # str() of a member is "OldStyle.UP"
+        UP = "up"
+
+    class Level(IntEnum):
+        ONE = 1
+
+    class Pair(Enum):
+        AB = (np.float32(0.5), "b")
+
+    out = plain({"old": OldStyle.UP, "level": Level.ONE, "pair": Pair.AB})
+    assert out == {"old": "up", "level": 1, "pair": [0.5, "b"]}
+    assert type(out["level"]) is int and type(out["old"]) is str

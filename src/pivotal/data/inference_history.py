@@ -9,7 +9,10 @@ retention counts), ``raw_bytes`` (before compression) and ``payload``. Its schem
 the ``inference_history_version`` key of the store's ``meta`` table. Records are appended,
 never replaced: deciding the same step twice (a re-run) stores two records, ordered by
 append order. No index: the time filter uses DuckDB's per-row-group min/max (records arrive
-in time order), and indexes would slow appends and deletes.
+in time order), and indexes would slow appends and deletes. The payload column is stored
+uncompressed by DuckDB (``USING COMPRESSION uncompressed``, tables created since issue 14):
+payloads are compressed already, and DuckDB's own zstd pass over them at every checkpoint
+cost more CPU than the rest of the insert and saved nothing.
 
 Payloads: :mod:`pivotal.data.inference_payload` (format version 2: a JSON header and the
 arrays as byte planes, zstd-compressed; version 1, zlib, is still read; nothing is ever
@@ -33,8 +36,10 @@ from pivotal.core.errors import OperationalError
 from pivotal.data.duckdb_store import DuckDBStore
 from pivotal.data.inference_payload import (
     MAX_LEVEL,
+    EncodedRecord,
     decode_payload,
-    pack_payloads,
+    pack_bodies,
+    payload_bodies,
     payload_header,
     record_arrays,
 )
@@ -69,7 +74,7 @@ CREATE {kind} IF NOT EXISTS inference_history (
     models VARCHAR[] NOT NULL,
     bytes BIGINT NOT NULL,
     raw_bytes BIGINT NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB USING COMPRESSION uncompressed NOT NULL
 );
 """
 _SCHEMA = "CREATE SEQUENCE IF NOT EXISTS inference_history_id_seq;" + _TABLE.format(kind="TABLE")
@@ -143,19 +148,28 @@ class InferenceHistory:
 
         Every record is checked and encoded before the transaction starts: a bad one raises
         ``ValueError`` naming its position, symbol, time and the offending field, and nothing
-        is written. A failing insert rolls the whole batch back.
+        is written. An :class:`~pivotal.data.inference_payload.EncodedRecord` was checked and
+        its header encoded when it was built; it is stored as it was then. The batch's byte
+        planes are made together and it is compressed in one call
+        (:func:`~pivotal.data.inference_payload.pack_bodies`). A failing insert rolls the
+        whole batch back.
         """
         records = list(records)
         if not records:
             return 0
         self._writable()
         headers: list[bytes] = []
+        arrays: list[list[np.ndarray]] = []
         for i, record in enumerate(records):
             if not isinstance(record, InferenceRecord):
                 raise TypeError(
                     f"item {i} of the batch is a {type(record).__name__}, not an "
                     "InferenceRecord; nothing was written"
                 )
+            if isinstance(record, EncodedRecord) and record.header is not None:
+                headers.append(record.header)  # as it was built: checked and encoded then
+                arrays.append(list(record.arrays))
+                continue
             try:
                 check_record(record)
                 headers.append(payload_header(record))
@@ -164,11 +178,10 @@ class InferenceHistory:
                     f"inference record {i} of {len(records)} ({record.symbol} @ "
                     f"{record.timestamp}): {exc}; nothing was written"
                 ) from None
-        payloads = pack_payloads(headers, records, self.compression_level)
-        raw = [
-            len(h) + sum(a.nbytes for a in record_arrays(r))
-            for h, r in zip(headers, records, strict=True)
-        ]
+            arrays.append(record_arrays(record))
+        bodies = payload_bodies(headers, arrays)
+        payloads, sizes = pack_bodies(bodies, self.compression_level)
+        raw = [len(body) - 4 for body in bodies]  # header and arrays, before compression
         with self._store.transaction() as con:
             ids = sorted(
                 int(r[0])
@@ -177,7 +190,8 @@ class InferenceHistory:
                 ).fetchall()
             )
             # a failing insert rolls the transaction back
-            con.from_arrow(_frame(ids, records, payloads, raw)).insert_into("inference_history")
+            table = _frame(ids, records, payloads, sizes, raw)
+            con.from_arrow(table).insert_into("inference_history")
         return len(records)
 
     # -- reading --------------------------------------------------------------------------
@@ -311,17 +325,19 @@ def _table_exists(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def _frame(
-    ids: list[int], records: list[InferenceRecord], payloads: list[bytes], raw: list[int]
+    ids: list[int],
+    records: list[InferenceRecord],
+    payloads: bytes,
+    sizes: list[int],
+    raw: list[int],
 ) -> pa.Table:
-    """The rows to insert, columns in table order; the payload column is built from one
-    buffer (``pa.array`` of many ``bytes`` objects is several times slower)."""
-    sizes = np.fromiter(map(len, payloads), np.int64, len(payloads))
+    """The rows to insert, columns in table order; the payload column is ``payloads`` (the
+    records' payloads back to back, ``sizes`` bytes each) as it is (``pa.array`` of many
+    ``bytes`` objects is several times slower)."""
     offsets = np.zeros(len(sizes) + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
     payload = pa.Array.from_buffers(
-        pa.large_binary(),
-        len(sizes),
-        [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(payloads))],
+        pa.large_binary(), len(sizes), [None, pa.py_buffer(offsets), pa.py_buffer(payloads)]
     )
     return pa.table(
         {
@@ -331,7 +347,7 @@ def _frame(
             "action": pa.array([r.action for r in records], pa.string()),
             "confidence": pa.array([r.confidence for r in records], pa.float64()),
             "models": pa.array([list(r.models) for r in records], pa.list_(pa.string())),
-            "bytes": pa.array(sizes),
+            "bytes": pa.array(sizes, pa.int64()),
             "raw_bytes": pa.array(raw, pa.int64()),
             "payload": payload,
         }

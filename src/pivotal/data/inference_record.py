@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -101,37 +102,55 @@ def check_record(record: InferenceRecord, where: str = "") -> None:
     copied and may have changed since); ``ValueError`` naming the offending field, prefixed
     by ``where``."""
     for name in ("decision", "input"):
-        if not isinstance(getattr(record, name), Mapping):
+        if not _is_mapping(getattr(record, name)):
             raise ValueError(
                 f"{where}{name} must be a mapping, got {type(getattr(record, name)).__name__}"
             )
-    if not isinstance(record.outputs, Mapping):
+    if not _is_mapping(record.outputs):
         raise ValueError(f"{where}outputs must map model name → output mapping")
     for model, output in record.outputs.items():
-        _check_name(model, f"{where}outputs")
-        if not isinstance(output, Mapping):
+        if type(model) is not str or not model:
+            _check_name(model, f"{where}outputs")
+        if not _is_mapping(output):
             raise ValueError(
                 f"{where}outputs[{model!r}] must be a mapping (model_type, confidence, "
                 f"action, predictions, metadata), got {type(output).__name__}"
             )
     for part in ("hidden", "tensors"):
         models = getattr(record, part)
-        if not isinstance(models, Mapping):
+        if not _is_mapping(models):
             raise ValueError(f"{where}{part} must map model name → {{name: numpy array}}")
         for model, arrays in models.items():
-            _check_name(model, f"{where}{part}")
-            if not isinstance(arrays, Mapping):
+            if type(model) is not str or not model:
+                _check_name(model, f"{where}{part}")
+            if not _is_mapping(arrays):
                 raise ValueError(
                     f"{where}{part}[{model!r}] must map array name → numpy array, got "
                     f"{type(arrays).__name__}"
                 )
             for name, array in arrays.items():
-                _check_array(array, name, f"{where}{part}[{model!r}]")
+                # the common case at C speed: a str name and a plain array of a dtype seen
+                if (
+                    type(name) is not str
+                    or not name
+                    or type(array) is not np.ndarray
+                    or array.dtype not in _STORABLE
+                ):
+                    _check_array(array, name, f"{where}{part}[{model!r}]")
+
+
+def _is_mapping(value: object) -> bool:
+    return type(value) is dict or type(value) is MappingProxyType or isinstance(value, Mapping)
 
 
 def _check_name(name: object, where: str) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where}: keys must be non-empty str names, got {name!r}")
+
+
+#: dtypes that passed :func:`_check_array` (at most ``_STORABLE_KEPT``)
+_STORABLE: set[np.dtype] = set()
+_STORABLE_KEPT = 256
 
 
 def _check_array(array: object, name: object, where: str) -> None:
@@ -147,3 +166,5 @@ def _check_array(array: object, name: object, where: str) -> None:
             f"{where}[{name!r}] has dtype {dtype}, which cannot be stored without pickling; "
             "use a numeric, bool, datetime or fixed-width string dtype"
         )
+    if len(_STORABLE) < _STORABLE_KEPT:
+        _STORABLE.add(dtype)

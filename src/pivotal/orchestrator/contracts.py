@@ -21,6 +21,7 @@ of a step is the close time of the base-timeframe bar that triggered it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,12 @@ VOTE_ACTIONS: tuple[Action, ...] = (Action.BUY, Action.SELL, Action.HOLD)
 
 Tensors = Mapping[str, npt.NDArray[Any]]
 
+_VOTE_KEYS: tuple[str, ...] = tuple(a.value for a in VOTE_ACTIONS)
+_CLOSE_KEY: str = Action.CLOSE.value
+_INF = math.inf
+_NAN = math.nan
+_sum = np.add.reduce
+
 
 def action_probabilities(output: ModelOutput) -> npt.NDArray[np.float64]:
     """``(3,)`` probabilities of BUY, SELL, HOLD that ``output`` states.
@@ -69,12 +76,13 @@ def action_probabilities(output: ModelOutput) -> npt.NDArray[np.float64]:
     """
     preds = output.predictions
     probs = preds.get("action_probabilities") or preds.get("probabilities")
-    out = np.zeros(3, dtype=np.float64)
-    if isinstance(probs, Mapping) and any(a.value in probs for a in VOTE_ACTIONS):
-        for i, action in enumerate(VOTE_ACTIONS):
-            out[i] = float(probs.get(action.value, 0.0))
-        out[2] += float(probs.get(Action.CLOSE.value, 0.0))
+    if isinstance(probs, Mapping) and any(key in probs for key in _VOTE_KEYS):
+        buy, sell, hold = (float(probs.get(key, 0.0)) for key in _VOTE_KEYS)
+        hold += float(probs.get(_CLOSE_KEY, 0.0))  # float64 sums: the bits numpy gives
+        out = np.array((buy, sell, hold), dtype=np.float64)
+        values: tuple[float, ...] = (buy, sell, hold)
     elif output.action is not None:
+        out = np.zeros(3, dtype=np.float64)
         action = output.action
         c = float(output.confidence)
         if action in VOTE_ACTIONS:
@@ -82,17 +90,20 @@ def action_probabilities(output: ModelOutput) -> npt.NDArray[np.float64]:
             out[2] += 1.0 - c
         else:  # CLOSE
             out[2] = 1.0
+        values = tuple(out.tolist())
     else:
         raise ValueError(
             f"{output.model_name} output at {output.timestamp} states no action: give "
             "predictions['action_probabilities'], ['probabilities'] or ['action']"
         )
-    if not np.isfinite(out).all() or (out < 0).any() or out.sum() <= 0:
+    # finite and >= 0 (NaN fails both comparisons), summing to more than 0
+    total = _sum(out) if all(0.0 <= v < _INF for v in values) else _NAN
+    if not total > 0:
         raise ValueError(
             f"{output.model_name} output at {output.timestamp} has invalid action "
             f"probabilities {out.tolist()} (NaN, negative or all zero)"
         )
-    return out / out.sum()
+    return out / total
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,9 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
+import numpy as np
+import numpy.typing as npt
+
 from pivotal.core.candles import Candles
 from pivotal.core.orders import AccountSnapshot
 from pivotal.core.symbols import Symbol
@@ -61,7 +64,7 @@ from pivotal.orchestrator.contracts import (
     Inference,
     InferenceRequest,
 )
-from pivotal.orchestrator.output_checks import validate_output
+from pivotal.orchestrator.output_checks import judge_output, validate_output
 from pivotal.orchestrator.workers import CallWorker, InlineCall
 
 __all__ = [
@@ -104,7 +107,9 @@ class StepResult:
     ``outputs`` / ``inferences``: by expert name, in graph order. ``skipped``: expert → why
     it gave no output (incomplete input, upstream missing, isolated, failed, timed out,
     invalid output). ``events``: in the order they happened. ``latency_ms``: wall time of
-    each call made (the time waited, for a timeout).
+    each call made (the time waited, for a timeout). ``votes``: each output's
+    :func:`~pivotal.orchestrator.contracts.action_probabilities` as the output check
+    computed it (read-only arrays), by expert name, for the gate.
     """
 
     symbol: str
@@ -114,6 +119,7 @@ class StepResult:
     skipped: Mapping[str, str]
     events: tuple[ExpertEvent, ...]
     latency_ms: Mapping[str, float] = field(default_factory=dict)
+    votes: Mapping[str, npt.NDArray[np.float64]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -304,9 +310,15 @@ class ModelInferenceCoordinator:
         *,
         updated: Collection[Timeframe] | None = None,
         observe: Callable[[Any], Any] | None = None,
+        check: Callable[[BaseDataInput, InputSpec], InputReport] = check_input,
     ) -> StepResult:
         """Run the triggered experts on the step's ``input`` at ``timestamp`` (UTC ms, the
         close of the bar that triggered the step); see the module docstring.
+
+        ``check``: validates the input against an expert's spec; it must give
+        :func:`~pivotal.features.inputs.check_input`'s report (the market frame's
+        :meth:`~pivotal.orchestrator.frame.MarketFrame.check_input` does, reading the invalid
+        candles it counted as they arrived).
 
         ``ValueError`` when ``input`` is for another symbol or time (a caller bug); every
         expert problem is contained in the result instead.
@@ -322,6 +334,7 @@ class ModelInferenceCoordinator:
                 raise RuntimeError("the coordinator is closed; build a new one")
             step = _Step(self, str(sym), sym, timestamp, input, account)
             step.observe = observe
+            step.check = check
             return step.run(self._triggered(updated))
 
     def _symbol(self, symbol: str) -> Symbol:
@@ -423,6 +436,7 @@ class _Step:
 
     __slots__ = (
         "account",
+        "check",
         "coordinator",
         "events",
         "inferences",
@@ -435,6 +449,7 @@ class _Step:
         "sym",
         "symbol",
         "timestamp",
+        "votes",
     )
 
     def __init__(
@@ -460,6 +475,8 @@ class _Step:
         self.latency: dict[str, float] = {}
         self.reports: dict[InputSpec, InputReport] = {}
         self.observe: Callable[[Any], Any] | None = None
+        self.check: Callable[[BaseDataInput, InputSpec], InputReport] = check_input
+        self.votes: dict[str, npt.NDArray[np.float64]] = {}
 
     def run(self, triggered: frozenset[str]) -> StepResult:
         coordinator = self.coordinator
@@ -485,6 +502,7 @@ class _Step:
             skipped=MappingProxyType(self.skipped),
             events=tuple(self.events),
             latency_ms=MappingProxyType(self.latency),
+            votes=MappingProxyType({n: self.votes[n] for n in outputs}),
         )
 
     def _skip(self, slot: _Slot, message: str, problem: tuple[str, ...]) -> None:
@@ -509,7 +527,7 @@ class _Step:
         spec = slot.expert.spec
         report = self.reports.get(spec)
         if report is None:
-            report = self.reports[spec] = check_input(self.input, spec)
+            report = self.reports[spec] = self.check(self.input, spec)
         if not report.ok:
             self._skip(slot, report.message(), _problem_kind(report))
             return None
@@ -544,14 +562,15 @@ class _Step:
         if error is not None:
             self._failed(slot, "failed", f"{type(error).__name__}: {error}")
             return
-        problem = validate_output(answer, slot.name, self.sym, self.timestamp)
-        if problem is not None:
-            self._failed(slot, "invalid_output", problem)
+        problem, vote = judge_output(answer, slot.name, self.sym, self.timestamp)
+        if problem is not None or vote is None:
+            self._failed(slot, "invalid_output", str(problem))
             return
-        inference = cast(Inference, answer)  # validate_output checked it
+        inference = cast(Inference, answer)  # judge_output checked it
         slot.failures = 0
         self.outputs[slot.name] = inference.output
         self.inferences[slot.name] = inference
+        self.votes[slot.name] = vote
 
     def _failed(self, slot: _Slot, kind: EventKind, message: str) -> None:
         labels = {"timeout": "timed out", "failed": "failed", "invalid_output": "invalid output"}

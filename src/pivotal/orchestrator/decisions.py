@@ -152,15 +152,18 @@ class DecisionMaker:
         timestamp: int,
         outputs: Mapping[str, ModelOutput],
         skipped: Mapping[str, str] | None = None,
+        votes: Mapping[str, npt.NDArray[np.float64]] | None = None,
     ) -> Decision:
         """The decision at ``timestamp`` (UTC ms) for ``symbol`` from ``outputs`` (expert
         name → its output of this step). ``skipped``: experts that gave no output and why;
         an output whose probabilities are invalid is added there and does not vote.
-        ``ValueError`` for an output from an expert not in :attr:`experts`."""
+        ``votes``: :func:`action_probabilities` of (some of) these very outputs, already
+        computed (the coordinator's output check did: ``StepResult.votes``); the others are
+        computed here. ``ValueError`` for an output from an expert not in :attr:`experts`."""
         thresholds = self._thresholds
         gate, gate_name = self._gate_name()
         skipped_all = dict(skipped) if skipped else {}
-        votes: dict[str, tuple[npt.NDArray[np.float64], float]] = {}
+        ballots: dict[str, tuple[npt.NDArray[np.float64], float]] = {}
         known = self._known
         for name, output in outputs.items():
             if name not in known:
@@ -168,11 +171,15 @@ class DecisionMaker:
                     f"output from unknown expert {name!r}; this decision maker knows "
                     f"{list(self.experts)}"
                 )
-            try:
-                votes[name] = (action_probabilities(output), float(output.confidence))
-            except ValueError as err:
-                skipped_all[name] = f"invalid probabilities: {err}"
-        if not votes:
+            probabilities = None if votes is None else votes.get(name)
+            if probabilities is None:
+                try:
+                    probabilities = action_probabilities(output)
+                except ValueError as err:
+                    skipped_all[name] = f"invalid probabilities: {err}"
+                    continue
+            ballots[name] = (probabilities, float(output.confidence))
+        if not ballots:
             reason = "no expert voted"
             if skipped_all:
                 details = "; ".join(f"{k}: {v}" for k, v in skipped_all.items())
@@ -188,14 +195,14 @@ class DecisionMaker:
                 reason=reason,
                 skipped=skipped_all,
             )
-        if len(votes) > 1:
+        if len(ballots) > 1:
             order = self._order
-            votes = dict(sorted(votes.items(), key=lambda item: order[item[0]]))
-        combined, weights = gate.combine(votes)
+            ballots = dict(sorted(ballots.items(), key=lambda item: order[item[0]]))
+        combined, weights = gate.combine(ballots)
         p_buy, p_sell, p_hold = (float(v) for v in combined)
         index, reason = _rule(p_buy, p_sell, p_hold, thresholds)
         contributions = []
-        for name, (probs, conf) in votes.items():
+        for name, (probs, conf) in ballots.items():
             w = weights[name]
             contributions.append(
                 Contribution(

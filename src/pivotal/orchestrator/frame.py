@@ -42,7 +42,6 @@ the :class:`~pivotal.orchestrator.subscriptions.DataSubscriptionManager`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -56,14 +55,14 @@ from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.trades import Trades
 from pivotal.core.types import BaseDataInput, COBData, ModelOutput, PivotPoint
-from pivotal.features.inputs.builder import build_input
 from pivotal.features.inputs.columns import ColumnsConfig
 from pivotal.features.inputs.history import COBHistory
 from pivotal.features.inputs.observation import ObservationBuilder
 from pivotal.features.inputs.rolling import DEFAULT_CAPACITY, RollingCandles
 from pivotal.features.inputs.spec import InputSpec
+from pivotal.features.inputs.validation import InputReport, check_input
 from pivotal.features.orderbook.order_flow import OrderFlowConfig
-from pivotal.orchestrator.frame_series import FrameSeries, columns_key
+from pivotal.orchestrator.frame_series import FrameSeries, check_candles, check_order, columns_key
 from pivotal.orchestrator.trade_log import TradeLog
 
 __all__ = ["MarketFrame", "RowSplit"]
@@ -86,57 +85,6 @@ def _ms(t: Any) -> int:
     if isinstance(t, bool) or not isinstance(t, int | np.integer):
         raise TypeError(f"t must be UTC milliseconds as int, got {t!r}")
     return int(t)
-
-
-def _check_order(candles: Any, where: str) -> Candles:
-    if not isinstance(candles, Candles):
-        raise TypeError(f"{where}: expected Candles, got {type(candles).__name__}")
-    ts = candles.timestamp
-    if len(ts) > 1 and np.any(ts[1:] <= ts[:-1]):
-        i = int(np.flatnonzero(ts[1:] <= ts[:-1])[0]) + 1
-        raise ValueError(
-            f"{where}: open times must strictly increase, but row {i} opens at {ts[i]} after "
-            f"{ts[i - 1]}; sort and de-duplicate the candles first"
-        )
-    return candles
-
-
-def _valid_bar(candle: Candles) -> bool:
-    o, h, lo, c, v = (
-        float(candle.open[0]),
-        float(candle.high[0]),
-        float(candle.low[0]),
-        float(candle.close[0]),
-        float(candle.volume[0]),
-    )
-    finite = math.isfinite(o) and math.isfinite(h) and math.isfinite(lo) and math.isfinite(c)
-    return finite and math.isfinite(v) and v >= 0 and c > 0 and h >= lo
-
-
-def _check_candles(candles: Any, where: str) -> Candles:
-    """Refuses what would break the derived data later: unsorted or repeated open times,
-    NaN or infinite values, ``close <= 0``, negative volume, ``high < low``."""
-    ts = _check_order(candles, where).timestamp
-    if len(ts) == 1 and _valid_bar(candles):  # the live path: one bar, checked in Python
-        return candles
-    problems = (
-        ("is NaN or infinite", lambda c: ~np.isfinite(c.open + c.high + c.low + c.close)),
-        (
-            "has a NaN, infinite or negative volume",
-            lambda c: ~(np.isfinite(c.volume) & (c.volume >= 0)),
-        ),
-        ("has close <= 0", lambda c: c.close <= 0),
-        ("has high < low", lambda c: c.high < c.low),
-    )
-    for what, test in problems:
-        bad = test(candles)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"{where}: the candle opening at {ts[i]} {what} ({int(bad.sum())} such row(s)); "
-                "fix or drop those candles first"
-            )
-    return candles
 
 
 class _Market:
@@ -209,6 +157,8 @@ class MarketFrame:
         self._cob = COBHistory(cob_capacity)
         self._markets: dict[Symbol, _Market] = {}
         self._lookup: dict[str | Symbol, _Market] = {}  # any spelling -> its market
+        # the windows the latest input() handed out, by id: (window, running invalid counts)
+        self._handed: dict[int, tuple[Candles, npt.NDArray[np.int64]]] = {}
 
     def _market(self, symbol: str | Symbol) -> _Market | None:
         """The market of ``symbol`` (any spelling), None when the frame has none."""
@@ -279,7 +229,7 @@ class MarketFrame:
                     f"{sym} {tf} already holds {existing[tf].held} candles; grow it with "
                     "append_candles instead of loading it again"
                 )
-            checked[tf] = _check_candles(history, f"load({sym}, {tf})")
+            checked[tf] = check_candles(history, f"load({sym}, {tf})")
         market = self._ensure(sym)
         for tf, history in checked.items():
             series = market.series.get(tf)
@@ -319,7 +269,7 @@ class MarketFrame:
         candles: a row, once held, is never revised."""
         tf = Timeframe.parse(timeframe)
         where = f"append_candles({symbol}, {tf})"
-        _check_order(candles, where)  # split_rows relies on it; values are checked below
+        check_order(candles, where)  # split_rows relies on it; values are checked below
         split = self.split_rows(symbol, tf, candles)
         if len(split.stale):
             shown = ", ".join(str(int(t)) for t in split.stale[:5])
@@ -330,18 +280,33 @@ class MarketFrame:
             )
         if not len(split.new):
             return 0
-        _check_candles(split.new, where)
+        self._fold(symbol, tf, split.new, where)
+        return len(split.new)
+
+    def take_candles(self, symbol: str, timeframe: Timeframe | str, candles: Candles) -> RowSplit:
+        """:meth:`split_rows`, then the new rows appended as :meth:`append_candles` appends
+        them (the rows the frame holds are ignored; the stale ones, which
+        :meth:`append_candles` refuses, are left out and returned): what a subscription
+        applies, splitting the candles once."""
+        tf = Timeframe.parse(timeframe)
+        split = self.split_rows(symbol, tf, candles)
+        if len(split.new):
+            self._fold(symbol, tf, split.new, f"append_candles({symbol}, {tf})")
+        return split
+
+    def _fold(self, symbol: str, tf: Timeframe, new: Candles, where: str) -> None:
+        """Check ``new`` (rows opening after every row held) and fold it into the series."""
+        check_candles(new, where)
         market = self._ensure(symbol)
         series = market.series.get(tf)
         if series is None:
             series = market.series[tf] = self._series(market, tf)
         if series.backlog_left:
-            series.add_backlog(split.new)
+            series.add_backlog(new)
             if market.known is not None:
                 series.feed(market.known)
         else:
-            series.extend(split.new)
-        return len(split.new)
+            series.extend(new)
 
     def add_cob(self, snapshot: COBData) -> None:
         """Record a COB snapshot; refuses one older than its symbol's newest."""
@@ -479,25 +444,28 @@ class MarketFrame:
         if market is None or t is None:
             raise ValueError(f"nothing of {symbol} is known yet: call advance() before input()")
         self._check_frames(spec)
+        handed: dict[int, tuple[Candles, npt.NDArray[np.int64]]] = {}
         by_tf = market.series
         primary: dict[Timeframe, Candles] = {}
         indicators: dict[str, float] = {}
         for tf in spec.timeframes:
             series = by_tf.get(tf)
-            if series is not None and (end := series.closed_end(t)):
-                primary[tf] = series.rolling.candles(end)
-                if not series.stale(end, t):  # no values from before a gap reaching t
-                    indicators.update(series.indicator_row(end - 1))
+            # a stream whose newest closed candle lies before a gap reaching t: no window,
+            # and no indicator values from before the gap
+            if series is not None and (end := series.closed_end(t)) and not series.stale(end, t):
+                primary[tf] = series.window(end, spec.frames, handed)
+                indicators.update(series.indicator_row(end - 1))
         reference = None
         ref = None if spec.reference_symbol is None else self._markets.get(spec.reference_symbol)
         if ref is not None and ref.series:
             reference = {}
             for tf in spec.reference_timeframes:
                 series = ref.series.get(tf)
-                if series is not None:
-                    series.feed(t)  # a reference loaded ahead: its candles closed by t
-                if series is not None and (end := series.closed_end(t)):
-                    reference[tf] = series.rolling.candles(end)
+                if series is None:
+                    continue
+                series.feed(t)  # a reference loaded ahead: its candles closed by t
+                if (end := series.closed_end(t)) and not series.stale(end, t):
+                    reference[tf] = series.window(end, spec.frames, handed)
         pivots: tuple[PivotPoint, ...] = ()
         pivot_tf = self.pivot_timeframe
         if pivot_tf is None:
@@ -509,19 +477,43 @@ class MarketFrame:
             pivots = series.pivot_points(count, keep)
         log = market.trades
         micro = {} if log is None else log.microstructure(t - self.trade_window_ms, t, self.flow)
-        return build_input(
-            primary,
-            market.symbol,
-            t,
-            spec,
-            reference=reference,
-            cob_data=self._cob.latest(market.symbol, t),
+        cob = self._cob.latest(market.symbol, t)
+        if cob is not None and cob.timestamp > t:
+            raise ValueError(
+                f"cob_data is a snapshot at {cob.timestamp}, after t={t}; pass the latest "
+                "snapshot taken at or before t"
+            )
+        self._handed = handed
+        return BaseDataInput(
+            symbol=market.symbol,
+            timestamp=t,
+            ohlcv=primary,
+            reference_symbol=spec.reference_symbol if reference is not None else None,
+            reference_ohlcv=reference or {},
+            cob_data=cob,
             technical_indicators=indicators,
-            pivot_points=pivots,
-            last_predictions=last_predictions,
+            pivot_points=tuple(p for p in pivots if p.confirmed_at <= t),
+            last_predictions={
+                name: out for name, out in (last_predictions or {}).items() if out.timestamp <= t
+            },
             market_microstructure=micro,
-            max_missing_bars=self.max_missing_bars,
         )
+
+    def check_input(self, inp: BaseDataInput, spec: InputSpec) -> InputReport:
+        """:func:`~pivotal.features.inputs.check_input` of ``inp`` against ``spec``, the same
+        report: the invalid candles of the windows the latest :meth:`input` handed out are
+        read from the counts kept as each candle was folded in instead of being scanned;
+        any other candles are scanned."""
+        return check_input(inp, spec, invalid_rows=self._invalid_rows)
+
+    def _invalid_rows(self, candles: Candles, start: int) -> int | None:
+        """Invalid candles among ``candles[start:]`` when ``candles`` is a window the latest
+        :meth:`input` handed out (this very object), else None."""
+        kept = self._handed.get(id(candles))
+        if kept is None or kept[0] is not candles:
+            return None
+        counts = kept[1]
+        return int(counts[-1] - counts[start])
 
     def _check_frames(self, spec: InputSpec) -> None:
         if spec.frames > self.capacity:

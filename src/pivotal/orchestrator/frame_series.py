@@ -9,14 +9,20 @@ window's memory stays bounded. The backlog is the caller's arrays (views, not co
 
 The readers cache what a decision step asks for repeatedly: the indicator dict of the newest
 closed row and the tuple of newest pivots (only pivots confirmed since the last read are
-turned into :class:`~pivotal.core.types.PivotPoint` objects).
+turned into :class:`~pivotal.core.types.PivotPoint` objects). :meth:`FrameSeries.window`
+cuts an input's candle window straight from the rows, with the running count of invalid
+candles that lets the frame's input check skip scanning it. :func:`check_candles` is what
+the frame refuses of the candles it is given.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from pivotal.core.candles import Candles
 from pivotal.core.gaps import is_gap
@@ -27,7 +33,7 @@ from pivotal.features.indicators.feature_set import FEATURE_COLUMNS
 from pivotal.features.inputs.columns import ColumnsConfig
 from pivotal.features.inputs.rolling import RollingCandles
 
-__all__ = ["FrameSeries", "columns_key"]
+__all__ = ["FrameSeries", "check_candles", "check_order", "columns_key"]
 
 
 def columns_key(columns: ColumnsConfig) -> str:
@@ -36,6 +42,59 @@ def columns_key(columns: ColumnsConfig) -> str:
 
 
 _KINDS = {"high": PivotKind.HIGH, "low": PivotKind.LOW}
+
+
+def check_order(candles: Any, where: str) -> Candles:
+    """``candles`` when they are Candles with strictly increasing open times; ``where``
+    names the caller in the error."""
+    if not isinstance(candles, Candles):
+        raise TypeError(f"{where}: expected Candles, got {type(candles).__name__}")
+    ts = candles.timestamp
+    if len(ts) > 1 and np.any(ts[1:] <= ts[:-1]):
+        i = int(np.flatnonzero(ts[1:] <= ts[:-1])[0]) + 1
+        raise ValueError(
+            f"{where}: open times must strictly increase, but row {i} opens at {ts[i]} after "
+            f"{ts[i - 1]}; sort and de-duplicate the candles first"
+        )
+    return candles
+
+
+def _valid_bar(candle: Candles) -> bool:
+    o, h, lo, c, v = (
+        float(candle.open[0]),
+        float(candle.high[0]),
+        float(candle.low[0]),
+        float(candle.close[0]),
+        float(candle.volume[0]),
+    )
+    finite = math.isfinite(o) and math.isfinite(h) and math.isfinite(lo) and math.isfinite(c)
+    return finite and math.isfinite(v) and v >= 0 and c > 0 and h >= lo
+
+
+def check_candles(candles: Any, where: str) -> Candles:
+    """Refuses what would break the derived data later: unsorted or repeated open times,
+    NaN or infinite values, ``close <= 0``, negative volume, ``high < low``."""
+    ts = check_order(candles, where).timestamp
+    if len(ts) == 1 and _valid_bar(candles):  # the live path: one bar, checked in Python
+        return candles
+    problems = (
+        ("is NaN or infinite", lambda c: ~np.isfinite(c.open + c.high + c.low + c.close)),
+        (
+            "has a NaN, infinite or negative volume",
+            lambda c: ~(np.isfinite(c.volume) & (c.volume >= 0)),
+        ),
+        ("has close <= 0", lambda c: c.close <= 0),
+        ("has high < low", lambda c: c.high < c.low),
+    )
+    for what, test in problems:
+        bad = test(candles)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{where}: the candle opening at {ts[i]} {what} ({int(bad.sum())} such row(s)); "
+                "fix or drop those candles first"
+            )
+    return candles
 
 
 class FrameSeries:
@@ -178,6 +237,23 @@ class FrameSeries:
             end = self.rolling.closed_count(t)
             self._closed = (t, total, end)
         return end
+
+    def window(
+        self, end: int, frames: int, handed: dict[int, tuple[Candles, npt.NDArray[np.int64]]]
+    ) -> Candles:
+        """The newest ``frames`` of the first ``end`` (>= 1) window rows, starting no earlier
+        than the segment of the newest of them (an input's window never spans a gap), as
+        read-only views; kept in ``handed`` by the window's id with its running invalid
+        counts (:meth:`~pivotal.features.inputs.rolling.RollingCandles.invalid_counts`).
+
+        The rows :func:`~pivotal.features.inputs.builder.closed_window` cuts from the first
+        ``end`` rows: each row's segment start was set as it arrived, by the same gap rule
+        (:func:`~pivotal.core.gaps.is_gap` between consecutive candles)."""
+        rolling = self.rolling
+        start = max(0, end - frames, rolling.segment_start(end - 1) - rolling.first_index)
+        window = rolling.rows(start, end)
+        handed[id(window)] = (window, rolling.invalid_counts(start, end))
+        return window
 
     def stale(self, end: int, t: int) -> bool:
         """Whether a gap separates the newest of the first ``end`` rows from ``t``."""

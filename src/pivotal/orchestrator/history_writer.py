@@ -1,11 +1,13 @@
 """Batched inference-history writes on a writer thread.
 
 The orchestrator builds each step's :class:`~pivotal.data.inference_history.InferenceRecord`
-on its decision thread (cheap: references to the step's arrays) and gives it to
-:meth:`HistoryWriter.add`. Every ``batch`` records are handed to a writer thread as one
-batch, which :meth:`InferenceHistory.append` checks, compresses and inserts in one
-transaction; the decision thread never waits for that unless ``max_pending`` batches are
-already waiting to be written (back-pressure, counted in :attr:`HistoryWriter.stats`).
+on its decision thread (:func:`~pivotal.orchestrator.records.record_of_step`: references to
+the step's arrays and its JSON header, encoded while the step's data is fresh in the cache)
+and gives it to :meth:`HistoryWriter.add`. Every ``batch`` records are handed to a writer
+thread as one batch, which :meth:`InferenceHistory.append` turns into byte planes,
+compresses (without the GIL) and inserts in one transaction; the decision thread never
+waits for that unless ``max_pending`` batches are already waiting to be written
+(back-pressure, counted in :attr:`HistoryWriter.stats`).
 
 **What a crash loses.** A step is *flushed* once its batch is committed. At any time at most
 the batch being collected plus ``max_pending`` handed-over batches are unflushed

@@ -115,7 +115,7 @@ class BarIntake:
         if held is not None:
             for tf, closes in held.closes.items():
                 start = held.next_row[tf]
-                stop = int(np.searchsorted(closes, t, side="right"))
+                stop = int(closes.searchsorted(t, side="right"))
                 if stop > start:
                     key = self._key(StreamKind.CANDLES, symbol, tf)
                     rows = held.streams[tf].rows(start, stop)  # views of checked columns

@@ -304,12 +304,15 @@ class Orchestrator:
             context.account,
             updated=updated,
             observe=lambda builder: frame.observe(symbol, builder, t),
+            check=frame.check_input,
         )
         for output in step.outputs.values():
             self.outputs.record(output)
         for event in step.events:
             self._event(event.kind, event.timestamp, event.symbol, event.model, event.message)
-        decision = self.decision_maker.decide(symbol, t, step.outputs, step.skipped)
+        decision = self.decision_maker.decide(
+            symbol, t, step.outputs, step.skipped, votes=step.votes
+        )
         self.log.decision(decision)
         count = self._steps.get(symbol, 0)
         self._steps[symbol] = count + 1

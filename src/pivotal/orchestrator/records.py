@@ -15,18 +15,27 @@ were given and what they answered:
 - ``outputs`` / ``hidden``: every model's output (predictions, confidence, metadata) and its
   hidden states as arrays; ``decision``: the gate's probabilities, contributions, reason and
   the experts that gave no vote.
+
+The record is an :class:`~pivotal.data.inference_payload.EncodedRecord`: the step's
+read-only mappings (predictions, metadata, hidden states, indicators, microstructure) go in
+as they are, and its JSON header is encoded once, on the decision thread while the step's
+data is fresh in the cache, by :func:`plain`'s rules (the stored values are those of the
+plain copies earlier versions built first). Names that should be str (models, skipped
+experts, versions, indicators) but are not are stored as ``str(name)``, plain's rule.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from pivotal.core.types import Action, BaseDataInput, ModelOutput
+from pivotal.core.types import Action, BaseDataInput, ModelOutput, PivotPoint
 from pivotal.data.inference_history import InferenceRecord
+from pivotal.data.inference_payload import EncodedRecord, plain
 from pivotal.orchestrator.contracts import Contribution, Decision, Expert, Inference
 
 __all__ = [
@@ -38,54 +47,104 @@ __all__ = [
 ]
 
 
-_SCALARS = frozenset({float, int, bool, str, type(None)})
-
-
-def plain(value: Any) -> Any:
-    """``value`` as JSON-able data: mappings → dicts with str keys, sequences and arrays →
-    lists, numpy scalars → Python numbers, enums → their value; non-finite floats stay floats
-    (the history encodes them)."""
-    kind = type(value)
-    if kind is float or kind is int or kind is bool or value is None:
-        return value
-    if isinstance(value, Mapping):
-        return {k if type(k) is str else str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, list | tuple):
-        if all(type(v) in _SCALARS for v in value):  # floats, names: nothing to convert
-            return list(value)
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _arrays(states: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+def _arrays(states: Mapping[str, Any] | None) -> Mapping[str, np.ndarray]:
+    """The arrays among ``states`` (hidden states): numpy arrays as they are, torch tensors
+    and numbers converted; anything else left out. States that are all arrays under str
+    names are returned as they are (an output's are a read-only mapping)."""
+    if not states:
+        return {}
+    if set(map(type, states.values())) == {np.ndarray} and set(map(type, states)) == {str}:
+        return states if type(states) is MappingProxyType else dict(states)
     out: dict[str, np.ndarray] = {}
-    for key, value in (states or {}).items():
+    for key, value in states.items():
         if isinstance(value, np.ndarray):
             out[str(key)] = value
+        elif isinstance(value, list | tuple | int | float):  # numpy floats too
+            out[str(key)] = np.asarray(value, dtype=np.float64)
         elif hasattr(value, "detach"):  # a torch tensor
             out[str(key)] = value.detach().cpu().numpy()
-        elif isinstance(value, list | tuple | int | float):
-            out[str(key)] = np.asarray(value, dtype=np.float64)
     return out
+
+
+#: an action's value → itself, and each Action → its value (a StrEnum hashes as its value)
+_ACTION_VALUES: dict[Any, str] = {a.value: a.value for a in Action}
+
+
+def _action(value: Any) -> str | None:
+    """``Action.parse(value).value`` (None for None), a dict look-up for the usual values."""
+    if value is None:
+        return None
+    known = _ACTION_VALUES.get(value) if isinstance(value, str) else None
+    return known if known is not None else Action.parse(value).value
 
 
 def output_to_dict(output: ModelOutput) -> dict[str, Any]:
     """The JSON-able part of an output (hidden states are stored as arrays apart)."""
+    out = _output(output)
+    out["predictions"] = plain(output.predictions)
+    out["metadata"] = plain(output.metadata)
+    return out
+
+
+def _output(output: ModelOutput) -> dict[str, Any]:
+    """:func:`output_to_dict` with ``predictions`` and ``metadata`` as they are (an
+    :class:`EncodedRecord` makes them plain as it writes them)."""
     return {
         "model_type": output.model_type,
         "model_name": output.model_name,
         "timestamp": int(output.timestamp),
         "confidence": float(output.confidence),
-        "action": None if output.action is None else output.action.value,
-        "predictions": plain(output.predictions),
-        "metadata": plain(output.metadata),
+        "action": _action(output.predictions.get("action")),
+        "predictions": output.predictions,
+        "metadata": output.metadata,
     }
+
+
+#: PivotPoint → its record entry, for the pivots of the last steps (a step's input holds the
+#: same PivotPoint objects as the step before, plus the newly confirmed ones)
+_PIVOTS: dict[int, tuple[PivotPoint, dict[str, Any]]] = {}
+_PIVOTS_KEPT = 4096
+#: the last step's pivots and their entries (the next step's are mostly the same)
+_last_pivots: tuple[tuple[PivotPoint, ...], list[dict[str, Any]]] = ((), [])
+
+
+def _pivot(p: PivotPoint) -> dict[str, Any]:
+    """A pivot's entry in the input summary."""
+    kept = _PIVOTS.get(id(p))
+    if kept is not None and kept[0] is p:
+        return kept[1]
+    entry = {
+        "timestamp": p.timestamp,
+        "confirmed_at": p.confirmed_at,
+        "price": p.price,
+        "kind": str(p.kind),
+        "level": p.level,
+    }
+    if len(_PIVOTS) >= _PIVOTS_KEPT:
+        _PIVOTS.clear()
+    _PIVOTS[id(p)] = (p, entry)  # the PivotPoint is kept with it: its id is not reused
+    return entry
+
+
+def _pivots(points: tuple[PivotPoint, ...]) -> list[dict[str, Any]]:
+    """The input summary's pivots. Entries (and, for the same pivots as the last step's, the
+    list) are shared by the records that hold the same PivotPoints: records are not changed
+    once built, and PivotPoints are frozen."""
+    global _last_pivots
+    last = _last_pivots
+    if points == last[0]:  # element by element, identity first
+        return last[1]
+    entries = [_pivot(p) for p in points]
+    _last_pivots = (tuple(points), entries)
+    return entries
+
+
+def _indicators(values: Mapping[str, float]) -> Mapping[str, float | None]:
+    """The technical indicators as floats, non-finite ones as None; all-finite floats are
+    returned as they are (an input's are a read-only mapping)."""
+    if set(map(type, values.values())) <= {float} and math.isfinite(sum(values.values())):
+        return values  # all finite (an overflow of the sum takes the loop)
+    return {k: (None if not math.isfinite(v) else float(v)) for k, v in values.items()}
 
 
 def _input_summary(inp: BaseDataInput) -> dict[str, Any]:
@@ -101,29 +160,17 @@ def _input_summary(inp: BaseDataInput) -> dict[str, Any]:
         "symbol": str(inp.symbol),
         "timestamp": int(inp.timestamp),
         "windows": windows,
-        "technical_indicators": {
-            k: (None if not math.isfinite(v) else float(v))
-            for k, v in inp.technical_indicators.items()
-        },
-        "pivot_points": [
-            {
-                "timestamp": p.timestamp,
-                "confirmed_at": p.confirmed_at,
-                "price": p.price,
-                "kind": str(p.kind),
-                "level": p.level,
-            }
-            for p in inp.pivot_points
-        ],
+        "technical_indicators": _indicators(inp.technical_indicators),
+        "pivot_points": _pivots(inp.pivot_points),
         "last_predictions": {
             name: {
                 "timestamp": int(out.timestamp),
-                "action": None if out.action is None else out.action.value,
+                "action": _action(out.predictions.get("action")),
                 "confidence": float(out.confidence),
             }
             for name, out in inp.last_predictions.items()
         },
-        "market_microstructure": plain(inp.market_microstructure),
+        "market_microstructure": inp.market_microstructure,
         "cob_timestamp": None if inp.cob_data is None else int(inp.cob_data.timestamp),
     }
 
@@ -139,17 +186,26 @@ def _contribution(c: Contribution) -> dict[str, Any]:
     }
 
 
+def _tensors(tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    if set(map(type, tensors.values())) <= {np.ndarray}:
+        return dict(tensors)
+    return {k: np.asarray(v) for k, v in tensors.items()}
+
+
 def record_of_step(
     decision: Decision,
     inp: BaseDataInput,
     inferences: Mapping[str, Inference],
     versions: Mapping[str, int] | None = None,
 ) -> InferenceRecord:
-    """The history record of one step (module docstring). ``versions``: each model's weight
-    generation at the time (the learning loop bumps it on every promotion), so a replay can
-    tell whether the current weights are the ones that decided."""
+    """The history record of one step (module docstring), encoded as it is built
+    (:class:`~pivotal.data.inference_payload.EncodedRecord`: the outputs' predictions and
+    metadata and the input's microstructure are kept as they are and made plain as they
+    are written). ``versions``: each model's weight generation at the time (the learning
+    loop bumps it on every promotion), so a replay can tell whether the current weights are
+    the ones that decided."""
     versions = versions or {}
-    return InferenceRecord(
+    return EncodedRecord(
         symbol=decision.symbol,
         timestamp=int(decision.timestamp),
         action=decision.action.value,
@@ -162,12 +218,9 @@ def record_of_step(
             "skipped": dict(decision.skipped),
             "versions": {k: int(v) for k, v in versions.items()},
         },
-        outputs={name: output_to_dict(inf.output) for name, inf in inferences.items()},
+        outputs={name: _output(inf.output) for name, inf in inferences.items()},
         hidden={name: _arrays(inf.output.hidden_states) for name, inf in inferences.items()},
-        tensors={
-            name: {k: np.asarray(v) for k, v in inf.tensors.items()}
-            for name, inf in inferences.items()
-        },
+        tensors={name: _tensors(inf.tensors) for name, inf in inferences.items()},
         input=_input_summary(inp),
     )
 

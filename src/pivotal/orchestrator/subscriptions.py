@@ -321,9 +321,7 @@ class DataSubscriptionManager:
         if not len(candles):
             return 0
         frame = self.frame
-        split = frame.split_rows(key.symbol, key.timeframe, candles)
-        if len(split.new):
-            frame.append_candles(key.symbol, key.timeframe, split.new)
+        split = frame.take_candles(key.symbol, key.timeframe, candles)
         close = int(candles.timestamp[-1]) + key.timeframe.ms
         known = frame.known_until(key.symbol)
         frame.advance(key.symbol, close if known is None else max(known, close))

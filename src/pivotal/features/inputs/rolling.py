@@ -11,12 +11,19 @@ ever appended); :attr:`first_index` is the oldest one still held.
 Storage is one set of column buffers twice the capacity long: a row is written once, at the
 end; when the buffers are full, the newest ``capacity - 1`` rows move into *fresh* buffers
 (amortized O(1) per row). Buffers are never written below their end, so a view handed out
-earlier (:meth:`candles`, :meth:`column_rows`) keeps its values for as long as it is held,
-while the memory of the window itself stays bounded.
+earlier (:meth:`candles`, :meth:`column_rows`, :meth:`invalid_counts`) keeps its values for
+as long as it is held, while the memory of the window itself stays bounded.
+
+Each row also counts, once, whether input validation
+(:func:`~pivotal.features.inputs.validation.invalid_rows`) would call it invalid (a price
+that is not finite and positive, a volume that is not finite and non-negative): the running
+count lets a window's invalid rows be read in O(1) (:meth:`invalid_counts`) instead of
+re-scanning the window at every step.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -37,6 +44,20 @@ DEFAULT_CAPACITY = 1_500
 """Candles kept per series by default: seed 003's 1,500-candle cache."""
 
 FloatMatrix = npt.NDArray[np.float64]
+
+_INF = math.inf
+
+
+def _invalid_row(open: float, high: float, low: float, close: float, volume: float) -> bool:
+    """Whether input validation counts the candle as invalid: a price that is not finite and
+    positive, or a volume that is not finite and non-negative (NaN fails every comparison)."""
+    return not (
+        0.0 < open < _INF
+        and 0.0 < high < _INF
+        and 0.0 < low < _INF
+        and 0.0 < close < _INF
+        and 0.0 <= volume < _INF
+    )
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -81,6 +102,7 @@ class RollingCandles:
         self._lo = 0  # buffer row of the oldest held candle
         self._hi = 0  # buffer row after the newest
         self.total = 0  # candles appended since the first (absolute index of the next row)
+        self.invalid_total = 0  # of them, those input validation counts as invalid
         self._allocate(0)
 
     @property
@@ -98,17 +120,25 @@ class RollingCandles:
         cols = np.zeros((size, self.stream.width), np.float64)
         raw = np.zeros((size, self._n_raw), np.float64)
         seg = np.zeros(size, np.int64)
+        # invalid[i + 1] - invalid[j]: invalid rows among buffer rows j..i (running counts of
+        # every row appended so far, so only their differences are read)
+        invalid = np.zeros(size + 1, np.int64)
         if old is not None and keep:
             ts[:keep] = self._ts[lo:hi]
             prices[:, :keep] = self._prices[:, lo:hi]
             cols[:keep] = self._cols[lo:hi]
             raw[:keep] = self._raw[lo:hi]
             seg[:keep] = self._seg[lo:hi]
+            invalid[: keep + 1] = self._invalid[lo : hi + 1]
+        else:
+            invalid[0] = self.invalid_total
         self._ts, self._prices, self._cols, self._raw, self._seg = ts, prices, cols, raw, seg
+        self._invalid = invalid
         self._base = Candles(_read_only(ts), *(_read_only(p) for p in prices))
         self._cols_ro = _read_only(cols)
         self._raw_ro = _read_only(raw)
         self._seg_ro = _read_only(seg)
+        self._invalid_ro = _read_only(invalid)
         self._lo, self._hi = 0, keep
 
     def append(
@@ -136,6 +166,9 @@ class RollingCandles:
         if self._n_raw:
             self._raw[i] = self.stream.raw_indicators
         self._seg[i] = self.stream.segment_start
+        if _invalid_row(open, high, low, close, volume):
+            self.invalid_total += 1
+        self._invalid[i + 1] = self.invalid_total
         self._hi = i + 1
         if self._hi - self._lo > self.capacity:
             self._lo = self._hi - self.capacity
@@ -185,6 +218,21 @@ class RollingCandles:
         """The held candles (the first ``stop`` of them), oldest first, as read-only views."""
         hi = self._hi if stop is None else self._lo + max(0, min(stop, self._hi - self._lo))
         return self._base.rows(self._lo, hi)
+
+    def rows(self, start: int, stop: int) -> Candles:
+        """The held candles at positions ``start..stop-1`` (0 = oldest held) as read-only
+        views; needs ``0 <= start <= stop <= len(self)``."""
+        lo = self._lo
+        return self._base.rows(lo + start, lo + stop)
+
+    def invalid_counts(self, start: int, stop: int) -> npt.NDArray[np.int64]:
+        """Running counts of invalid candles (module docstring) over the held candles at
+        positions ``start..stop-1`` (as :meth:`candles`), a read-only view of
+        ``stop - start + 1`` entries: ``counts[k] - counts[j]`` is the number of invalid
+        candles among positions ``start + j .. start + k - 1``. Needs ``0 <= start <= stop
+        <= len(self)``."""
+        lo = self._lo
+        return self._invalid_ro[lo + start : lo + stop + 1]
 
     def column_rows(self, start: int = 0, stop: int | None = None) -> FloatMatrix:
         """Column rows ``start..stop-1`` of the held candles (positions within the window,

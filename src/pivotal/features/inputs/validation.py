@@ -14,11 +14,16 @@ required part must be present.
 
 An input is ``ok`` when nothing is missing; then completeness lies in
 ``[min_frames / frames, 1]`` for the streams and is 1.0 for the parts.
+
+A caller that already knows how many invalid candles a window holds (the market frame counts
+each candle once, as it arrives) passes ``invalid_rows`` to :func:`check_input`, which then
+reads the count instead of scanning the window; the report is the same.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -29,7 +34,21 @@ from pivotal.core.errors import DataError
 from pivotal.core.types import BaseDataInput
 from pivotal.features.inputs.spec import InputPart, InputSpec
 
-__all__ = ["InputReport", "check_input", "format_time", "invalid_rows", "require_complete"]
+__all__ = [
+    "InputReport",
+    "InvalidRows",
+    "check_input",
+    "format_time",
+    "invalid_rows",
+    "require_complete",
+]
+
+InvalidRows = Callable[[Candles, int], int | None]
+"""``invalid(candles, start)``: the number of candles among ``candles[start:]`` that
+:func:`invalid_rows` counts, when the caller knows it for this very ``candles`` object;
+None when it does not (the rows are then scanned)."""
+
+_PART_ORDER = {part: i for i, part in enumerate(InputPart)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +110,16 @@ def _invalid(candles: Candles, start: int, stop: int) -> int:
     return len(ok) - int(np.count_nonzero(ok))
 
 
-def _stream(label: str, candles: Candles | None, spec: InputSpec) -> tuple[float, list[str]]:
+def _stream(
+    label: str, candles: Candles | None, spec: InputSpec, invalid: InvalidRows | None
+) -> tuple[float, list[str]]:
     n = 0 if candles is None else len(candles)
     if candles is None or n == 0:
         return 0.0, [f"{label} missing"]
     start = max(0, n - spec.frames)
-    bad = _invalid(candles, start, n)
+    bad = None if invalid is None else invalid(candles, start)
+    if bad is None:
+        bad = _invalid(candles, start, n)
     problems = []
     if n < spec.min_frames:
         problems.append(f"{label} has {n} frames (needs ≥ {spec.min_frames})")
@@ -110,29 +133,35 @@ def _part_present(inp: BaseDataInput, part: InputPart) -> bool:
     return value is not None and (part is InputPart.COB or len(value) > 0)
 
 
-def check_input(inp: BaseDataInput, spec: InputSpec) -> InputReport:
-    """Check ``inp`` against ``spec`` without raising; see the module docstring for the score."""
+def check_input(
+    inp: BaseDataInput, spec: InputSpec, *, invalid_rows: InvalidRows | None = None
+) -> InputReport:
+    """Check ``inp`` against ``spec`` without raising; see the module docstring for the score.
+
+    ``invalid_rows``: where the caller knows the invalid candles of a window (:data:`
+    InvalidRows`); the report is the one a scan gives, as long as the counts are right."""
     scores: list[float] = []
     missing: list[str] = []
     frames: list[tuple[str, int]] = []
     for tf in spec.timeframes:
         candles = inp.ohlcv.get(tf)
-        score, problems = _stream(str(tf), candles, spec)
+        label = str(tf)
+        score, problems = _stream(label, candles, spec, invalid_rows)
         scores.append(score)
         missing += problems
-        frames.append((str(tf), 0 if candles is None else len(candles)))
+        frames.append((label, 0 if candles is None else len(candles)))
     ref = spec.reference_symbol
     for tf in spec.reference_timeframes:
         label = f"reference {ref} {tf}"
         same = inp.reference_symbol == ref
         candles = inp.reference_ohlcv.get(tf) if same else None
-        score, problems = _stream(label, candles, spec)
+        score, problems = _stream(label, candles, spec, invalid_rows)
         if not same and inp.reference_symbol is not None:
             problems = [f"{label} missing (the input's reference is {inp.reference_symbol})"]
         scores.append(score)
         missing += problems
         frames.append((f"reference {tf}", 0 if candles is None else len(candles)))
-    for part in sorted(spec.required, key=list(InputPart).index):
+    for part in sorted(spec.required, key=_PART_ORDER.__getitem__):
         if part is InputPart.PREDICTIONS and spec.prediction_sources:
             for name in spec.prediction_sources:
                 present = name in inp.last_predictions

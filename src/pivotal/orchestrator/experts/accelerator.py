@@ -44,7 +44,7 @@ class PreparedSamples:
     closes: npt.NDArray[np.float64]
 
     def close_at(self, t: int) -> float | None:
-        i = int(np.searchsorted(self.close_times, t))
+        i = int(self.close_times.searchsorted(t))
         if i < len(self.close_times) and int(self.close_times[i]) == t:
             return float(self.closes[i])
         return None
@@ -54,9 +54,10 @@ class PreparedSamples:
 class _Batch:
     key: tuple[int, int]
     start: int
-    x: torch.Tensor
+    x: npt.NDArray[np.float32]  # the network's input (its memory, as numpy: cheap to slice)
     converted: Sequence[Any]
     rows: Any
+    size: int  # samples in the batch
 
 
 class BatchSizes:
@@ -101,7 +102,7 @@ class BatchAccelerator:
         if batch is None or batch.key != weights_key(model):
             return None
         r = i - batch.start
-        if not 0 <= r < len(batch.x):
+        if not 0 <= r < batch.size:
             return None
         return i, batch.rows[r:]
 
@@ -115,25 +116,26 @@ class BatchAccelerator:
         inputs: Callable[[npt.NDArray[np.int64]], torch.Tensor],
         times: npt.NDArray[np.int64],
         convert: Convert,
-    ) -> tuple[torch.Tensor, Any, Any]:
-        """Sample ``i`` of ``count``: its network input ``(1, ...)``, its converted output
-        and its row. ``inputs(rows)`` gives the standardised inputs of sample indices;
-        ``times`` the sample times."""
+    ) -> tuple[npt.NDArray[np.float32], Any, Any]:
+        """Sample ``i`` of ``count``: its network input ``(1, ...)`` (a numpy view of the
+        batch's input tensor), its converted output and its row. ``inputs(rows)`` gives the
+        standardised inputs of sample indices; ``times`` the sample times."""
         key = weights_key(model)
         batch = self._batches.get(symbol)
-        if batch is not None and batch.key == key and batch.start <= i < batch.start + len(batch.x):
+        if batch is not None and batch.key == key and batch.start <= i < batch.start + batch.size:
             r = i - batch.start
         else:
             used_up = None  # no previous batch
             if batch is not None:
-                used_up = batch.key == key and i >= batch.start + len(batch.x)
+                used_up = batch.key == key and i >= batch.start + batch.size
             size = self._sizes.next(symbol, used_up)
             rows = np.arange(i, min(i + size, count), dtype=np.int64)
             x = inputs(rows)
             with torch.inference_mode():
                 outputs = model(x, None)
                 converted, per_row = convert(outputs, times[rows])
-            batch = self._batches[symbol] = _Batch(key, i, x, converted, per_row)
+            batch = _Batch(key, i, x.detach().cpu().numpy(), converted, per_row, int(x.shape[0]))
+            self._batches[symbol] = batch
             self.evaluated += len(rows)
             r = 0
         self.used += 1

@@ -55,6 +55,7 @@ from pivotal.features.inputs.spec import InputSpec
 from pivotal.features.inputs.validation import format_time
 from pivotal.features.scalers import StandardScaler
 from pivotal.orchestrator.contracts import Inference, InferenceRequest
+from pivotal.orchestrator.experts.dqn_vote import vote_probabilities
 from pivotal.orchestrator.experts.steps_ahead import StepsAhead, held_states
 from pivotal.orchestrator.experts.tensor_lists import weights_key
 from pivotal.rl.dqn import DQNAgent
@@ -169,21 +170,6 @@ def _list_differences(got: tuple[str, ...], want: tuple[str, ...]) -> str:
     return "; ".join(parts) or "same names in another order"
 
 
-def vote_probabilities(q_values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """The DQN's vote: a softmax of its Q-values standardized by their spread.
-
-    Q-values are discounted returns in reward units, often a few 1e-4 apart, so their plain
-    softmax is uniform whatever the agent prefers and the DQN would never count in the
-    orchestrator's vote. Dividing by their standard deviation (floored at 1e-12) keeps the
-    order and makes the greedy action's share depend only on how clearly it leads: with
-    four actions, ``≈ 0.6`` for a clear leader, ``0.25`` when all are equal.
-    """
-    spread = max(float(np.std(q_values)), 1e-12)
-    z = (q_values - q_values.max()) / spread
-    e = np.exp(z)
-    return e / e.sum()
-
-
 class DQNExpert:
     """A DQN checkpoint behind the orchestrator (module docstring).
 
@@ -247,6 +233,7 @@ class DQNExpert:
         self._tracks: dict[str, _Track] = {}
         self._observation: ObservationBuilder | None = None
         self._ahead = StepsAhead()
+        self._parsed: dict[str, Symbol] = {}
         self.upstream_ahead: (
             Callable[[str, int], tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]] | None]
             | None
@@ -302,7 +289,7 @@ class DQNExpert:
         t = int(request.timestamp)
         market = self._markets.get(request.symbol)
         if market is not None:
-            i = int(np.searchsorted(market.times, t))
+            i = int(market.times.searchsorted(t))
             if i >= len(market.times) or int(market.times[i]) != t:
                 raise ValueError(
                     f"expert {self.name!r} has no {request.symbol} step closing at "
@@ -388,7 +375,7 @@ class DQNExpert:
         key = weights_key(self._agent.network)
         kept = self._ahead.get(symbol, i, key, upstream, state)
         if kept is not None:
-            return kept
+            return self._vote(kept[0]), kept[1]
         n = min(self._ahead.size(symbol, i, key), len(market.times) - i)
         if self.cnn is not None:
             ahead = None if self.upstream_ahead is None else self.upstream_ahead(symbol, t)
@@ -415,10 +402,12 @@ class DQNExpert:
         obs[:, :, :m] = window
         obs[:, :, m : m + s] = states[:, None, :]
         obs[:, :, m + s :] = rows[:, None, :]
+        # the agent's outputs are kept as they are and voted on (_vote) only at the steps
+        # that use them: a batch a trade cuts short costs no vote for its unused steps
         outs = self._agent.outputs(obs, symbol=symbol, timestamps=market.times[steps].tolist())
-        outputs = [self._vote(out) for out in outs]
-        self._ahead.put(symbol, key, i, outputs, obs, rows, states)
-        return self._ahead.get(symbol, i, key, upstream, state)
+        self._ahead.put(symbol, key, i, outs, obs, rows, states)
+        kept = self._ahead.get(symbol, i, key, upstream, state)
+        return None if kept is None else (self._vote(kept[0]), kept[1])
 
     def _states_ahead(
         self,
@@ -459,14 +448,18 @@ class DQNExpert:
         q = np.asarray(list(out.predictions["q_values"].values()), dtype=np.float64)
         vote = vote_probabilities(q)
         names = self._agent.action_names
-        return replace(
-            out,
+        return ModelOutput(  # dataclasses.replace(out, ...) without its per-field walk
+            model_type=out.model_type,
             model_name=self.name,
+            symbol=out.symbol,
+            timestamp=out.timestamp,
             confidence=float(vote.max()),
             predictions={
                 **out.predictions,
                 "action_probabilities": dict(zip(names, vote.tolist(), strict=True)),
             },
+            hidden_states=out.hidden_states,
+            metadata=out.metadata,
         )
 
     def _market_of(self, symbol: str) -> _Market:
@@ -495,7 +488,7 @@ class DQNExpert:
                 f"{format_time(int(output.timestamp))}, this step at "
                 f"{format_time(int(request.timestamp))}"
             )
-        if output.symbol != Symbol.parse(request.symbol):
+        if output.symbol != self._symbol(request.symbol):
             raise ValueError(
                 f"expert {self.name!r} got a {self.cnn!r} output of {output.symbol} for a "
                 f"{request.symbol} step"
@@ -525,6 +518,13 @@ class DQNExpert:
                 f"{format_time(int(request.timestamp))} is NaN or infinite"
             )
         return row
+
+    def _symbol(self, symbol: str) -> Symbol:
+        """``Symbol.parse(symbol)``, parsed once per spelling."""
+        parsed = self._parsed.get(symbol)
+        if parsed is None:
+            parsed = self._parsed[symbol] = Symbol.parse(symbol)
+        return parsed
 
     def _state(
         self, symbol: str, t: int, close: float, account: AccountSnapshot

@@ -38,7 +38,6 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +96,14 @@ def _anchor_close(request: InferenceRequest, anchor: Timeframe) -> float | None:
     """The close of the newest ``anchor`` candle closed at the request's time."""
     candles = request.input.ohlcv.get(anchor)
     return None if candles is None or not len(candles) else float(candles.close[-1])
+
+
+def _optimizes(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> bool:
+    """Whether ``optimizer`` has one group holding exactly ``params`` (the same objects)."""
+    groups = optimizer.param_groups
+    if len(groups) != 1 or len(groups[0]["params"]) != len(params):
+        return False
+    return all(a is b for a, b in zip(groups[0]["params"], params, strict=True))
 
 
 class PivotCNNExpert:
@@ -219,14 +226,14 @@ class PivotCNNExpert:
             x, base, row = self._accelerated(bulk, request.symbol, t)
             close = bulk.close_at(t)
         else:
-            x = self._observed(request)
+            observed = self._observed(request)
             with torch.inference_mode():
-                outputs = self._model(x.to(self.device), None)
+                outputs = self._model(observed.to(self.device), None)
                 bases, rows = self._convert(outputs, request.symbol, np.array([t]))
-            base, row = bases[0], rows[0]
+            x, base, row = observed.numpy(), bases[0], rows[0]
             close = _anchor_close(request, self._job.anchor)
         output = self._finish(base, row, t, close)
-        return Inference(output, {"x": x.numpy()})
+        return Inference(output, {"x": x})
 
     @property
     def observation(self) -> ObservationBuilder:
@@ -259,10 +266,10 @@ class PivotCNNExpert:
 
     def _accelerated(
         self, bulk: PreparedSamples, symbol: str, t: int
-    ) -> tuple[torch.Tensor, Any, Any]:
+    ) -> tuple[npt.NDArray[np.float32], Any, Any]:
         """The standardised input, converted output and feature row at ``t`` from a batch
         evaluated ahead of the clock (:mod:`~pivotal.orchestrator.experts.accelerator`)."""
-        i = int(np.searchsorted(bulk.times, t))
+        i = int(bulk.times.searchsorted(t))
         if i >= len(bulk.times) or int(bulk.times[i]) != t:
             raise ValueError(
                 f"expert {self.name!r} has no {symbol} sample closing at "
@@ -345,7 +352,12 @@ class PivotCNNExpert:
         if pivots:
             predictions["pivot_points"] = pivots
             metadata["reference_close"] = close
-        return replace(base, predictions=predictions, hidden_states=hidden, metadata=metadata)
+        return ModelOutput(  # dataclasses.replace(base, ...) without its per-field walk
+            *(base.model_type, base.model_name, base.symbol, base.timestamp, base.confidence),
+            predictions,
+            hidden,
+            metadata,
+        )
 
     def _target_scaling(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
         """The regression targets' training scaling, None when the model has none."""
@@ -470,7 +482,7 @@ class PivotCNNExpert:
             self._optimizer = None
             return
         kept = self._optimizer
-        if kept is None or kept.param_groups[0]["params"] != list(layer.parameters()):
+        if kept is None or not _optimizes(kept, list(layer.parameters())):
             kept = self._new_optimizer()  # (an Adam's construction costs ~0.3 ms)
         kept.load_state_dict(copy.deepcopy(optimizer))
         self._optimizer = kept
