@@ -1,6 +1,6 @@
 """Orchestrator speed on real BTC/USDT 1m bars: decision latency and a 30-day backtest.
 
-Run ``python benchmarks/bench_orchestrator.py`` (about 20 minutes on a 2-core CPU at
+Run ``python benchmarks/bench_orchestrator.py`` (about 8 minutes on a 2-core CPU at
 today's speed, most of it the three 30-day runs; ``--profile`` adds a cProfile of the
 30-day run, about 12 minutes more; ``--quick``: 2,000 bars and 300 decisions, about a
 minute). Data: the real BTC/USDT 1m file of ``../shared/data``; without it the bench says
@@ -28,7 +28,7 @@ wrapping the method on the kernel instance, over ``latency_bars`` decisions afte
 ``latency_warmup`` untimed ones (first calls pay lazy initialisation). Three cases: learning
 and history on with bars **paced as live** (each bar arrives once the learning attempts and
 history batches of the earlier ones are done, ``Orchestrator.settle``: a live 1m bar leaves
-60 s for ~30 ms of training), the same with bars **back to back** (every decision competes
+60 s for ~10-20 ms of training), the same with bars **back to back** (every decision competes
 with that work for the CPU and the GIL: the worst case, a replay's), and both off. The
 breakdown
 wraps, on the instances: the coordinator's ``run`` ("experts": the sum of its
@@ -462,7 +462,7 @@ def measure_latency(
     of each timeframe pushed before as warm-up), experts on worker threads with their
     timeout, learning results applied as soon as they are ready. ``paced``: each bar arrives
     once the background work of the earlier ones is done (:meth:`Orchestrator.settle`), as
-    live bars do (a learning attempt takes ~30 ms, a 1m bar comes every 60 s); otherwise bars
+    live bars do (a learning attempt takes ~10-20 ms, a 1m bar comes every 60 s); otherwise bars
     come back to back and every decision competes with that work for the CPU and the GIL."""
     config = orchestrator_config(experts, learning=learning, history=history, online_dir=online_dir)
     orch = Orchestrator(

@@ -13,6 +13,7 @@ evaluated in other batch sizes).
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
@@ -25,25 +26,86 @@ from torch import nn
 from pivotal.orchestrator.experts.linear_adam import linear_adam_step, supports
 from pivotal.orchestrator.experts.tensor_lists import frozen_tensors
 
-__all__ = ["HeadInputs", "fit_head", "frozen_stamp", "frozen_state_equal", "head_layer"]
+__all__ = [
+    "HeadInputs",
+    "fit_head",
+    "frozen_stamp",
+    "frozen_state_equal",
+    "head_layer",
+    "label_indices",
+    "optimizes",
+    "stored_window",
+]
 
 FORWARD_BATCH = 512
 """Examples per forward pass when computing head inputs (and scoring)."""
 
 
-def _named_layer(model: nn.Module, name: str) -> tuple[str, nn.Module]:
-    found = [(path, m) for path, m in model.named_modules() if path.rsplit(".", 1)[-1] == name]
-    if len(found) != 1:
-        raise ValueError(
-            f"the model has {len(found)} layers named {name!r}, need exactly one to train"
-        )
-    return found[0]
+_PATHS: weakref.WeakKeyDictionary[nn.Module, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
 def head_layer(model: nn.Module, name: str) -> nn.Module:
     """The submodule of ``model`` whose own name is ``name`` (e.g. ``action_logits``);
-    ``ValueError`` when there is none or more than one."""
-    return _named_layer(model, name)[1]
+    ``ValueError`` when there is none or more than one. Its path is found once per model
+    object (walking the module tree costs tens of microseconds)."""
+    paths = _PATHS.setdefault(model, {})
+    path = paths.get(name)
+    if path is None:
+        found = [p for p, _ in model.named_modules() if p.rsplit(".", 1)[-1] == name]
+        if len(found) != 1:
+            raise ValueError(
+                f"the model has {len(found)} layers named {name!r}, need exactly one to train"
+            )
+        path = paths[name] = found[0]
+    return model.get_submodule(path)
+
+
+def optimizes(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> bool:
+    """Whether ``optimizer`` has one group holding exactly ``params`` (the same objects)."""
+    groups = optimizer.param_groups
+    if len(groups) != 1 or len(groups[0]["params"]) != len(params):
+        return False
+    return all(a is b for a, b in zip(groups[0]["params"], params, strict=True))
+
+
+def label_indices(
+    examples: Sequence[Any], columns: Mapping[Any, int], where: Callable[[Any], str]
+) -> torch.Tensor:
+    """The head's column of each example's outcome label (``columns``: label → column),
+    ``ValueError`` saying ``where(example)`` for a label the head has no column for."""
+    out = []
+    for e in examples:
+        index = columns.get(e.outcome.label)
+        if index is None:
+            raise ValueError(
+                f"{where(e)}: outcome label {e.outcome.label} is not one of the action head's "
+                f"{[str(k) for k in columns]}"
+            )
+        out.append(index)
+    return torch.as_tensor(out, dtype=torch.int64)
+
+
+def stored_window(
+    tensors: Mapping[str, Any], key: str, want: tuple[int, ...], what: str
+) -> torch.Tensor:
+    """``tensors[key]`` (a stored input of shape ``(batch, *want)``) as an own, writable,
+    C-ordered float32 tensor; ``ValueError`` starting with ``what`` when it is missing or
+    shaped for another model."""
+    if key not in tensors:
+        raise ValueError(
+            f"{what}: tensors hold {sorted(tensors)}, not {key!r} (the standardised input its "
+            "inference stored)"
+        )
+    x = tensors[key]
+    if isinstance(x, torch.Tensor):  # numpy's conversion of a tensor is ~100x slower
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+        raise ValueError(
+            f"{what}: {key} must be (batch, {', '.join(map(str, want))}), got {x.shape}; it "
+            "was stored by another model"
+        )
+    return torch.from_numpy(np.array(x, dtype=np.float32, order="C"))
 
 
 def frozen_stamp(model: nn.Module, layer: nn.Module) -> int:

@@ -63,6 +63,9 @@ from pivotal.orchestrator.experts.action_head import (
     fit_head,
     frozen_state_equal,
     head_layer,
+    label_indices,
+    optimizes,
+    stored_window,
 )
 from pivotal.rl.cnn_features import (
     ACTION_HEAD,
@@ -96,14 +99,6 @@ def _anchor_close(request: InferenceRequest, anchor: Timeframe) -> float | None:
     """The close of the newest ``anchor`` candle closed at the request's time."""
     candles = request.input.ohlcv.get(anchor)
     return None if candles is None or not len(candles) else float(candles.close[-1])
-
-
-def _optimizes(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> bool:
-    """Whether ``optimizer`` has one group holding exactly ``params`` (the same objects)."""
-    groups = optimizer.param_groups
-    if len(groups) != 1 or len(groups[0]["params"]) != len(params):
-        return False
-    return all(a is b for a, b in zip(groups[0]["params"], params, strict=True))
 
 
 class PivotCNNExpert:
@@ -377,23 +372,9 @@ class PivotCNNExpert:
         return bulk
 
     def _stored_x(self, tensors: Mapping[str, Any], where: str) -> torch.Tensor:
-        if "x" not in tensors:
-            raise ValueError(
-                f"expert {self.name!r} {where}: tensors hold {sorted(tensors)}, not 'x' (the "
-                "standardised input its inference stored)"
-            )
-        x = tensors["x"]
-        if isinstance(x, torch.Tensor):  # numpy's conversion of a tensor is ~100x slower
-            x = x.detach().cpu().numpy()
-        x = np.asarray(x)
         shape = self._model.shape
         want = (shape.streams, shape.frames, shape.channels)
-        if x.ndim != 4 or tuple(x.shape[1:]) != want:
-            raise ValueError(
-                f"expert {self.name!r} {where}: x must be (batch, {want[0]}, {want[1]}, "
-                f"{want[2]}), got {x.shape}; it was stored by another model"
-            )
-        return torch.from_numpy(np.array(x, dtype=np.float32, order="C"))  # own, writable
+        return stored_window(tensors, "x", want, f"expert {self.name!r} {where}")
 
     def fallback(self) -> PivotCNNExpert | None:
         """A fresh expert from the checkpoint last loaded (the weights before any online
@@ -471,7 +452,7 @@ class PivotCNNExpert:
                 f"{type(snapshot).__name__}"
             )
         state = snapshot["model"]
-        layer = self._action_head()
+        layer = head_layer(self._model, ACTION_HEAD)
         cache = self._head_inputs(layer)
         same = frozen_state_equal(self._model, layer, state)
         self._model.load_state_dict(state)
@@ -482,20 +463,10 @@ class PivotCNNExpert:
             self._optimizer = None
             return
         kept = self._optimizer
-        if kept is None or not _optimizes(kept, list(layer.parameters())):
+        if kept is None or not optimizes(kept, list(layer.parameters())):
             kept = self._new_optimizer()  # (an Adam's construction costs ~0.3 ms)
         kept.load_state_dict(copy.deepcopy(optimizer))
         self._optimizer = kept
-
-    def _action_head(self) -> torch.nn.Module:
-        """The network's action head (its path found once per network object)."""
-        kept: tuple[torch.nn.Module, str] | None = getattr(self, "_head_path", None)
-        if kept is None or kept[0] is not self._model:
-            layer = head_layer(self._model, ACTION_HEAD)
-            path = next(p for p, m in self._model.named_modules() if m is layer)
-            kept = (self._model, path)
-            self._head_path = kept
-        return self._model.get_submodule(kept[1])
 
     def _head_inputs(self, layer: torch.nn.Module) -> HeadInputs:
         """The head-input cache of the current network (a new one after a checkpoint was
@@ -513,17 +484,12 @@ class PivotCNNExpert:
         as action-head indices."""
         if not examples:
             raise ValueError(f"expert {self.name!r} {where}: no examples given")
-        labels = []
-        for e in examples:
-            index = _LABEL_INDEX.get(e.outcome.label)  # mapped by name, not by position
-            if index is None:
-                raise ValueError(
-                    f"expert {self.name!r} {where}: outcome label {e.outcome.label.value} of "
-                    f"{e.symbol} at {format_time(e.timestamp)} is not one of the action "
-                    f"head's {ACTIONS}"
-                )
-            labels.append(index)
-        layer = self._action_head()
+        labels = label_indices(
+            examples,
+            _LABEL_INDEX,  # mapped by name, not by position
+            lambda e: f"expert {self.name!r} {where}: {e.symbol} at {format_time(e.timestamp)}",
+        )
+        layer = head_layer(self._model, ACTION_HEAD)
         self._model.eval()
         inputs = self._head_inputs(layer).rows(
             layer,
@@ -531,7 +497,7 @@ class PivotCNNExpert:
             lambda i: self._stored_x(examples[i].tensors, where),
             self.device,
         )
-        return inputs, torch.as_tensor(labels, dtype=torch.int64)
+        return inputs, labels
 
     def fit(self, examples: Sequence[TrainingExample], *, epochs: int = 1) -> float:
         """Train the action head on ``examples`` (their stored ``x`` and outcome labels) for
@@ -550,7 +516,7 @@ class PivotCNNExpert:
             self._optimizer = self._new_optimizer()
         for group in self._optimizer.param_groups:
             group["lr"] = self.learning_rate
-        layer = self._action_head()
+        layer = head_layer(self._model, ACTION_HEAD)
         loss = fit_head(
             layer,
             self._optimizer,
@@ -584,7 +550,7 @@ class PivotCNNExpert:
         self, examples: Sequence[TrainingExample], where: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, y = self._examples(examples, where)
-        layer = self._action_head()
+        layer = head_layer(self._model, ACTION_HEAD)
         with torch.inference_mode():
             logits = layer(inputs.to(self.device))
         return logits.cpu(), y
