@@ -103,6 +103,8 @@ class DuckDBStore:
     ) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._appending = 0  # nested appending() blocks
+        self._vacuum_tasks: int | None = None
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
@@ -464,6 +466,29 @@ class DuckDBStore:
 
     def _begin(self) -> None:
         self._con.execute("BEGIN TRANSACTION")
+
+    @contextmanager
+    def appending(self) -> Iterator[None]:
+        """A stretch of streaming appends (a run's history and journal): DuckDB's checkpoint
+        vacuum is off inside it and back to its previous setting when the outermost such
+        block ends. Appended in batches, a table gains a small row group per commit, and the
+        vacuum merges them again and again, rewriting ever larger parts of the table (a
+        binary-counter pattern: a 830 MB table rewritten whole at its 96th batch); off, each
+        checkpoint writes about what was appended. Deleted rows are reclaimed by the first
+        checkpoint after the block (retention runs after it). Nests (counted)."""
+        with self._lock:
+            if self._appending == 0:
+                row = self._one("SELECT current_setting('max_vacuum_tasks')")
+                self._vacuum_tasks = int(row[0]) if row else None
+                self._con.execute("SET max_vacuum_tasks = 0")
+            self._appending += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._appending -= 1
+                if self._appending == 0 and self._vacuum_tasks is not None:
+                    self._con.execute(f"SET max_vacuum_tasks = {self._vacuum_tasks}")
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import duckdb
@@ -143,6 +144,12 @@ class InferenceHistory:
             )
 
     # -- writing --------------------------------------------------------------------------
+
+    def appending(self) -> AbstractContextManager[None]:
+        """The store's streaming-append block (:meth:`DuckDBStore.appending`), which a
+        :class:`~pivotal.orchestrator.history_writer.HistoryWriter` holds while it writes."""
+        return self._store.appending()
+
     def append(self, records: Sequence[InferenceRecord]) -> int:
         """Store ``records`` in one transaction (all or nothing); returns how many.
 

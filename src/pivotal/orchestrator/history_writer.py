@@ -18,6 +18,10 @@ was never closed (the run died before ``close``) logs, when it is dropped or at 
 exit, how many steps it held unwritten (those are lost; batches already handed over are
 still written by the thread, unless the interpreter ends first). :meth:`flush` writes
 everything and waits; :meth:`close` flushes and stops the thread.
+
+While it writes, the writer holds the store's streaming-append block
+(:meth:`~pivotal.data.duckdb_store.DuckDBStore.appending`: DuckDB's checkpoint vacuum off,
+so a growing table is not rewritten again and again); :meth:`close` ends it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import weakref
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from pivotal.data.inference_history import InferenceHistory, InferenceRecord
@@ -135,6 +140,7 @@ class HistoryWriter:
         self._waits = 0
         self._waited = 0.0
         self._worker = SerialWorker(name)
+        self._appending: ExitStack | None = None  # the store's appending() block, while writing
         weakref.finalize(self, _report_unclosed, self._counts, name)
 
     @property
@@ -185,6 +191,9 @@ class HistoryWriter:
         returns the steps this call committed. Logs the steps lost so far, if any."""
         written = self.flush()
         self._worker.close()
+        if self._appending is not None:  # vacuum back on: later deletes are reclaimed
+            self._appending.close()
+            self._appending = None
         stats = self.stats
         if stats.lost:
             logger.error("%s: %d steps of the inference history were lost", self.name, stats.lost)
@@ -203,6 +212,9 @@ class HistoryWriter:
             self._handed.popleft()
         records, self._buffer = self._buffer, []
         history, counts = self.history, self._counts
+        if self._appending is None and hasattr(history, "appending"):
+            self._appending = ExitStack()
+            self._appending.enter_context(history.appending())
         with counts.lock:
             counts.buffered = 0
         self._handed.append(self._worker.submit(lambda: _write(history, records, counts)))
