@@ -157,25 +157,10 @@ def _by_itemsize(arrays: Any) -> dict[int, list[Any]]:
     return groups
 
 
-def _planes(arrays: list[np.ndarray]) -> list[bytes]:
-    """The arrays as byte planes, one buffer per element size (module docstring)."""
-    out = []
-    for itemsize, members in _by_itemsize(arrays).items():
-        dtype = members[0].dtype
-        if dtype.isnative and all(a.dtype == dtype for a in members):
-            flat = np.concatenate(members, axis=None)  # one dtype: flattened in C order at once
-        else:
-            flat = np.concatenate(
-                [np.ascontiguousarray(a).reshape(-1).view(np.uint8) for a in members]
-            )
-        out.append(flat.view(np.uint8).reshape(-1, itemsize).T.tobytes())
-    return out
-
-
 def payload_body(header: bytes, arrays: list[np.ndarray]) -> bytes:
     """A payload's body before compression: header length, header, byte planes (module
     docstring)."""
-    return b"".join([len(header).to_bytes(4, "little"), header, *_planes(arrays)])
+    return _same_layout_bodies([header], [arrays])[0]
 
 
 def payload_bodies(headers: list[bytes], arrays: list[list[np.ndarray]]) -> list[bytes]:

@@ -55,6 +55,7 @@ from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.trades import Trades
 from pivotal.core.types import BaseDataInput, COBData, ModelOutput, PivotPoint
+from pivotal.features.inputs.builder import input_at
 from pivotal.features.inputs.columns import ColumnsConfig
 from pivotal.features.inputs.history import COBHistory
 from pivotal.features.inputs.observation import ObservationBuilder
@@ -477,27 +478,20 @@ class MarketFrame:
             pivots = series.pivot_points(count, keep)
         log = market.trades
         micro = {} if log is None else log.microstructure(t - self.trade_window_ms, t, self.flow)
-        cob = self._cob.latest(market.symbol, t)
-        if cob is not None and cob.timestamp > t:
-            raise ValueError(
-                f"cob_data is a snapshot at {cob.timestamp}, after t={t}; pass the latest "
-                "snapshot taken at or before t"
-            )
-        self._handed = handed
-        return BaseDataInput(
-            symbol=market.symbol,
-            timestamp=t,
-            ohlcv=primary,
-            reference_symbol=spec.reference_symbol if reference is not None else None,
-            reference_ohlcv=reference or {},
-            cob_data=cob,
+        inp = input_at(
+            market.symbol,
+            t,
+            spec,
+            primary,
+            reference_windows=reference,
+            cob_data=self._cob.latest(market.symbol, t),
             technical_indicators=indicators,
-            pivot_points=tuple(p for p in pivots if p.confirmed_at <= t),
-            last_predictions={
-                name: out for name, out in (last_predictions or {}).items() if out.timestamp <= t
-            },
+            pivot_points=pivots,
+            last_predictions=last_predictions,
             market_microstructure=micro,
         )
+        self._handed = handed
+        return inp
 
     def check_input(self, inp: BaseDataInput, spec: InputSpec) -> InputReport:
         """:func:`~pivotal.features.inputs.check_input` of ``inp`` against ``spec``, the same

@@ -100,36 +100,25 @@ def _output(output: ModelOutput) -> dict[str, Any]:
     }
 
 
-#: PivotPoint → its record entry, for the pivots of the last steps (a step's input holds the
-#: same PivotPoint objects as the step before, plus the newly confirmed ones)
-_PIVOTS: dict[int, tuple[PivotPoint, dict[str, Any]]] = {}
-_PIVOTS_KEPT = 4096
-#: the last step's pivots and their entries (the next step's are mostly the same)
+#: the last step's pivots and their entries (the next step's are the same, as a rule: a new
+#: pivot is confirmed every few bars)
 _last_pivots: tuple[tuple[PivotPoint, ...], list[dict[str, Any]]] = ((), [])
 
 
 def _pivot(p: PivotPoint) -> dict[str, Any]:
     """A pivot's entry in the input summary."""
-    kept = _PIVOTS.get(id(p))
-    if kept is not None and kept[0] is p:
-        return kept[1]
-    entry = {
+    return {
         "timestamp": p.timestamp,
         "confirmed_at": p.confirmed_at,
         "price": p.price,
         "kind": str(p.kind),
         "level": p.level,
     }
-    if len(_PIVOTS) >= _PIVOTS_KEPT:
-        _PIVOTS.clear()
-    _PIVOTS[id(p)] = (p, entry)  # the PivotPoint is kept with it: its id is not reused
-    return entry
 
 
 def _pivots(points: tuple[PivotPoint, ...]) -> list[dict[str, Any]]:
-    """The input summary's pivots. Entries (and, for the same pivots as the last step's, the
-    list) are shared by the records that hold the same PivotPoints: records are not changed
-    once built, and PivotPoints are frozen."""
+    """The input summary's pivots; for the same pivots as the last step's, the same list
+    (records are not changed once built, and PivotPoints are frozen)."""
     global _last_pivots
     last = _last_pivots
     if points == last[0]:  # element by element, identity first

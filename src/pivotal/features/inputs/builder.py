@@ -31,7 +31,7 @@ from pivotal.data.series import SeriesKey, normalize_exchange
 from pivotal.data.store import MarketDataStore
 from pivotal.features.inputs.spec import InputSpec
 
-__all__ = ["InputBuilder", "build_input", "closed_window"]
+__all__ = ["InputBuilder", "build_input", "closed_window", "input_at"]
 
 
 def closed_window(
@@ -110,22 +110,56 @@ def build_input(
     if isinstance(t, bool) or not isinstance(t, int | np.integer):
         raise TypeError(f"t must be UTC milliseconds as int, got {t!r}")
     t = int(t)
+    ref_windows: dict[Timeframe, Candles] | None = None
+    if reference is not None:
+        ref_windows = {}
+        if spec.reference_symbol is not None:
+            ref_windows = _windows(
+                reference, spec.reference_timeframes, t, spec.frames, max_missing_bars
+            )
+    return input_at(
+        symbol,
+        t,
+        spec,
+        _windows(candles_by_tf, spec.timeframes, t, spec.frames, max_missing_bars),
+        reference_windows=ref_windows,
+        cob_data=cob_data,
+        technical_indicators=technical_indicators,
+        pivot_points=pivot_points,
+        last_predictions=last_predictions,
+        market_microstructure=market_microstructure,
+    )
+
+
+def input_at(
+    symbol: Symbol | str,
+    t: int,
+    spec: InputSpec,
+    windows: Mapping[Timeframe, Candles],
+    *,
+    reference_windows: Mapping[Timeframe, Candles] | None = None,
+    cob_data: COBData | None = None,
+    technical_indicators: Mapping[str, float] | None = None,
+    pivot_points: Iterable[PivotPoint] = (),
+    last_predictions: Mapping[str, ModelOutput] | None = None,
+    market_microstructure: Mapping[str, Any] | None = None,
+) -> BaseDataInput:
+    """The input for ``symbol`` at ``t`` (UTC ms) from candle ``windows`` already cut at
+    ``t`` (:func:`build_input` cuts them; the market frame keeps them as bars arrive), with
+    what is known at ``t`` only: refuses a COB snapshot taken after ``t``, drops pivots
+    confirmed and predictions made after ``t``. ``reference_windows``: the spec's reference
+    symbol's windows (None: no reference given)."""
     if cob_data is not None and cob_data.timestamp > t:
         raise ValueError(
             f"cob_data is a snapshot at {cob_data.timestamp}, after t={t}; pass the latest "
             "snapshot taken at or before t"
         )
-    ref_windows: dict[Timeframe, Candles] = {}
-    if reference is not None and spec.reference_symbol is not None:
-        ref_windows = _windows(
-            reference, spec.reference_timeframes, t, spec.frames, max_missing_bars
-        )
     return BaseDataInput(
         symbol=Symbol.parse(symbol),
         timestamp=t,
-        ohlcv=_windows(candles_by_tf, spec.timeframes, t, spec.frames, max_missing_bars),
-        reference_symbol=spec.reference_symbol if reference is not None else None,
-        reference_ohlcv=ref_windows,
+        ohlcv=windows,
+        reference_symbol=spec.reference_symbol if reference_windows is not None else None,
+        reference_ohlcv=reference_windows or {},
         cob_data=cob_data,
         technical_indicators=technical_indicators or {},
         pivot_points=tuple(p for p in pivot_points if p.confirmed_at <= t),
