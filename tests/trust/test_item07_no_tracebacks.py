@@ -55,6 +55,7 @@ DATES = {"since", "until", "start"}
 CHOICES = {"strategy", "device", "mode", "optimizer", "scheduler"}
 #: commands that create what they are given (a new symbol, a new store) rather than read it
 CREATES = {
+    "collect",
     "data download",
     "data import",
     "data import-trades",

@@ -35,6 +35,11 @@ class ExchangeConfig(StrictModel):
         description="REST base URL (scheme://host[:port]); replaces the exchange's own, "
         "e.g. for a proxy or a local test server",
     )
+    ws_url: str | None = Field(
+        default=None,
+        description="WebSocket base URL (ws[s]://host[:port]); replaces the exchange's own "
+        "stream host (paths kept), e.g. for a local test exchange",
+    )
     api_key: SecretStr | None = Field(default=None, description="API key (prefer the env var)")
     secret: SecretStr | None = Field(default=None, description="API secret (prefer the env var)")
     rate_limit_ms: int | None = Field(
@@ -50,6 +55,16 @@ class ExchangeConfig(StrictModel):
         value = value.rstrip("/")
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://, e.g. http://127.0.0.1:8080")
+        return value
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.rstrip("/")
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://, e.g. ws://127.0.0.1:8081")
         return value
 
 
@@ -111,6 +126,61 @@ class GapsConfig(StrictModel):
     )
 
 
+class StreamsConfig(StrictModel):
+    """Live market data streams (``pivotal.venues``): reconnects, pacing, failover."""
+
+    backoff_initial_s: float = Field(
+        default=0.5, gt=0, description="Seconds before the first reconnect after a disconnect"
+    )
+    backoff_factor: float = Field(default=2.0, ge=1, description="Growth per failed reconnect")
+    backoff_max_s: float = Field(default=30.0, gt=0, description="Longest wait between reconnects")
+    jitter: float = Field(
+        default=0.2, ge=0, le=1, description="Each wait is scaled by 1 +/- this fraction (seeded)"
+    )
+    seed: int = Field(default=0, description="Seed of the jitter (deterministic reconnect waits)")
+    resubscribe_per_s: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="At most this many (re)subscriptions per second per "
+        "exchange (Binance closes a connection sending more than 5 messages per second)",
+    )
+    queue_size: int = Field(
+        default=10_000,
+        ge=1,
+        description="Items held for the consumer; when full, streams wait "
+        "(counted as back-pressure), nothing is dropped",
+    )
+    book_depth: int = Field(default=20, ge=1, le=5000, description="Levels per side in book items")
+    backfill_page_limit: int = Field(
+        default=1000, ge=1, le=5000, description="Rows per REST request when back-filling"
+    )
+    failover: list[str] = Field(
+        default_factory=lambda: ["binance", "mexc"],
+        description="Exchanges in order of preference for every symbol's streams",
+    )
+    failover_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Switch to the next exchange when the active one has "
+        "been down (no successful reconnect) this long",
+    )
+    probe_every_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="While failed over, seconds between probes of the "
+        "preferred exchange (a cheap REST call); it is switched back when one succeeds",
+    )
+
+    @field_validator("failover")
+    @classmethod
+    def _venues(cls, value: list[str]) -> list[str]:
+        ids = [v.strip().lower() for v in value]
+        if not ids or len(set(ids)) != len(ids) or not all(ids):
+            raise ValueError("must name at least one exchange, each once, e.g. [binance, mexc]")
+        return ids
+
+
 class PivotalConfig(StrictModel):
     """The whole configuration (``pivotal.yaml``)."""
 
@@ -121,6 +191,7 @@ class PivotalConfig(StrictModel):
     download: DownloadConfig = Field(default_factory=DownloadConfig)
     exchanges: dict[str, ExchangeConfig] = Field(default_factory=dict)
     gaps: GapsConfig = Field(default_factory=GapsConfig)
+    streams: StreamsConfig = Field(default_factory=StreamsConfig)
 
     @field_validator("data_dir")
     @classmethod

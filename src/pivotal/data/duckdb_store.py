@@ -1,21 +1,28 @@
 """The embedded market-data store: one DuckDB file, no server to start.
 
 Layout: ``series`` (one row per exchange/symbol/timeframe), ``candles`` (series id, open
-time, OHLCV and the row's ``source``: where that candle came from) and ``trades``. Upserts
+time, OHLCV and the row's ``source``: where that candle came from), ``trades`` (with each
+row's ``source``) and ``cob_snapshots`` (1s order-book snapshots, :mod:`pivotal.data.cob_store`).
+Upserts
 stage the batch as an Arrow table, compare it with what is stored for the same keys, and in
 one transaction insert new rows and replace changed ones; rows that are already stored
 (within :data:`~pivotal.data.series.CHANGE_TOLERANCE`) are not touched, so re-importing a file
 changes nothing. A derived candle (resampled, aggregated) never replaces one the exchange
 published unless the write asks to overwrite.
 
-Schema version 2 moved provenance from the series to each candle; opening a version-1 store
-for writing migrates it in one transaction, every candle keeping its series' label.
+Schema version 2 moved provenance from the series to each candle; version 3 added
+``trades.source`` ('' for the rows stored before) and the ``cob_snapshots`` table. Opening an
+older store for writing migrates it in place in one transaction (every candle keeping its
+series' label); a failure leaves it as it was. Read-only, an older store is read as it is.
+
+:meth:`DuckDBStore.write_batch` writes candles, trades and COB snapshots of a
+:class:`~pivotal.data.batch_writer.MarketBatch` in one transaction.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -30,9 +37,20 @@ from pivotal.core.gaps import DEFAULT_MAX_MISSING_BARS, find_series_gaps
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.trades import TRADE_COLUMNS, Trades
+from pivotal.core.types import COBData
+from pivotal.data.batch_writer import BatchResult, MarketBatch
+from pivotal.data.cob_store import (
+    COB_DDL,
+    COBArrays,
+    cob_symbols,
+    decode_cob,
+    decode_cob_arrays,
+    empty_cob_table,
+    encode_cob,
+    select_cob,
+    upsert_cob,
+)
 from pivotal.data.series import (
-    CHANGE_TOLERANCE,
-    DERIVED_SOURCE_PREFIXES,
     Gap,
     SeriesInfo,
     SeriesKey,
@@ -40,14 +58,15 @@ from pivotal.data.series import (
     SourceShare,
     WriteResult,
     describe_sources,
-    is_derived_source,
     normalize_exchange,
 )
+from pivotal.data.upserts import STAGING_VIEWS, upsert_candles, upsert_trades
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STORE_FILE_NAME = "pivotal.duckdb"
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE SEQUENCE IF NOT EXISTS series_id_seq;
 CREATE TABLE IF NOT EXISTS series (
@@ -73,17 +92,12 @@ CREATE TABLE IF NOT EXISTS trades (
     ts BIGINT NOT NULL,
     price DOUBLE NOT NULL,
     quantity DOUBLE NOT NULL,
-    is_buyer_maker BOOLEAN NOT NULL
+    is_buyer_maker BOOLEAN NOT NULL,
+    source VARCHAR DEFAULT ''
 );
 """
-
-_VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
-_STORED_IS_DERIVED = (
-    "("
-    + " OR ".join(f"starts_with(s.source, '{prefix}')" for prefix in DERIVED_SOURCE_PREFIXES)
-    + ")"
+    + COB_DDL
 )
-
 
 MEMORY_LIMIT = "512MB"
 """DuckDB's buffer-pool limit per store connection. DuckDB's own default (80 % of the RAM)
@@ -128,17 +142,12 @@ class DuckDBStore:
                     f"memory_limit {memory_limit!r} is not a DuckDB size (e.g. '512MB', '2GB'): "
                     f"{exc}"
                 ) from None
-        if not read_only:
-            self._con.execute(_SCHEMA)
-            self._con.execute(
-                "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
-                [str(SCHEMA_VERSION)],
-            )
-        self._check_version()
-        self._row_sources = self._has_row_sources()
-        if not self._row_sources and not read_only:
-            self._migrate_row_sources()
-            self._row_sources = True
+        stored = self._check_version()
+        if not read_only and stored != SCHEMA_VERSION:
+            self._prepare()
+        self._row_sources = self._has_column("candles", "source")
+        self._trade_sources = self._has_column("trades", "source")
+        self._has_cob = bool(self._tables() & {"cob_snapshots"})
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:
@@ -156,7 +165,17 @@ class DuckDBStore:
     ) -> None:
         self.close()
 
-    def _check_version(self) -> None:
+    def _tables(self) -> set[str]:
+        rows = self._con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_catalog = current_database()"
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def _check_version(self) -> int | None:
+        """The stored schema version (None for a new file); refuses a newer one."""
+        if "meta" not in self._tables():
+            return None
         rows = self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
         row = rows[0] if rows else None
         if row is not None and int(row[0]) > SCHEMA_VERSION:
@@ -164,21 +183,36 @@ class DuckDBStore:
                 f"store {self.path} has schema version {row[0]}, newer than this pivotal "
                 f"understands ({SCHEMA_VERSION}); upgrade pivotal"
             )
+        return None if row is None else int(row[0])
 
-    def _has_row_sources(self) -> bool:
-        columns = self._con.execute("PRAGMA table_info('candles')").fetchall()
-        return any(c[1] == "source" for c in columns)
+    def _has_column(self, table: str, column: str) -> bool:
+        if table not in self._tables():
+            return False
+        columns = self._con.execute(f"PRAGMA table_info('{table}')").fetchall()
+        return any(c[1] == column for c in columns)
 
-    def _migrate_row_sources(self) -> None:
-        """Version 1 → 2: every stored candle gets its series' source label (one transaction;
-        a failure leaves the store as it was)."""
+    def _prepare(self) -> None:
+        """Create what is missing and migrate an older store in place, in one transaction
+        (a failure leaves the file as it was). Version 1 → 2: every stored candle gets its
+        series' source label. Version 2 → 3: ``trades.source`` ('' for stored rows) and the
+        ``cob_snapshots`` table."""
+        tables = self._tables()
+        old_candles = "candles" in tables and not self._has_column("candles", "source")
+        old_trades = "trades" in tables and not self._has_column("trades", "source")
         with self.transaction() as con:
-            con.execute("ALTER TABLE candles ADD COLUMN source VARCHAR DEFAULT ''")
+            con.execute(_SCHEMA)  # IF NOT EXISTS: only what is missing
+            if old_candles:
+                con.execute("ALTER TABLE candles ADD COLUMN source VARCHAR DEFAULT ''")
+                con.execute(
+                    "UPDATE candles SET source = s.source FROM series s "
+                    "WHERE candles.series_id = s.id"
+                )
+            if old_trades:
+                con.execute("ALTER TABLE trades ADD COLUMN source VARCHAR DEFAULT ''")
             con.execute(
-                "UPDATE candles SET source = s.source FROM series s WHERE candles.series_id = s.id"
-            )
-            con.execute(
-                "UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)]
+                "INSERT INTO meta VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [str(SCHEMA_VERSION)],
             )
 
     def _source_sql(self, candle: str, series: str) -> str:
@@ -218,67 +252,18 @@ class DuckDBStore:
         ones and fill holes freely. An exchange candle replaces a derived one even when the
         values agree, so each row's source stays true.
         """
+        with self.transaction():
+            return self._upsert_candles(key, candles, source, overwrite)
+
+    def _upsert_candles(
+        self, key: SeriesKey, candles: Candles, source: str, overwrite: bool
+    ) -> WriteResult:
+        """:meth:`write_candles` inside the caller's transaction (lock held)."""
         if not len(candles):
             return WriteResult(0, 0, 0)
-        incoming = candles.to_arrow().rename_columns(["ts", *_VALUE_COLUMNS])
-        lo, hi = int(candles.timestamp.min()), int(candles.timestamp.max())
-        differs = " OR ".join(
-            f"abs(i.{c} - s.{c}) > {CHANGE_TOLERANCE!r} * greatest(abs(i.{c}), abs(s.{c}))"
-            for c in _VALUE_COLUMNS
-        )
-        derived = is_derived_source(source)
-        protect = "TRUE" if derived and not overwrite else "FALSE"
-        relabel = "FALSE" if derived else "TRUE"
-        con = self._con
-        with self._lock:
-            con.register("incoming", incoming)
-            try:
-                self._begin()
-                sid = self._series_id(key, create=True, source=source)
-                con.execute(
-                    "CREATE OR REPLACE TEMP TABLE stored AS SELECT ts, open, high, low, close, "
-                    "volume, source FROM candles WHERE series_id = ? AND ts BETWEEN ? AND ?",
-                    [sid, lo, hi],
-                )
-                con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE judged AS SELECT i.ts, CASE "
-                    f"WHEN s.ts IS NULL THEN 'new' "
-                    f"WHEN ({differs}) AND {protect} AND NOT {_STORED_IS_DERIVED} THEN 'kept' "
-                    f"WHEN ({differs}) THEN 'changed' "
-                    f"WHEN {relabel} AND {_STORED_IS_DERIVED} THEN 'relabel' "
-                    f"ELSE 'same' END AS verdict FROM incoming i LEFT JOIN stored s USING (ts)"
-                )
-                counts = dict(
-                    con.execute("SELECT verdict, count(*) FROM judged GROUP BY verdict").fetchall()
-                )
-                if counts.get("changed") or counts.get("relabel"):
-                    con.execute(
-                        "DELETE FROM candles WHERE series_id = ? AND ts IN (SELECT ts FROM "
-                        "judged WHERE verdict IN ('changed', 'relabel'))",
-                        [sid],
-                    )
-                if counts.get("new") or counts.get("changed") or counts.get("relabel"):
-                    con.execute(
-                        "INSERT INTO candles (series_id, ts, open, high, low, close, volume, "
-                        "source) SELECT ?, i.ts, i.open, i.high, i.low, i.close, i.volume, ? "
-                        "FROM incoming i JOIN judged j USING (ts) "
-                        "WHERE j.verdict IN ('new', 'changed', 'relabel') ORDER BY i.ts",
-                        [sid, source],
-                    )
-                con.execute("DROP TABLE stored")
-                con.execute("DROP TABLE judged")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.unregister("incoming")
-        return WriteResult(
-            inserted=int(counts.get("new", 0)),
-            updated=int(counts.get("changed", 0)),
-            unchanged=int(counts.get("same", 0) + counts.get("relabel", 0)),
-            kept=int(counts.get("kept", 0)),
-        )
+        sid = self._series_id(key, create=True, source=source)
+        assert sid is not None
+        return upsert_candles(self._con, sid, candles, source, overwrite)
 
     def read_candles(
         self, key: SeriesKey, start: int | None = None, end: int | None = None
@@ -386,56 +371,15 @@ class DuckDBStore:
         return find_gaps(ts, key.timeframe)
 
     # -- trades ---------------------------------------------------------------------------
-    def write_trades(self, exchange: str, symbol: Symbol, trades: Trades) -> WriteResult:
-        if not len(trades):
-            return WriteResult(0, 0, 0)
-        exchange = normalize_exchange(exchange)
-        incoming = pa.table({c: getattr(trades, c) for c in TRADE_COLUMNS})
-        lo, hi = int(trades.trade_id.min()), int(trades.trade_id.max())
-        cols = ("timestamp", "price", "quantity", "is_buyer_maker")
-        stored_cols = {"timestamp": "ts"}
-        differs = " OR ".join(f"i.{c} IS DISTINCT FROM s.{stored_cols.get(c, c)}" for c in cols)
-        args = [exchange, str(symbol)]
-        con = self._con
-        with self._lock:
-            con.register("incoming_trades", incoming)
-            try:
-                self._begin()
-                con.execute(
-                    "CREATE OR REPLACE TEMP TABLE stored_trades AS SELECT * FROM trades "
-                    "WHERE exchange = ? AND symbol = ? AND trade_id BETWEEN ? AND ?",
-                    [*args, lo, hi],
-                )
-                counts = self._one(
-                    f"SELECT count(*) FILTER (WHERE s.trade_id IS NULL), "
-                    f"count(*) FILTER (WHERE s.trade_id IS NOT NULL AND ({differs})) "
-                    f"FROM incoming_trades i LEFT JOIN stored_trades s USING (trade_id)"
-                )
-                assert counts is not None
-                inserted, updated = int(counts[0]), int(counts[1])
-                if updated:
-                    con.execute(
-                        f"DELETE FROM trades WHERE exchange = ? AND symbol = ? AND trade_id IN "
-                        f"(SELECT i.trade_id FROM incoming_trades i JOIN stored_trades s "
-                        f"USING (trade_id) WHERE {differs})",
-                        args,
-                    )
-                if inserted or updated:
-                    con.execute(
-                        "INSERT INTO trades SELECT ?, ?, i.trade_id, i.timestamp, i.price, "
-                        "i.quantity, i.is_buyer_maker FROM incoming_trades i WHERE i.trade_id "
-                        "NOT IN (SELECT trade_id FROM trades WHERE exchange = ? AND symbol = ? "
-                        "AND trade_id BETWEEN ? AND ?) ORDER BY i.trade_id",
-                        [*args, *args, lo, hi],
-                    )
-                con.execute("DROP TABLE stored_trades")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.unregister("incoming_trades")
-        return WriteResult(inserted, updated, len(trades) - inserted - updated)
+    def write_trades(
+        self, exchange: str, symbol: Symbol, trades: Trades, source: str = ""
+    ) -> WriteResult:
+        """Upsert trades keyed by ``trade_id`` labelled ``source``, in one transaction. A
+        stored trade is replaced (with the new label) when a value differs; an equal one is
+        left as it is, except that a stored row without a label ('' from schema 2) takes the
+        incoming label."""
+        with self.transaction():
+            return upsert_trades(self._con, exchange, symbol, trades, source)
 
     def read_trades(
         self, exchange: str, symbol: Symbol, start: int | None = None, end: int | None = None
@@ -457,6 +401,95 @@ class DuckDBStore:
                 "GROUP BY exchange, symbol ORDER BY exchange, symbol"
             ).fetchall()
         return [(r[0], r[1], int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+    def trade_sources(self, exchange: str, symbol: Symbol) -> list[SourceShare]:
+        """Stored trades of one (exchange, symbol) per source label, largest first."""
+        if not self._trade_sources:
+            return []
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT source, count(*) FROM trades WHERE exchange = ? AND symbol = ? "
+                "GROUP BY source ORDER BY 2 DESC, 1",
+                [normalize_exchange(exchange), str(symbol)],
+            ).fetchall()
+        return [SourceShare(r[0] or "", int(r[1])) for r in rows]
+
+    # -- COB snapshots (pivotal.data.cob_store) -------------------------------------------
+    def write_cob(
+        self, exchange: str, symbol: Symbol | str, snapshots: Sequence[COBData], source: str = ""
+    ) -> WriteResult:
+        """Upsert COB snapshots of one (exchange, symbol) keyed by timestamp, labelled
+        ``source``, in one transaction: equal rows untouched, changed rows replaced.
+        ``DataError`` (nothing written) for a snapshot of another symbol or a repeated
+        timestamp."""
+        symbol = Symbol.parse(symbol)
+        exchange = normalize_exchange(exchange)
+        incoming = encode_cob(symbol, snapshots)
+        with self.transaction() as con:
+            return upsert_cob(con, exchange, symbol, incoming, source)
+
+    def _select_cob(
+        self, exchange: str, symbol: Symbol, start: int | None, end: int | None, last: int | None
+    ) -> pa.Table:
+        if not self._has_cob:  # a read-only store of schema 2
+            return empty_cob_table()
+        with self._lock:
+            ex = normalize_exchange(exchange)
+            return select_cob(self._con, ex, symbol, _lo(start), _hi(end), last)
+
+    def read_cob(
+        self,
+        exchange: str,
+        symbol: Symbol | str,
+        start: int | None = None,
+        end: int | None = None,
+        *,
+        last: int | None = None,
+    ) -> list[COBData]:
+        """Stored snapshots with ``start <= timestamp < end``, oldest first; only the newest
+        ``last`` of them when given (``last=1``: the newest snapshot before ``end``)."""
+        symbol = Symbol.parse(symbol)
+        return decode_cob(self._select_cob(exchange, symbol, start, end, last), symbol)
+
+    def read_cob_arrays(
+        self,
+        exchange: str,
+        symbol: Symbol | str,
+        start: int | None = None,
+        end: int | None = None,
+        *,
+        last: int | None = None,
+    ) -> COBArrays:
+        """:meth:`read_cob` as 2-D arrays (:class:`~pivotal.data.cob_store.COBArrays`)."""
+        symbol = Symbol.parse(symbol)
+        return decode_cob_arrays(self._select_cob(exchange, symbol, start, end, last), symbol)
+
+    def cob_symbols(self) -> list[tuple[str, str, int, int, int]]:
+        """(exchange, symbol, snapshots, first, last) for every stored COB series."""
+        if not self._has_cob:
+            return []
+        with self._lock:
+            return cob_symbols(self._con)
+
+    # -- batches --------------------------------------------------------------------------
+    def write_batch(self, batch: MarketBatch) -> BatchResult:
+        """Every part of ``batch`` in ONE transaction, in order (candles, trades, COB): all of
+        it lands or none (a failure rolls back every part and re-raises). Each part keeps
+        its own upsert rules; returns the results aligned with the batch's parts. COB parts
+        are checked before anything is written."""
+        encoded = [encode_cob(p.symbol, p.snapshots) for p in batch.cob]
+        with self.transaction() as con:
+            candles = tuple(
+                self._upsert_candles(p.key, p.candles, p.source, p.overwrite) for p in batch.candles
+            )
+            trades = tuple(
+                upsert_trades(con, p.exchange, p.symbol, p.trades, p.source) for p in batch.trades
+            )
+            cob = tuple(
+                upsert_cob(con, p.exchange, p.symbol, table, p.source)
+                for p, table in zip(batch.cob, encoded, strict=True)
+            )
+        return BatchResult(candles, trades, cob)
 
     # -- helpers --------------------------------------------------------------------------
     def _one(self, sql: str, params: list[object] | None = None) -> tuple[object, ...] | None:
@@ -502,6 +535,8 @@ class DuckDBStore:
                 yield self._con
             except BaseException:
                 self._con.execute("ROLLBACK")
+                for name in STAGING_VIEWS:  # what a failed upsert could not unregister
+                    self._con.unregister(name)
                 raise
             self._con.execute("COMMIT")
 

@@ -151,7 +151,8 @@ def import_trade_files(
     symbol: str | None = None,
     on_file: Callable[[], None] | None = None,
 ) -> list[TradeImportResult]:
-    """Parse and validate every file first; write only if all are valid (one transaction each)."""
+    """Parse and validate every file first; write only if all are valid (one transaction each),
+    each row labelled ``import:<file name>``."""
     parsed: list[tuple[Path, str, Symbol, Trades]] = []
     for path in paths:
         if not path.is_file():
@@ -170,7 +171,7 @@ def import_trade_files(
         parsed.append((path, normalize_exchange(ex), sym, trades))
     results = []
     for path, ex, sym, trades in parsed:
-        written = store.write_trades(ex, sym, trades)
+        written = store.write_trades(ex, sym, trades, source=f"import:{path.name}")
         results.append(TradeImportResult(path, ex, sym, len(trades), written))
         if on_file:
             on_file()

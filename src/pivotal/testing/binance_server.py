@@ -6,7 +6,8 @@ you give it (``{(symbol, timeframe): Candles}``):
 
 - ``GET /api/v3/ping`` → ``{}``; ``/api/v3/time`` → ``{"serverTime": ms}``;
 - ``/api/v3/exchangeInfo`` in Binance's format, one entry per symbol built from a real
-  Binance entry (:data:`BINANCE_SYMBOL_TEMPLATE`, BTCUSDT of Oct 2021) or MEXC's;
+  Binance entry (``BINANCE_SYMBOL_TEMPLATE``, BTCUSDT of Oct 2021, kept in
+  :mod:`pivotal.localexchange.exchange_info` and re-exported here) or MEXC's;
 - ``/api/v3/klines?symbol=&interval=&startTime=&endTime=&limit=`` with Binance's semantics:
   rows sorted by open time, ``startTime`` and ``endTime`` inclusive on the open time
   (MEXC: ``endTime`` exclusive), ``limit`` default 500, larger values clamped to
@@ -40,54 +41,16 @@ from pivotal.core.clock import Clock, WallClock
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.data.exchanges import CAPABILITIES
+from pivotal.localexchange.exchange_info import (
+    BINANCE_RATE_LIMITS,
+    BINANCE_SYMBOL_TEMPLATE,
+    MEXC_SYMBOL_TEMPLATE,
+)
 
 KLINES_PATH = "/api/v3/klines"
 Flavor = Literal["binance", "mexc"]
 
-#: A real Binance spot ``exchangeInfo`` symbol entry (BTCUSDT, 2021-10-22), used as template.
-BINANCE_SYMBOL_TEMPLATE: dict[str, Any] = {
-    "symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "baseAssetPrecision": 8,
-    "quoteAsset": "USDT", "quotePrecision": 8, "quoteAssetPrecision": 8,
-    "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
-    "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
-    "icebergAllowed": True, "ocoAllowed": True, "quoteOrderQtyMarketAllowed": True,
-    "isSpotTradingAllowed": True, "isMarginTradingAllowed": True,
-    "filters": [
-        {"filterType": "PRICE_FILTER", "minPrice": "0.01000000",
-         "maxPrice": "1000000.00000000", "tickSize": "0.01000000"},
-        {"filterType": "PERCENT_PRICE", "multiplierUp": "5", "multiplierDown": "0.2",
-         "avgPriceMins": 5},
-        {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000",
-         "stepSize": "0.00001000"},
-        {"filterType": "MIN_NOTIONAL", "minNotional": "10.00000000", "applyToMarket": True,
-         "avgPriceMins": 5},
-        {"filterType": "ICEBERG_PARTS", "limit": 10},
-        {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": "112.21108820",
-         "stepSize": "0.00000000"},
-        {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
-        {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
-    ],
-    "permissions": ["SPOT", "MARGIN"],
-}  # fmt: skip
-
-#: MEXC spot v3 ``exchangeInfo`` symbol entry (format as documented by MEXC and ccxt).
-MEXC_SYMBOL_TEMPLATE: dict[str, Any] = {
-    "symbol": "BTCUSDT", "status": "1", "baseAsset": "BTC", "baseAssetPrecision": "6",
-    "quoteAsset": "USDT", "quotePrecision": "2", "quoteAssetPrecision": "2",
-    "baseCommissionPrecision": "6", "quoteCommissionPrecision": "2",
-    "orderTypes": ["LIMIT", "MARKET", "LIMIT_MAKER"], "quoteOrderQtyMarketAllowed": False,
-    "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
-    "quoteAmountPrecision": "1.000000000000000000000000000000",
-    "baseSizePrecision": "0.000001", "permissions": ["SPOT"], "filters": [],
-    "maxQuoteAmount": "2000000.000000000000000000000000000000",
-    "makerCommission": "0", "takerCommission": "0.0005",
-}  # fmt: skip
-
-_RATE_LIMITS = [
-    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
-    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-    {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
-]
+_RATE_LIMITS = BINANCE_RATE_LIMITS
 _MEXC_INTERVALS = {"1h": "60m", "1w": "1W"}
 _TOO_MANY = (
     "Too many requests; current limit of IP(127.0.0.1) is 6000 requests per minute. "

@@ -68,9 +68,14 @@ def import_(
     Exchange, symbol and timeframe are inferred from the path (e.g. binance/BTC_USDT-1m.json,
     BTCUSDT-1m-2024-01-01.csv) unless given. Every file is validated first; if any is invalid,
     nothing is written (unless --drop-invalid).
+
+    Order-book depth files (Parquet: a REST snapshot plus every diff-depth update, e.g.
+    orderbook/binance-spot/BTC_USDT-depth-....parquet) are replayed into their 1s COB
+    snapshots, which are stored for features and backtests to read.
     """
     from pivotal.apps.cli.progress import ImportProgress
     from pivotal.data.importers import import_files
+    from pivotal.features.orderbook.recorded import cob_from_depth_files
 
     ctx = load_context(config, data_dir)
     with ctx.store() as store, progress_bar() as bar:
@@ -83,22 +88,25 @@ def import_(
             timeframe=timeframe,
             drop_invalid=drop_invalid,
             progress=tracker,
+            depth=cob_from_depth_files,
         )
     if not results:
         reasons = "".join(f"\n  - {why}" for _, why in tracker.skipped[:10])
         more = f"\n  ... and {len(tracker.skipped) - 10} more" if len(tracker.skipped) > 10 else ""
         raise DataError(
             f"no candle files found in {', '.join(map(str, paths))}{reasons}{more}\n"
-            "Candle files are CSV, CSV.gz, zip, Parquet, feather or freqtrade JSON; "
-            "trades go through `pivotal data import-trades`."
+            "Candle files are CSV, CSV.gz, zip, Parquet, feather or freqtrade JSON, and "
+            "order-book depth Parquet files give COB snapshots; trades go through "
+            "`pivotal data import-trades`."
         )
     table = Table(title=f"Imported into {ctx.data_dir}")
     for col in ("file", "series", "rows", "new", "changed", "unchanged", "dropped"):
         table.add_column(col, justify="right" if col not in ("file", "series") else "left")
     for r in results:
+        more = f" (+{len(r.files) - 1})" if len(r.files) > 1 else ""
         table.add_row(
-            Path(r.path).name,
-            str(r.key),
+            Path(r.path).name + more,
+            f"{r.key.exchange} {r.key.symbol} COB 1s" if r.kind == "cob" else str(r.key),
             f"{r.rows:,}",
             f"{r.written.inserted:,}",
             f"{r.written.updated:,}",
@@ -181,6 +189,7 @@ def list_(
     with ctx.store(read_only=True) as store:
         infos = store.series()
         trades = store.trade_symbols()
+        cob = store.cob_symbols()
     if as_json:
         rows = [
             {
@@ -198,17 +207,27 @@ def list_(
             }
             for i in infos
         ]
-        print(json.dumps({"candles": rows, "trades": [list(t) for t in trades]}, indent=2))
+        listed = {"candles": rows, "trades": [list(t) for t in trades]}
+        listed["cob"] = [list(c) for c in cob]
+        print(json.dumps(listed, indent=2))
         return
-    if not infos and not trades:
+    if not infos and not trades and not cob:
         console.print(f"nothing stored in {ctx.data_dir} yet; try `pivotal data import` or `demo`")
         return
-    console.print(series_table(infos, title=f"Candles in {ctx.data_dir}"))
+    if infos:
+        console.print(series_table(infos, title=f"Candles in {ctx.data_dir}"))
     if trades:
         table = Table(title="Trades")
         for col in ("exchange", "symbol", "rows", "first", "last"):
             table.add_column(col)
         for ex, sym, n, first, last in trades:
+            table.add_row(ex, sym, f"{n:,}", format_time(first), format_time(last))
+        console.print(table)
+    if cob:
+        table = Table(title="COB snapshots (1s)")
+        for col in ("exchange", "symbol", "snapshots", "first", "last"):
+            table.add_column(col)
+        for ex, sym, n, first, last in cob:
             table.add_row(ex, sym, f"{n:,}", format_time(first), format_time(last))
         console.print(table)
 

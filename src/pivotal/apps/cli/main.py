@@ -13,10 +13,12 @@ from typer.core import TyperGroup, TyperOption
 from pivotal import __version__
 from pivotal.apps.cli import (
     backtest_cmd,
+    collect_cmd,
     config_cmd,
     data_cmd,
     decisions_cmd,
     demo_cmd,
+    exchange_cmd,
     features_cmd,
     models_cmd,
     pivots_cmd,
@@ -93,12 +95,14 @@ app.add_typer(features_cmd.app, name="features")
 app.add_typer(pivots_cmd.app, name="pivots")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(decisions_cmd.app, name="decisions")
+app.add_typer(exchange_cmd.app, name="exchange")
 app.command("train")(train_cmd.train)
 app.command("evaluate")(train_cmd.evaluate)
 app.command("optimize")(train_cmd.optimize)
 app.command("backtest")(backtest_cmd.backtest)
 app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
+app.command("collect")(collect_cmd.collect)
 
 
 def reflow(doc: str) -> str:

@@ -202,7 +202,10 @@ def _not_candles(where: str, names: Sequence[object]) -> str:
     lower = {str(n).strip().lower() for n in names}
     hint = ""
     if lower & {"bid_price", "ask_price", "is_snapshot", "first_update_id"}:
-        hint = " It looks like order-book data, which `pivotal data import` does not take."
+        hint = (
+            " It looks like order-book data: `pivotal data import` takes depth files (a REST "
+            "snapshot plus every diff-depth update, stored as 1s COB snapshots), not quotes."
+        )
     elif "price" in lower and lower & {"qty", "quantity", "amount"}:
         hint = " It looks like trades: import those with `pivotal data import-trades`."
     return (

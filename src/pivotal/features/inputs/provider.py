@@ -10,7 +10,10 @@ bars, and fills in everything else seed 003 lists:
   while an indicator warms up;
 - ``pivot_points``: the Williams pivots (all levels) of ``pivot_timeframe``'s closed
   candles that are confirmed by ``t`` (a pivot is known at its confirm bar's close);
-- ``cob_data``: the newest snapshot at or before ``t`` from a :class:`COBHistory`;
+- ``cob_data``: the newest snapshot at or before ``t`` from its COB source: by default the
+  snapshots stored in the store (:class:`StoredCOB`: what a live collector stored, or what
+  ``pivotal data import`` computed from recorded depth; none stored, none given), else the
+  :class:`COBHistory` (or other :class:`COBSource`) passed as ``cob``;
 - ``last_predictions``: each model's newest output made at or before ``t`` from a
   :class:`PredictionLog`;
 - ``market_microstructure``: order-flow sums over the trades of ``[t - flow_window_ms, t)``
@@ -55,7 +58,7 @@ from pivotal.features.inputs.builder import build_input, closed_window
 from pivotal.features.inputs.columns import ColumnsConfig, candle_columns
 from pivotal.features.inputs.context import MICROSTRUCTURE_KEYS, ContextEncoder
 from pivotal.features.inputs.encoder import InputEncoder
-from pivotal.features.inputs.history import COBHistory, PredictionLog
+from pivotal.features.inputs.history import COBSource, PredictionLog, cob_source
 from pivotal.features.inputs.spec import InputSpec
 from pivotal.features.orderbook.order_flow import OrderFlowConfig, order_flow
 from pivotal.features.pivots.williams import to_pivot_points, williams_pivots
@@ -92,7 +95,7 @@ class StandardizedDataProvider:
         context: ContextEncoder | None = None,
         history_bars: int = 2_000,
         pivot_timeframe: Timeframe | str | None = None,
-        cob: COBHistory | None = None,
+        cob: COBSource | None = None,
         predictions: PredictionLog | None = None,
         flow_window_ms: int = 60_000,
         flow: OrderFlowConfig | None = None,
@@ -121,7 +124,7 @@ class StandardizedDataProvider:
                 f"pivot_timeframe {self.pivot_timeframe} is not one of the spec's timeframes "
                 f"{[str(tf) for tf in spec.timeframes]}"
             )
-        self.cob = cob if cob is not None else COBHistory()
+        self.cob = cob if cob is not None else cob_source(store, self.exchange)
         self.predictions = predictions if predictions is not None else PredictionLog()
         self.flow_window_ms = flow_window_ms
         self.flow = flow or OrderFlowConfig()

@@ -106,7 +106,11 @@ def bucketize(
     bucket_size: float,
     n: int,
 ) -> Buckets:
-    """Sum levels into the ``2n + 1`` buckets around ``mid`` (see the module docstring)."""
+    """Sum levels into the ``2n + 1`` buckets around ``mid`` (see the module docstring).
+
+    Levels are summed in ascending price order whatever order they come in, so a book held
+    as a dict (replays) and one held as sorted arrays (live streams) give identical bits.
+    """
     if not (mid > 0 and bucket_size > 0 and n >= 0):
         raise ValueError(
             f"bucketize needs mid > 0, bucket_size > 0, n >= 0; got {mid}, {bucket_size}, {n}"
@@ -120,6 +124,9 @@ def bucketize(
         idx = np.floor(p / bucket_size + _EPS).astype(np.int64) - first
         keep = (idx >= 0) & (idx < width)
         idx, p, q = idx[keep], p[keep], q[keep]
+        # canonical (ascending price) order: any ordering of the same levels sums to the same bits
+        order = np.argsort(p, kind="stable")
+        idx, p, q = idx[order], p[order], q[order]
         # astype: bincount returns int64 for empty input even when weighted
         sums.append(np.bincount(idx, weights=q, minlength=width).astype(np.float64))
         sums.append(np.bincount(idx, weights=p * q, minlength=width).astype(np.float64))
