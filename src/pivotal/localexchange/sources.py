@@ -80,6 +80,7 @@ def flows_from_messages(
         if not path.is_file():
             raise DataError(f"message file {path} does not exist; pass existing hftbacktest files")
     flows: list[SymbolFlow] = []
+    named_found: list[Symbol] = []
     for prefix, group in group_message_files(files).items():
         named: Symbol | None = None
         if prefix:
@@ -87,10 +88,12 @@ def flows_from_messages(
                 named = Symbol.from_exchange_id(prefix)
             except ValueError:
                 named = None
+        if named is not None:
+            named_found.append(named)
         if symbols is not None and named is not None and named not in symbols:
             continue
         flows.append(recorded_flow(group, named))
-    found = [flow.symbol for flow in flows]
+    found = list(dict.fromkeys([*named_found, *(flow.symbol for flow in flows)]))
     if symbols is not None:
         flows = [flow for flow in flows if flow.symbol in symbols]
         missing = [s for s in symbols if s not in found]

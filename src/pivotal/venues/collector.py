@@ -331,7 +331,12 @@ class Collector:
         """Collect until ``stop`` is set or ``duration_s`` (wall seconds) has passed."""
         stop = stop or asyncio.Event()
         started = self.clock.now_ms()
-        await self.check_markets()
+        try:
+            await self.check_markets()
+        except BaseException:
+            for supervisor in (self.supervisor, *self.extra):
+                await supervisor.stop()  # closes the clients' sockets and sessions
+            raise
         await self.supervisor.start()
         for extra in self.extra:
             await extra.start()
