@@ -111,6 +111,8 @@ class FakeExchange:
         if step is GO_DOWN:
             self.down = True
             self._check()
+        if callable(step):  # a step that changes the fake, then answers
+            step = step()
         if isinstance(step, BaseException):
             raise step
         return step

@@ -161,6 +161,34 @@ def test_candles_close_once_and_backfill_from_the_last_candle_seen() -> None:
     assert fetch[1:4] == (BTC, "1m", M0 + m)  # since the last candle seen, inclusive
 
 
+def test_a_socket_redialled_without_an_error_gets_its_closed_candles_from_rest() -> None:
+    """ccxt redials a socket that closed while no watch waited on it, silently: the candle
+    that closed meanwhile has only its last streamed (stale) values in ccxt's cache."""
+    time = FakeTime(M0)
+    binance = FakeExchange("binance", time)
+    binance.clients = {"ws://x/stream/0": object()}  # type: ignore[attr-defined]
+    m = 60_000
+    binance.candles = [row(M0 + i * m, 10 + i) for i in range(3)]
+
+    def redialled() -> list[list[float]]:
+        binance.clients = {"ws://x/stream/0": object()}  # type: ignore[attr-defined]
+        return [row(M0, 9.5), row(M0 + m, 11.0)]
+
+    binance.push("watch_ohlcv", [row(M0, 9.5)], BTC, "1m")
+    binance.push("watch_ohlcv", redialled, BTC, "1m")
+
+    async def main() -> list[StreamItem]:
+        async with supervisor({"binance": binance}, [(BTC, "ohlcv:1m")], time) as sup:
+            return await take(sup, 3)
+
+    items = run(main(), time)
+    closed = [i for i in items if isinstance(i, CandleItem) and i.closed]
+    first = [(i.open_time, float(i.candle.close[0]), i.backfilled) for i in closed][0]
+    assert first == (M0, 10.0, True)  # REST's final close, not the stale 9.5
+    assert sum(i.open_time == M0 for i in closed) == 1
+    assert any(c[0] == "fetch_ohlcv" for c in binance.calls)
+
+
 def test_book_gap_resyncs_at_once_and_is_counted() -> None:
     time = FakeTime(T0)
     binance = FakeExchange("binance", time)

@@ -294,6 +294,20 @@ class _StreamRunner:
         self.trade_cursors: dict[str, TradeCursor] = {}
         self.candle_cursors: dict[str, CandleCursor] = {}
         self.backoff = Backoff.from_config(sup.config, str(key))
+        self._sockets: dict[str, int] | None = None  # ccxt's sockets at the last answer
+
+    def _socket_redialled(self, client: Any) -> bool:
+        """Whether a socket of ``client`` that was open at this stream's last answer has been
+        replaced since without this stream seeing an error. ccxt redials silently on the next
+        watch when a socket closed while nobody waited on it (the stream was busy, e.g. in a
+        REST back-fill); a kline that closed meanwhile would keep its last streamed values.
+        The sockets are ccxt's ``clients`` by URL; any replaced one counts (it may be another
+        stream's: the price is one needless REST page)."""
+        now = {url: id(ws) for url, ws in (getattr(client, "clients", None) or {}).items()}
+        before, self._sockets = self._sockets, now
+        if before is None:
+            return False
+        return any(now.get(url) != ident for url, ident in before.items())
 
     # -- cursors ------------------------------------------------------------------------
     def trade_cursor(self, venue: str) -> TradeCursor:
@@ -377,11 +391,16 @@ class _StreamRunner:
                     health.reconnects += 1
                 attempt, fresh = 0, False
                 health.state = "live"
+                backfilled_now = backfill
                 if backfill:
                     await self._backfill(venue, client, health)
                     backfill = False
                 if self.channel.kind is ChannelKind.BOOK:
                     resyncs = 0
+                elif self.channel.kind is ChannelKind.OHLCV:
+                    if self._socket_redialled(client) and not backfilled_now:
+                        # closed candles of the silent gap come from REST, not stale cache
+                        await self._backfill(venue, client, health)
                 elif self._trade_id_gap(venue, answer):
                     # trades the stream skipped (ccxt drops updates now and then): fetch them
                     health.gaps += 1

@@ -182,6 +182,26 @@ class ImbalanceMA:
         return out
 
 
+class SecondTicks:
+    """The whole seconds a 1s sampler owes: :meth:`due` gives every ``T <= event_time`` not
+    given before, oldest first; the first call only starts the clock (its seconds are not
+    owed: nothing before the first event is known)."""
+
+    def __init__(self) -> None:
+        self._next_t: int | None = None
+
+    def due(self, event_time: int) -> range:
+        if self._next_t is None:
+            self._next_t = (event_time // 1000 + 1) * 1000
+            return range(0)
+        if self._next_t > event_time:
+            return range(0)
+        end = (event_time // 1000 + 1) * 1000
+        seconds = range(self._next_t, end, 1000)
+        self._next_t = end
+        return seconds
+
+
 class COBSampler:
     """Turns a book into 1s :class:`COBData` snapshots; call :meth:`advance` before each event.
 
@@ -199,7 +219,7 @@ class COBSampler:
         self.config = config or COBConfig()
         self.order_flow = order_flow or {}
         self.bucket_size: float | None = None
-        self._next_t: int | None = None
+        self._ticks = SecondTicks()
         m = self.config.ma_buckets
         self._central = slice(self.config.buckets - m, self.config.buckets + m + 1)
         self._ma = ImbalanceMA(self.config.ma_windows_s, 2 * m + 1)
@@ -208,16 +228,8 @@ class COBSampler:
         """Emit snapshots for every whole second ``T <= event_time`` not yet emitted."""
         if event_time < 0:
             return []
-        if self._next_t is None:
-            self._next_t = (event_time // 1000 + 1) * 1000
-            return []
-        out = []
-        while self._next_t <= event_time:
-            snap = self.snapshot(self._next_t)
-            if snap is not None:
-                out.append(snap)
-            self._next_t += 1000
-        return out
+        snaps = (self.snapshot(t) for t in self._ticks.due(event_time))
+        return [s for s in snaps if s is not None]
 
     def snapshot(self, timestamp: int) -> COBData | None:
         """The COB of the book as it is now, stamped ``timestamp``; None when unusable."""

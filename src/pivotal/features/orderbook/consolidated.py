@@ -60,7 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pivotal.core.errors import ConfigError, DataError
 from pivotal.core.symbols import Symbol
 from pivotal.core.types import COBData
-from pivotal.features.orderbook.cob import COBConfig, ImbalanceMA
+from pivotal.features.orderbook.cob import COBConfig, ImbalanceMA, SecondTicks
 
 __all__ = [
     "ConsolidatedBook",
@@ -237,7 +237,7 @@ class ConsolidatedBook:
         self._ma = ImbalanceMA(cob.ma_windows_s, 2 * m + 1)
         self._ma_t: int | None = None
         self._ma_last: dict[int, Array] = {}
-        self._next_t: int | None = None
+        self._ticks = SecondTicks()
 
     # -- input
 
@@ -304,16 +304,8 @@ class ConsolidatedBook:
         """Snapshots for every whole second ``T <= event_time`` not yet emitted (the first
         call only starts the clock); call it before applying the update stamped
         ``event_time`` so that the snapshot at ``T`` holds only updates before ``T``."""
-        if self._next_t is None:
-            self._next_t = (event_time // 1000 + 1) * 1000
-            return []
-        out = []
-        while self._next_t <= event_time:
-            snap = self.snapshot(self._next_t)
-            if snap is not None:
-                out.append(snap)
-            self._next_t += 1000
-        return out
+        snaps = (self.snapshot(t) for t in self._ticks.due(event_time))
+        return [s for s in snaps if s is not None]
 
     def snapshot(self, t: int) -> ConsolidatedSnapshot | None:
         """The consolidated book at ``t`` (UTC ms); None when no venue contributes."""
