@@ -183,7 +183,7 @@ def test_a_socket_redialled_without_an_error_gets_its_closed_candles_from_rest()
 
     items = run(main(), time)
     closed = [i for i in items if isinstance(i, CandleItem) and i.closed]
-    first = [(i.open_time, float(i.candle.close[0]), i.backfilled) for i in closed][0]
+    first = next((i.open_time, float(i.candle.close[0]), i.backfilled) for i in closed)
     assert first == (M0, 10.0, True)  # REST's final close, not the stale 9.5
     assert sum(i.open_time == M0 for i in closed) == 1
     assert any(c[0] == "fetch_ohlcv" for c in binance.calls)
