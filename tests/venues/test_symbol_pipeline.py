@@ -152,3 +152,21 @@ def test_a_closed_kline_is_stored_and_published_once_under_the_feed_series() -> 
     assert [(e.event_time, e.timeframe.value) for e in events if isinstance(e, CandleClosed)] == [
         (120_000, "1m")
     ]
+
+
+def test_a_book_without_an_exchange_time_reaches_no_cob_snapshot_before_a_timed_one() -> None:
+    """ccxt's REST snapshot carries no time: it may be from after the next second boundary,
+    so the snapshot of that boundary must not use it (it is skipped, not back-dated)."""
+    sink = MemorySink()
+    pipeline = SymbolPipeline("BTC/USDT", "binance", sink)
+
+    def book(mid: float) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([[mid - 0.5, 1.0]]), np.array([[mid + 0.5, 1.0]])
+
+    pipeline.on_book("binance", *book(60_000.0), 1, 1_000_100)
+    pipeline.on_book("binance", *book(60_000.0), 2, 1_000_500)
+    pipeline.on_book("binance", *book(61_000.0), 3, None)  # untimed content
+    pipeline.on_book("binance", *book(61_000.0), 4, 1_001_200)
+    pipeline.on_book("binance", *book(61_000.0), 5, 1_002_300)
+    stamped = [(s.timestamp, s.current_price) for _, s, _ in sink.cob]
+    assert stamped == [(1_002_000, 61_000.0)]  # 1_001_000 skipped: its book was of unknown time

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -80,7 +81,7 @@ class VenueContext:
     flows: Mapping[Symbol, SymbolFlow] = field(default_factory=dict)
 
 
-class VenueSite:
+class VenueSite(ABC):
     """One venue's aiohttp application on its own port; subclass per venue."""
 
     #: The venue id (``"binance"``); also the key in ``ServeConfig.venues``.
@@ -110,21 +111,21 @@ class VenueSite:
         self.setup()
 
     # -- to override ----------------------------------------------------------------------
+    @abstractmethod
     def setup(self) -> None:
         """Register the venue's routes with :meth:`add_rest` and :meth:`add_ws`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def on_event(self, symbol: Symbol, event: FlowEvent) -> None:
         """A flow event, already applied to ``self.market(symbol)``: push it to subscribers."""
-        raise NotImplementedError
 
-    def on_klines(self, symbol: Symbol, klines: Mapping[Timeframe, list[Kline]]) -> None:
+    def on_klines(self, symbol: Symbol, klines: Mapping[Timeframe, list[Kline]]) -> None:  # noqa: B027 (an optional hook: no-op by default)
         """Klines changed at this market second (``MarketState.advance``): push them."""
 
-    def on_second(self, now_ms: int) -> None:
+    def on_second(self, now_ms: int) -> None:  # noqa: B027 (an optional hook: no-op by default)
         """The market crossed the second boundary ``now_ms`` (after ``on_klines``)."""
 
-    def on_replay_end(self) -> None:
+    def on_replay_end(self) -> None:  # noqa: B027 (an optional hook: no-op by default)
         """The flows ended; the site keeps serving REST and idle sockets."""
 
     def error_response(

@@ -21,6 +21,7 @@ empty. The clock is asked for time; the wait itself is a condition variable's ti
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -76,8 +77,10 @@ class PushedFeed:
         self._grace_ms = grace_ms
         self._heartbeat_ms = heartbeat_ms
         self._max_pending = max_pending
-        self._pending: list[MarketEvent] = []
-        self._first_seen: dict[int, int] = {}  # event time -> clock time of its first event
+        # queued events by event time, each with the clock time its first event came
+        self._groups: dict[int, tuple[int, list[MarketEvent]]] = {}
+        self._times: list[int] = []  # a heap of the queued event times
+        self._count = 0
         self._cond = threading.Condition()
         self._closed = False
         self._last_delivered: int | None = None
@@ -96,13 +99,17 @@ class PushedFeed:
         with self._cond:
             if self._closed:
                 raise RuntimeError("PushedFeed.publish after close(): the feed has finished")
-            while len(self._pending) >= self._max_pending and not self._closed:
+            while self._count >= self._max_pending and not self._closed:
                 self.waits += 1
                 self._cond.wait(0.1)
             now = self._clock.now_ms()
             for event in events:
-                self._pending.append(event)
-                self._first_seen.setdefault(event.event_time, now)
+                group = self._groups.get(event.event_time)
+                if group is None:
+                    group = self._groups[event.event_time] = (now, [])
+                    heapq.heappush(self._times, event.event_time)
+                group[1].append(event)
+            self._count += len(events)
             self.published += len(events)
             self._cond.notify_all()
 
@@ -116,7 +123,7 @@ class PushedFeed:
     def pending(self) -> int:
         """Events queued and not yet delivered."""
         with self._cond:
-            return len(self._pending)
+            return self._count
 
     # -- the loop ----------------------------------------------------------------------
     def next_events(self) -> Sequence[MarketEvent] | None:
@@ -128,46 +135,41 @@ class PushedFeed:
                 if ready is not None:
                     return self._take(ready)
                 if self._closed:
-                    if not self._pending:
-                        return None
-                    return self._take(min(e.event_time for e in self._pending))
+                    return self._take(self._times[0]) if self._times else None
                 left_ms = (deadline - time.monotonic()) * 1000.0
                 if left_ms <= 0:
                     return []
                 timeout = left_ms
-                if self._pending:
-                    oldest = min(self._first_seen.values())
+                if self._times:
+                    oldest = self._groups[self._times[0]][0]
                     due = oldest + self._grace_ms - self._clock.now_ms()
                     timeout = max(1.0, min(timeout, float(due)))
                 self._cond.wait(timeout / 1000.0)
 
     def _ready_time(self) -> int | None:
-        if not self._pending:
+        if not self._times:
             return None
-        first = min(e.event_time for e in self._pending)
+        first = self._times[0]
         if self._last_delivered is not None and first <= self._last_delivered:
             return first  # late events go out at once
-        if any(e.event_time > first for e in self._pending):
+        if len(self._times) > 1:  # a later time came: this one cannot gain anything
             return first
+        seen, events = self._groups[first]
         if self._expected:
-            arrived = {
-                (e.symbol, e.timeframe)
-                for e in self._pending
-                if isinstance(e, CandleClosed) and e.event_time == first
-            }
+            arrived = {(e.symbol, e.timeframe) for e in events if isinstance(e, CandleClosed)}
             if all(key in arrived for key in self._expected):
                 return first
         elif self._grace_ms == 0:
             return first
-        if self._clock.now_ms() - self._first_seen.get(first, 0) >= self._grace_ms:
+        if self._clock.now_ms() - seen >= self._grace_ms:
             return first
         return None
 
     def _take(self, until: int) -> list[MarketEvent]:
-        group = [e for e in self._pending if e.event_time <= until]
-        self._pending = [e for e in self._pending if e.event_time > until]
-        for t in [t for t in self._first_seen if t <= until]:
-            del self._first_seen[t]
+        group: list[MarketEvent] = []
+        while self._times and self._times[0] <= until:
+            group.extend(self._groups.pop(heapq.heappop(self._times))[1])
+        self._count -= len(group)
         if self._last_delivered is not None and until <= self._last_delivered:
             self.late += len(group)
         else:

@@ -269,14 +269,19 @@ class SymbolPipeline:
         time_ms: int | None,
     ) -> None:
         """The venue's full book after its update at ``time_ms`` (exchange time; None when the
-        venue sent none, e.g. a REST snapshot: the book is kept, no second is closed by it)."""
+        venue sent none, e.g. a REST snapshot: the book is kept, no second is closed by it, and
+        the seconds up to the next timed update get no COB snapshot, since the content could
+        be from after their boundary)."""
         entry = self._books.get(venue)
         if entry is None:
             book = ArrayBook(self.symbol)
             entry = self._books[venue] = (book, COBSampler(book, self._cob_config))  # type: ignore[arg-type]
         book, sampler = entry
         if time_ms is None:
+            # content of unknown time (e.g. ccxt's REST snapshot, taken after some second
+            # boundary perhaps): no COB snapshot may use it until a timed update follows
             book.update(bids, asks, nonce, book.time_ms)
+            book.invalidate()
             return
         snapshots = sampler.advance(time_ms)  # the book *before* this update
         book.update(bids, asks, nonce, time_ms)
