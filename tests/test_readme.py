@@ -71,3 +71,15 @@ def test_the_readme_run_file_is_a_valid_run_config() -> None:
     config = RunConfig.model_validate(yaml.safe_load(block.group(1)))
     assert config.learn_from is not None and config.since is not None
     assert [e.kind for e in config.orchestrator.experts] == ["pivot_cnn", "dqn"]
+
+
+def test_the_readme_live_section_is_a_valid_run_config() -> None:
+    import yaml
+
+    from pivotal.orchestrator.run_file import RunConfig
+
+    block = re.search(r"```yaml\n(mode: live.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert block is not None, "the README lost its live: example"
+    config = RunConfig.model_validate(yaml.safe_load(block.group(1)))
+    assert config.mode == "live" and config.live.venue == "binance"
+    assert config.live.unknown_orders == "report" and config.live.on_stop == "keep"

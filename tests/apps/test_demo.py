@@ -21,8 +21,10 @@ DATA = shared_data_dir()
 @pytest.mark.timeout(900)  # the whole main job (import, features, backtest, orchestrator)
 def test_demo_imports_the_real_data_and_says_so(tmp_path: Path) -> None:
     result = run_cli(
-        ["demo", "--quick", "--data", str(DATA), "--data-dir", str(tmp_path / "d")], cwd=tmp_path
-    )
+        ["demo", "--quick", "--session-seconds", "45", "--data", str(DATA),
+         "--data-dir", str(tmp_path / "d")],
+        cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "REAL market data imported from" in out
@@ -43,6 +45,9 @@ def test_demo_imports_the_real_data_and_says_so(tmp_path: Path) -> None:
     assert (tmp_path / "d" / "reports" / "orchestrator_BTCUSDT_ETHUSDT.run.yaml").is_file()
     assert f"pivotal models list --data-dir {tmp_path / 'd'}" in out
     assert "next, try:" in out and out.count(f"--data-dir {tmp_path / 'd'}") >= 3
+    # stage 10: the session against the local exchange, killed once, agrees with its record
+    assert "killed the session (SIGKILL)" in out and "start: reconciliation" in out
+    assert "the journal and the exchange agree" in out, out[-3000:]
     models = run_cli(["models", "list", "--data-dir", str(tmp_path / "d")], cwd=tmp_path)
     assert models.returncode == 0, models.stderr
     assert "pivot_cnn" in models.stdout and "val_return" in models.stdout  # the DQN too
@@ -76,7 +81,7 @@ def test_demo_downloads_when_no_files_are_given(tmp_path: Path) -> None:
             served[(Symbol(base, "USDT"), tf)] = _recent(real, tf, now)
     with BinanceServer(served) as server:
         result = run_cli(
-            ["demo", "--data-dir", str(tmp_path / "d")],
+            ["demo", "--session-seconds", "0", "--data-dir", str(tmp_path / "d")],
             cwd=tmp_path,
             env={"PIVOTAL_EXCHANGES__BINANCE__REST_URL": server.url},
         )
@@ -94,7 +99,7 @@ def _closed_port() -> int:
 def test_demo_offline_uses_the_simulator_and_says_so(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{_closed_port()}"
     result = run_cli(
-        ["demo", "--data-dir", str(tmp_path / "d")],
+        ["demo", "--session-seconds", "0", "--data-dir", str(tmp_path / "d")],
         cwd=tmp_path,
         env={
             "PIVOTAL_EXCHANGES__BINANCE__REST_URL": dead,

@@ -190,13 +190,18 @@ def test_decisions_query_on_an_empty_store_says_so(home: Home) -> None:
     assert "no stored decisions match" in done.stdout
 
 
-@pytest.mark.parametrize("mode", ["live", "paper"])
-def test_paper_and_live_modes_are_refused(home: Home, mode: str) -> None:
-    done = run_cli(["run", "run.yaml", "--mode", mode, "-d", "data"], cwd=home.root)
+def test_live_on_a_real_venue_needs_the_real_money_flag(home: Home) -> None:
+    done = run_cli(["run", "run.yaml", "--mode", "live", "-d", "data"], cwd=home.root)
     assert done.returncode == 2
     message = _words(done.stderr)
-    assert "not available" in message and "paper and live" in message, done.stderr
+    assert "--i-understand-real-money" in message and "binance" in message, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_unknown_mode_is_refused_by_name(home: Home) -> None:
+    done = run_cli(["run", "run.yaml", "--mode", "sim", "-d", "data"], cwd=home.root)
+    assert done.returncode == 2
+    assert "'sim' is not one of backtest, paper, live" in _words(done.stderr), done.stderr
 
 
 def test_a_run_file_with_an_unknown_key_is_refused_by_name(home: Home) -> None:

@@ -114,7 +114,7 @@ def test_times_are_read_as_utc_milliseconds() -> None:
         ({"symbols": ["BTCUSDT"]}, ["BTCUSDT", "BASE/QUOTE"]),
         ({"symbols": []}, ["symbols"]),
         ({"since": "yesterday"}, ["since", "yesterday"]),
-        ({"mode": "live"}, ["mode", "backtest"]),
+        ({"mode": "sim"}, ["mode", "backtest", "paper", "live"]),
     ],
 )
 def test_run_config_refuses_bad_fields_by_name(data: dict[str, Any], words: list[str]) -> None:

@@ -70,19 +70,35 @@ def test_a_group_waits_for_every_expected_stream_then_comes_in_the_fixed_order()
     assert isinstance(group[1], CandleClosed) and group[1].timeframe.value == "1m"
 
 
-def test_a_missing_stream_holds_a_group_only_for_the_grace_or_until_a_later_time() -> None:
+def test_a_missing_stream_holds_a_close_only_for_the_grace() -> None:
     clock = FakeClock(1_000)
     feed = PushedFeed(clock, [("AAA/USDT", "1m"), ("BBB/USDT", "1m")], grace_ms=2_000,
                       heartbeat_ms=10)  # fmt: skip
-    feed.publish([_bar("AAA/USDT", MINUTE)])
+    feed.publish([_bar("AAA/USDT", MINUTE), _bar("BBB/USDT", MINUTE)])
+    assert [e.symbol for e in feed.next_events() or []] == ["AAA/USDT", "BBB/USDT"]
+    feed.publish([_bar("AAA/USDT", 2 * MINUTE)])
+    feed.publish([_bar("AAA/USDT", 3 * MINUTE)])  # AAA's next bar does not push BBB's out
     assert feed.next_events() == []
-    clock.now = 3_000  # the grace has passed on the clock
+    feed.publish([_bar("BBB/USDT", 2 * MINUTE)])  # BBB lagged, within the grace
+    group = feed.next_events()
+    assert group is not None and [e.symbol for e in group] == ["AAA/USDT", "BBB/USDT"]
+    assert feed.next_events() == []  # 3 min: BBB's bar again late
+    clock.now = 4_000  # the grace has passed on the clock: 3 min goes without BBB
+    group = feed.next_events()
+    assert group is not None and [e.event_time for e in group] == [3 * MINUTE]
+    assert feed.late == 0 and feed.missed_closes == 0  # a close with a bar is not missed
+
+
+def test_a_stream_with_a_gap_does_not_hold_the_others() -> None:
+    clock = FakeClock(0)
+    feed = PushedFeed(clock, [("AAA/USDT", "1m"), ("BBB/USDT", "1m")], grace_ms=60_000,
+                      heartbeat_ms=10)  # fmt: skip
+    feed.publish([_bar("AAA/USDT", MINUTE), _bar("BBB/USDT", MINUTE)])
+    feed.publish([_bar("AAA/USDT", 2 * MINUTE)])
+    feed.publish([_bar("BBB/USDT", 3 * MINUTE)])  # BBB has no bar closing at 2 min
+    assert [e.event_time for e in feed.next_events() or []] == [MINUTE, MINUTE]
     group = feed.next_events()
     assert group is not None and [e.symbol for e in group] == ["AAA/USDT"]
-    feed.publish([_bar("AAA/USDT", 2 * MINUTE)])
-    feed.publish([_bar("AAA/USDT", 3 * MINUTE)])  # a later time: 2 min cannot gain anything
-    group = feed.next_events()
-    assert group is not None and [e.event_time for e in group] == [2 * MINUTE]
 
 
 def test_late_events_are_delivered_and_counted_and_close_drains_then_ends() -> None:
@@ -190,3 +206,41 @@ def test_moves_moves_the_replay_clock_to_each_delivered_time() -> None:
     feed.publish([_bar("AAA/USDT", 5 * MINUTE)])
     feed.next_events()
     assert clock.now_ms() == 5 * MINUTE
+
+
+def _trades_at(symbol: str, t: int) -> TradesReceived:
+    one = Trades(
+        timestamp=np.array([t], np.int64),
+        price=np.array([100.0]),
+        quantity=np.array([1.0]),
+        is_buyer_maker=np.array([False]),
+        trade_id=np.array([t], np.int64),
+    )
+    return TradesReceived(symbol, one, t)
+
+
+def test_trades_after_a_close_wait_for_the_bar_so_the_step_comes_at_its_close_time() -> None:
+    clock = FakeClock(0)
+    feed = PushedFeed(clock, [("AAA/USDT", "1m")], grace_ms=2_000, heartbeat_ms=10)
+    feed.publish([_trades_at("AAA/USDT", MINUTE - 500)])  # not a close time: out at once
+    assert [e.event_time for e in feed.next_events() or []] == [MINUTE - 500]
+    feed.publish([_trades_at("AAA/USDT", MINUTE + 300)])  # the next bar's trade, bar not yet
+    assert feed.next_events() == []  # held: the bar closing at MINUTE has not come
+    feed.publish([_bar("AAA/USDT", MINUTE)])
+    group = feed.next_events()
+    assert group is not None and [e.event_time for e in group] == [MINUTE]
+    group = feed.next_events()
+    assert group is not None and [e.event_time for e in group] == [MINUTE + 300]
+    assert feed.late == 0 and feed.missed_closes == 0
+
+
+def test_a_bar_that_never_comes_is_given_up_after_the_grace_and_counted() -> None:
+    clock = FakeClock(0)
+    feed = PushedFeed(clock, [("AAA/USDT", "1m")], grace_ms=2_000, heartbeat_ms=10)
+    feed.publish([_trades_at("AAA/USDT", MINUTE - 500), _trades_at("AAA/USDT", MINUTE + 300)])
+    assert [e.event_time for e in feed.next_events() or []] == [MINUTE - 500]
+    assert feed.next_events() == []
+    clock.now = 2_500
+    group = feed.next_events()
+    assert group is not None and [e.event_time for e in group] == [MINUTE + 300]
+    assert feed.missed_closes == 1

@@ -30,7 +30,13 @@ import pytest
 
 from helpers.collect_kit import MINUTE, CollectRig, candle_flow
 from pivotal.core.clock import WallClock
-from pivotal.core.events import BookUpdated, CandleClosed, MarketEvent, TradesReceived
+from pivotal.core.events import (
+    BookLevels,
+    BookUpdated,
+    CandleClosed,
+    MarketEvent,
+    TradesReceived,
+)
 from pivotal.core.symbols import Symbol
 from pivotal.data.duckdb_store import open_store
 from pivotal.data.series import SeriesKey
@@ -125,7 +131,7 @@ def test_collected_events_reach_the_pushed_feed_in_time_order(tmp_path: Path) ->
         for symbol in SYMBOLS:
             mine = [e for e in events if e.symbol == symbol]
             kinds = {type(e).__name__ for e in mine}
-            assert kinds == {"CandleClosed", "TradesReceived", "BookUpdated"}
+            assert kinds == {"CandleClosed", "TradesReceived", "BookUpdated", "BookLevels"}
             for tf in ("1s", "1m"):
                 closes = [e for e in mine if isinstance(e, CandleClosed) and e.timeframe == tf]
                 stored = store.read_candles(SeriesKey("binance", symbol, tf))
@@ -146,6 +152,8 @@ def test_collected_events_reach_the_pushed_feed_in_time_order(tmp_path: Path) ->
             books = [e for e in mine if isinstance(e, BookUpdated)]
             snapshots = store.read_cob("binance", symbol)
             assert len(books) == len(snapshots) > 100
+            levels = [e for e in mine if isinstance(e, BookLevels)]
+            assert [e.event_time for e in levels] == [e.event_time for e in books]
             for e, s in zip(books, snapshots, strict=True):
                 assert e.event_time == e.snapshot.timestamp == s.timestamp
                 for name in ("bucket_prices", "bid_volume", "ask_volume", "imbalance"):

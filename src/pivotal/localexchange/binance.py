@@ -16,6 +16,11 @@ Streams: ``<s>@trade``, ``<s>@aggTrade``, ``<s>@depth@100ms`` (the flow's diffs)
 (``@100ms``: partial books), ``<s>@kline_<tf>``, ``<s>@bookTicker``, ``<s>@ticker``,
 ``<s>@miniTicker``. Pings every 20 wall seconds; more than 5 incoming messages a second
 close the connection; at most 1,024 streams per connection.
+
+Trading (the site's :class:`~pivotal.localexchange.engine.MatchingEngine`): the signed REST
+endpoints of :mod:`~pivotal.localexchange.binance_trade` (``/api/v3/order``,
+``openOrders``, ``allOrders``, ``account``, ``myTrades``, ...) and the WebSocket API user
+data stream of :mod:`~pivotal.localexchange.binance_user` (``/ws-api/v3``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from aiohttp import web
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.localexchange import binance_wire as wire
+from pivotal.localexchange.binance_trade import BinanceTrading
+from pivotal.localexchange.binance_user import BinanceUserStream
 from pivotal.localexchange.exchange_info import binance_exchange_info, binance_symbol_entry
 from pivotal.localexchange.faults import Verdict
 from pivotal.localexchange.flow import BookTop, DepthDiff, FlowEvent, Kline, TradePrint
@@ -146,6 +153,10 @@ class BinanceSite(VenueSite):
         self.add_rest(f"{api}/ticker/bookTicker", self._book_ticker, weight=_by_symbol(2, 4))
         self.add_rest(f"{api}/ticker/24hr", self._ticker_24hr, weight=_by_symbol(2, 80))
         self.add_rest(f"{api}/ticker/price", self._ticker_price, weight=_by_symbol(2, 4))
+        self.trading = BinanceTrading(self)
+        self.trading.register()
+        self.user_stream = BinanceUserStream(self)
+        self.user_stream.register()
         for path in ("/ws", "/ws/{names:.*}"):
             self.add_ws(path, self._ws_raw)
         for path in ("/stream", "/stream/{tail:.*}"):

@@ -34,6 +34,10 @@ WebSocket ``/v5/public/spot``: ``{"op": "subscribe" | "unsubscribe", "req_id", "
 - ``tickers.<SYMBOL>``: a snapshot on subscribe and after every trade.
 
 The server does not ping (Bybit's clients ping). Symbols are Bybit ids (``BTCUSDT``).
+
+Trading (the account of the site's engine): the signed v5 routes of
+:mod:`~pivotal.localexchange.bybit_trade` and the private stream ``/v5/private`` of
+:mod:`~pivotal.localexchange.bybit_private`; the engine applies Bybit's instrument limits.
 """
 
 from __future__ import annotations
@@ -48,6 +52,14 @@ from aiohttp import web
 from pivotal.core.clock import WallClock
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
+from pivotal.localexchange.bybit_private import BybitPrivate
+from pivotal.localexchange.bybit_rest import (
+    MAX_ORDER_AMT,
+    MAX_ORDER_QTY,
+    MIN_ORDER_AMT,
+    bybit_rules,
+)
+from pivotal.localexchange.bybit_trade import BybitTrading
 from pivotal.localexchange.bybit_wire import (
     BYBIT_INTERVALS,
     MAX_ARGS,
@@ -60,6 +72,7 @@ from pivotal.localexchange.bybit_wire import (
     tick_direction,
     topic_parts,
 )
+from pivotal.localexchange.engine_types import SymbolRules
 from pivotal.localexchange.faults import Verdict
 from pivotal.localexchange.flow import DepthDiff, FlowEvent, Kline, TradePrint
 from pivotal.localexchange.sitefmt import amount, decimals_of, int_param, market_sizes, num
@@ -94,6 +107,13 @@ class BybitSite(VenueSite):
         self.add_rest("/v5/market/recent-trade", self._recent_trade)
         self.add_rest("/v5/market/tickers", self._tickers)
         self.add_ws("/v5/public/spot", self._ws)
+        self.trading = BybitTrading(self, self.engine)
+        self.trading.install()
+        BybitPrivate(self, self.trading.views).install()
+
+    def symbol_rules(self, symbol: Symbol) -> SymbolRules:
+        """Bybit's spot limits (:func:`~pivotal.localexchange.bybit_rest.bybit_rules`)."""
+        return bybit_rules(symbol, *market_sizes(self.market(symbol)))
 
     # -- envelope, errors, limits ---------------------------------------------------------
     def _ok(self, result: Any) -> web.Response:
@@ -192,9 +212,9 @@ class BybitSite(VenueSite):
                 "basePrecision": num(step, decimals_of(step)),
                 "quotePrecision": "0.00000001",
                 "minOrderQty": num(step, decimals_of(step)),
-                "maxOrderQty": "10000",
-                "minOrderAmt": "1",
-                "maxOrderAmt": "4000000",
+                "maxOrderQty": str(MAX_ORDER_QTY),
+                "minOrderAmt": str(MIN_ORDER_AMT),
+                "maxOrderAmt": str(MAX_ORDER_AMT),
             },
             "priceFilter": {"tickSize": num(tick, decimals_of(tick))},
             "riskParameters": {"priceLimitRatioX": "0.05", "priceLimitRatioY": "0.05"},

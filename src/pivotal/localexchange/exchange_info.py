@@ -74,10 +74,32 @@ def decimal_text(value: float, places: int = 8) -> str:
     return np.format_float_positional(value, trim="-")
 
 
+#: The order types Binance spot lists for BTCUSDT today (the 2021 template lacks the
+#: market-on-trigger STOP_LOSS and TAKE_PROFIT, which ccxt then refuses to send).
+BINANCE_SPOT_ORDER_TYPES: list[str] = [
+    "LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
+    "TAKE_PROFIT_LIMIT",
+]  # fmt: skip
+#: Binance spot's ``NOTIONAL`` filter (it replaced ``MIN_NOTIONAL`` in 2023), BTCUSDT's values.
+BINANCE_NOTIONAL_FILTER: dict[str, Any] = {
+    "filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
+    "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5,
+}  # fmt: skip
+
+
 def binance_symbol_entry(symbol: Symbol, tick_size: float, step_size: float) -> dict[str, Any]:
-    """The Binance ``exchangeInfo`` entry of ``symbol`` with its price and quantity steps."""
+    """The Binance ``exchangeInfo`` entry of ``symbol`` with its price and quantity steps.
+
+    The template brought up to today's Binance spot: every order type of
+    :data:`BINANCE_SPOT_ORDER_TYPES` and the ``NOTIONAL`` filter instead of ``MIN_NOTIONAL``.
+    """
     entry = copy.deepcopy(BINANCE_SYMBOL_TEMPLATE)
     entry.update(symbol=symbol.exchange_id, baseAsset=symbol.base, quoteAsset=symbol.quote)
+    entry["orderTypes"] = list(BINANCE_SPOT_ORDER_TYPES)
+    entry["filters"] = [
+        dict(BINANCE_NOTIONAL_FILTER) if item["filterType"] == "MIN_NOTIONAL" else item
+        for item in entry["filters"]
+    ]
     for item in entry["filters"]:
         if item["filterType"] == "PRICE_FILTER":
             item["tickSize"] = decimal_text(tick_size)

@@ -19,7 +19,14 @@ Fault kinds (the ``kind`` of a :class:`FaultRecord`):
 - ``ws_rate``: a connection closed for sending too many messages per second;
 - ``ws_streams``: a subscription refused for exceeding the streams per connection;
 - ``slow_consumer``: a connection closed because its send queue overflowed;
-- ``pause``/``resume``: a venue stopped or restarted (failover tests).
+- ``pause``/``resume``: a venue stopped or restarted (failover tests);
+- trading faults, each on one new-order request (the site asks :meth:`FaultInjector.
+  take_order_fault` once per request): ``order_drop_reply`` (the order is placed, then the
+  connection is closed without a reply), ``order_delay_reply`` (placed, the reply sent
+  ``seconds`` later), ``order_5xx`` (HTTP 503 without acting, or after placing with
+  ``after_accept``), ``order_unknown_1007`` (placed, then the venue's "timeout, execution
+  status unknown" reply: Binance -1007);
+- ``user_stream_drop``: a user-data socket (a subscription named ``user:...``) closed.
 """
 
 from __future__ import annotations
@@ -30,12 +37,12 @@ import math
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pivotal.core.clock import Clock, WallClock
 from pivotal.core.errors import ConfigError
@@ -56,9 +63,26 @@ FaultKind = Literal[
     "slow_consumer",
     "pause",
     "resume",
+    "order_drop_reply",
+    "order_delay_reply",
+    "order_5xx",
+    "order_unknown_1007",
+    "user_stream_drop",
 ]
+#: Faults that act on the next new-order request(s) of a venue.
+ORDER_FAULTS: tuple[str, ...] = (
+    "order_drop_reply",
+    "order_delay_reply",
+    "order_5xx",
+    "order_unknown_1007",
+)
 #: Kinds :meth:`FaultInjector.inject` accepts.
-INJECTABLE: tuple[str, ...] = ("drop", "gap", "reorder", "expire", "rate_limit", "ban")
+INJECTABLE: tuple[str, ...] = (
+    "drop", "gap", "reorder", "expire", "rate_limit", "ban", *ORDER_FAULTS, "user_stream_drop",
+)  # fmt: skip
+#: Hub stream names of user-data (private) subscriptions start with this; the
+#: ``user_stream_drop`` fault closes the connections holding one.
+USER_STREAM_PREFIX = "user:"
 
 
 class FaultConfig(BaseModel):
@@ -72,6 +96,11 @@ class FaultConfig(BaseModel):
     for ``ban_s`` seconds, doubled on each further ban. ``expire_after_s`` is a WebSocket
     connection's lifetime (Binance: 24 h). ``max_count`` caps how many of each periodic
     kind are injected (programmatic ``inject`` calls are not capped).
+
+    Trading: ``order_fault_every`` gives every n-th new-order request of a venue a fault,
+    cycling through ``order_fault_kinds``; ``order_delay_s`` is the delay of
+    ``order_delay_reply``; ``user_stream_drop_every_s`` closes every user-data socket
+    periodically.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -86,12 +115,47 @@ class FaultConfig(BaseModel):
     ban_s: float = Field(default=120.0, gt=0)
     expire_after_s: float | None = Field(default=None, gt=0)
     max_count: int | None = Field(default=None, ge=0)
+    order_fault_every: int | None = Field(default=None, ge=1)
+    order_fault_kinds: tuple[str, ...] = ("order_drop_reply", "order_5xx", "order_unknown_1007")
+    order_delay_s: float = Field(default=2.0, ge=0)
+    user_stream_drop_every_s: float | None = Field(default=None, gt=0)
+
+    @field_validator("order_fault_kinds")
+    @classmethod
+    def _order_kinds(cls, kinds: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [k for k in kinds if k not in ORDER_FAULTS]
+        if unknown or not kinds:
+            raise ValueError(
+                f"order_fault_kinds must name some of {', '.join(ORDER_FAULTS)}; got "
+                f"{', '.join(kinds) or 'none'}"
+            )
+        return kinds
 
     def periodic(self) -> dict[str, float]:
         """The enabled periodic socket faults: kind → period in wall seconds."""
         periods = {"drop": self.drop_every_s, "gap": self.gap_every_s}
         periods["reorder"] = self.reorder_every_s
+        periods["user_stream_drop"] = self.user_stream_drop_every_s
         return {kind: period for kind, period in periods.items() if period is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFault:
+    """A fault to apply to one new-order request (see the module docstring).
+
+    ``seconds``: the delay of ``order_delay_reply``; ``after_accept``: ``order_5xx`` after
+    placing the order; ``status``: the HTTP status of ``order_unknown_1007`` (503 or 408).
+    """
+
+    kind: str
+    seconds: float = 0.0
+    after_accept: bool = False
+    status: int = 503
+
+    @property
+    def places_order(self) -> bool:
+        """Whether the order is placed before the fault hits the reply."""
+        return self.kind != "order_5xx" or self.after_accept
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +342,8 @@ class FaultInjector:
         self._scheduled: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
         self._next_id = 0
+        self._order_faults: dict[str, deque[OrderFault]] = {}
+        self._order_requests: Counter[str] = Counter()
 
     def next_conn_id(self) -> int:
         """A new connection id (1, 2, ... across all venues of the server)."""
@@ -320,6 +386,8 @@ class FaultInjector:
             if kind == "drop" and self.config.drop_all:
                 hit = len(self._targets(None, None, depth_only=False))
                 await self._apply("drop", None, None, every=True)
+            elif kind == "user_stream_drop":
+                hit = await self._drop_user_streams(None)
             else:
                 hit = await self._apply(kind, None, None, every=False)
             if hit:
@@ -335,7 +403,9 @@ class FaultInjector:
         every: bool = False,
         count: int = 1,
         retry_after_s: int = 1,
-        seconds: float = 60.0,
+        seconds: float | None = None,
+        after_accept: bool = False,
+        status: int = 503,
     ) -> int:
         """Inject one fault now; returns how many connections (or requests) it affects.
 
@@ -343,10 +413,30 @@ class FaultInjector:
         one picked with the seeded generator (``every=True``: all matching connections);
         ``gap``/``reorder`` only pick connections with a depth subscription and act on their
         next depth message(s). ``rate_limit``: the next ``count`` REST requests of ``venue``
-        get 429 with ``Retry-After: retry_after_s``; ``ban``: 418 for ``seconds``.
+        get 429 with ``Retry-After: retry_after_s``; ``ban``: 418 for ``seconds`` (default
+        60). The order faults (:data:`ORDER_FAULTS`) apply to the next ``count`` new-order
+        requests of ``venue`` (every venue when None): ``seconds`` is the delay of
+        ``order_delay_reply`` (default ``order_delay_s``), ``after_accept`` makes
+        ``order_5xx`` place the order first, ``status`` is ``order_unknown_1007``'s HTTP
+        status (503 or 408). ``user_stream_drop`` closes every user-data socket of ``venue``.
         """
         if kind not in INJECTABLE:
             raise ConfigError(f"unknown fault kind {kind!r}; use one of {', '.join(INJECTABLE)}")
+        if kind in ORDER_FAULTS:
+            if count < 1:
+                raise ConfigError(f"count must be at least 1 for {kind}, got {count}")
+            if status not in (408, 503):
+                raise ConfigError(f"status of {kind} must be 408 or 503, got {status}")
+            delay = self.config.order_delay_s if seconds is None else seconds
+            fault = OrderFault(kind, delay, after_accept, status)
+            for name in self._venue_names(venue, kind):
+                self._order_faults.setdefault(name, deque()).extend([fault] * count)
+            return count
+        if kind == "user_stream_drop":
+            self._venue_names(venue, kind)
+            return await self._drop_user_streams(venue)
+        if seconds is None:
+            seconds = 60.0
         if kind in ("rate_limit", "ban"):
             names = [venue] if venue is not None else sorted(self._limiters)
             for name in names:
@@ -358,6 +448,51 @@ class FaultInjector:
                     self._limiters[name].force_ban(seconds)
             return count if kind == "rate_limit" else len(names)
         return await self._apply(kind, venue, conn_id, every=every)
+
+    def _venue_names(self, venue: str | None, kind: str) -> list[str]:
+        names = [venue] if venue is not None else sorted(self._venues)
+        for name in names:
+            if name not in self._venues:
+                raise ConfigError(f"unknown venue {name!r} for fault {kind!r}")
+        return names
+
+    def take_order_fault(self, venue: str, detail: str = "") -> OrderFault | None:
+        """The fault for this new-order request of ``venue``, or None; logged when one.
+
+        Call once per new-order request, before acting on it: injected faults first, then
+        every ``order_fault_every``-th request a configured one (cycling through
+        ``order_fault_kinds``, capped by ``max_count``).
+        """
+        self._order_requests[venue] += 1
+        queued = self._order_faults.get(venue)
+        fault: OrderFault | None = None
+        if queued:
+            fault = queued.popleft()
+        else:
+            every, cap = self.config.order_fault_every, self.config.max_count
+            if every is not None and self._order_requests[venue] % every == 0:
+                kinds = self.config.order_fault_kinds
+                kind = kinds[(self._order_requests[venue] // every - 1) % len(kinds)]
+                if cap is None or self._scheduled[kind] < cap:
+                    self._scheduled[kind] += 1
+                    fault = OrderFault(kind, self.config.order_delay_s)
+        if fault is not None:
+            extra = " after accepting" if fault.after_accept else ""
+            self.log.record(venue, fault.kind, detail=f"{detail}{extra}".strip())
+        return fault
+
+    async def _drop_user_streams(self, venue: str | None) -> int:
+        targets = [
+            conn
+            for conn in self._targets(venue, None, depth_only=False)
+            if any(s.startswith(USER_STREAM_PREFIX) for s in conn.streams)
+        ]
+        for conn in targets:
+            self.log.record(
+                conn.venue, "user_stream_drop", conn_id=conn.conn_id, detail="closed by server"
+            )
+            await conn.close(code=1001, reason="user_stream_drop")
+        return len(targets)
 
     def _targets(self, venue: str | None, conn_id: int | None, *, depth_only: bool) -> list[Any]:
         found = []

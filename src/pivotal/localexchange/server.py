@@ -23,6 +23,7 @@ from pivotal.core.clock import Clock
 from pivotal.core.errors import ConfigError, OperationalError
 from pivotal.core.symbols import Symbol
 from pivotal.localexchange.config import ServeConfig, VenueUrls
+from pivotal.localexchange.engine import MatchingEngine
 from pivotal.localexchange.faults import FaultInjector, FaultLog
 from pivotal.localexchange.flow import SymbolFlow
 from pivotal.localexchange.market import MarketState
@@ -82,7 +83,8 @@ class LocalExchange:
                 {flow.symbol: flow for flow in flows},
             )
             self.sites[venue] = site_class(venue)(ctx)
-        self.replayer = Replayer(self.flows, self._markets, list(self.sites.values()), self.clock)
+        sinks: list[Any] = [*self.sites.values(), *(s.engine for s in self.sites.values())]
+        self.replayer = Replayer(self.flows, self._markets, sinks, self.clock)
         self._task: asyncio.Task[None] | None = None
         self._started = False
 
@@ -171,6 +173,15 @@ class LocalExchange:
     async def inject(self, kind: str, **options: Any) -> int:
         """Inject a fault now (see :meth:`FaultInjector.inject`); returns what it affected."""
         return await self.faults.inject(kind, **options)
+
+    def engine(self, venue: str) -> MatchingEngine:
+        """``venue``'s matching engine (its account: orders, fills, balances)."""
+        return self._site(venue).engine
+
+    def record(self, venue: str) -> dict[str, Any]:
+        """``venue``'s authoritative record: ``{"orders", "fills", "balances"}`` (see
+        :meth:`MatchingEngine.record`); call it in the exchange's loop."""
+        return self._site(venue).engine.record()
 
     @property
     def finished(self) -> bool:
@@ -284,3 +295,11 @@ class LocalExchangeThread:
 
     def inject(self, kind: str, **options: Any) -> int:
         return self.call(self.exchange.inject(kind, **options))
+
+    def record(self, venue: str) -> dict[str, Any]:
+        """``venue``'s record (:meth:`LocalExchange.record`), read in the exchange's loop."""
+
+        async def read() -> dict[str, Any]:
+            return self.exchange.record(venue)
+
+        return self.call(read())

@@ -19,7 +19,13 @@ weight headers) and may raise :class:`VenueError` for a venue-format error reply
 endpoints are registered with :meth:`add_ws`; their handler calls :meth:`serve_ws`, which
 accepts the socket, pings, counts incoming messages, expires and ends the connection and
 calls back ``on_message(conn, data)`` for each text or binary message. Every port also
-serves ``GET /_pivotal/faults`` (the fault log as JSON).
+serves ``GET /_pivotal/faults`` (the fault log as JSON) and ``GET /_pivotal/record`` (the
+account's orders, fills and balances: :meth:`MatchingEngine.record`).
+
+Every site owns one :class:`~pivotal.localexchange.engine.MatchingEngine` (``self.engine``):
+the account of that venue, built from :meth:`VenueSite.symbol_rules` and the config's
+balances; the server replays every flow event into it after the sites (a replay sink), so
+orders fill as the market moves whether or not a client is connected.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ from pivotal.core.clock import Clock
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.localexchange.config import ServeConfig, VenueUrls
+from pivotal.localexchange.engine import MatchingEngine
+from pivotal.localexchange.engine_types import SymbolRules
+from pivotal.localexchange.exchange_info import binance_symbol_entry
 from pivotal.localexchange.faults import FaultInjector, FaultLog, RateLimiter, Verdict
 from pivotal.localexchange.flow import FlowEvent, Kline, SymbolFlow
 from pivotal.localexchange.market import MarketState
@@ -108,6 +117,15 @@ class VenueSite(ABC):
         self.port = 0
         self.app = web.Application(middlewares=[self._pause_middleware])
         self.app.router.add_get("/_pivotal/faults", self._faults_endpoint)
+        self.app.router.add_get("/_pivotal/record", self._record_endpoint)
+        self.engine = MatchingEngine(
+            ctx.venue,
+            ctx.markets,
+            ctx.clock,
+            {symbol: self.symbol_rules(symbol) for symbol in ctx.markets},
+            ctx.config.balances(ctx.venue),
+            fee_rate=ctx.config.fee_rate,
+        )
         self.setup()
 
     # -- to override ----------------------------------------------------------------------
@@ -118,6 +136,13 @@ class VenueSite(ABC):
     @abstractmethod
     def on_event(self, symbol: Symbol, event: FlowEvent) -> None:
         """A flow event, already applied to ``self.market(symbol)``: push it to subscribers."""
+
+    def symbol_rules(self, symbol: Symbol) -> SymbolRules:
+        """The trading filters the engine applies to ``symbol`` (default: Binance's entry
+        for the flow's tick and step sizes; override with the venue's own)."""
+        flow = self.ctx.markets[symbol].flow
+        entry = binance_symbol_entry(symbol, flow.tick_size, flow.step_size)
+        return SymbolRules.from_binance(symbol, entry)
 
     def on_klines(self, symbol: Symbol, klines: Mapping[Timeframe, list[Kline]]) -> None:  # noqa: B027 (an optional hook: no-op by default)
         """Klines changed at this market second (``MarketState.advance``): push them."""
@@ -191,8 +216,11 @@ class VenueSite(ABC):
         """The open WebSocket connections, by id."""
         return [self._conns[k] for k in sorted(self._conns)]
 
-    def add_rest(self, path: str, handler: Handler, *, weight: Weight = 1) -> None:
-        """Register ``GET path``; each request is charged ``weight`` (or ``weight(request)``)."""
+    def add_rest(
+        self, path: str, handler: Handler, *, weight: Weight = 1, method: str = "GET"
+    ) -> None:
+        """Register ``method path`` (default GET); each request is charged ``weight`` (or
+        ``weight(request)``)."""
 
         async def charged(request: web.Request) -> web.StreamResponse:
             cost = weight(request) if callable(weight) else weight
@@ -211,7 +239,10 @@ class VenueSite(ABC):
             reply.headers.update(self.weight_headers(verdict.used))
             return reply
 
-        self.app.router.add_get(path, charged)
+        if method == "GET":
+            self.app.router.add_get(path, charged)
+        else:
+            self.app.router.add_route(method, path, charged)
 
     def add_ws(self, path: str, handler: Handler) -> None:
         """Register a WebSocket endpoint (``handler`` calls :meth:`serve_ws`)."""
@@ -358,6 +389,15 @@ class VenueSite(ABC):
                 transport.abort()
             raise web.HTTPServiceUnavailable()
         return await handler(request)
+
+    async def _record_endpoint(self, request: web.Request) -> web.Response:
+        venue = request.query.get("venue", self.venue)
+        if venue != self.venue:
+            return self.json(
+                {"error": f"this port serves {self.venue}; ask {venue}'s port for its record"},
+                status=404,
+            )
+        return self.json(self.engine.record())
 
     async def _faults_endpoint(self, request: web.Request) -> web.Response:
         venue = request.query.get("venue")

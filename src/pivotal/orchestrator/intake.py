@@ -25,7 +25,13 @@ import numpy as np
 import numpy.typing as npt
 
 from pivotal.core.candles import Candles
-from pivotal.core.events import BookUpdated, CandleClosed, MarketEvent, TradesReceived
+from pivotal.core.events import (
+    BookLevels,
+    BookUpdated,
+    CandleClosed,
+    MarketEvent,
+    TradesReceived,
+)
 from pivotal.core.timeframes import Timeframe
 from pivotal.orchestrator.subscriptions import (
     DataSubscriptionManager,
@@ -86,10 +92,12 @@ class BarIntake:
         elif isinstance(event, BookUpdated):
             key = self._key(StreamKind.COB, event.symbol, None)
             self.subscriptions.publish(StreamUpdate(key, int(event.event_time), event.snapshot))
+        elif isinstance(event, BookLevels):
+            return  # the raw top of book is for a paper broker; the frame reads COB snapshots
         else:
             raise TypeError(
-                f"expected a market event (CandleClosed, TradesReceived, BookUpdated), got "
-                f"{type(event).__name__}"
+                "expected a market event (CandleClosed, TradesReceived, BookUpdated, "
+                f"BookLevels), got {type(event).__name__}"
             )
 
     def prepare(self, symbol: str, streams: Mapping[Timeframe, Candles]) -> None:

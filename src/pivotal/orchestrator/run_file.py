@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from pivotal.config.live import LiveSettings
 from pivotal.config.models import StrictModel
 from pivotal.core.clock import iso_utc, utc_text
 from pivotal.core.errors import ConfigError
@@ -60,8 +61,10 @@ def parse_time_ms(value: Any, name: str) -> int | None:
 class RunConfig(StrictModel):
     """One run of the orchestrator (``pivotal run RUN_FILE``)."""
 
-    mode: Literal["backtest"] = Field(
-        default="backtest", description="backtest (paper and live trading are not available yet)"
+    mode: Literal["backtest", "paper", "live"] = Field(
+        default="backtest",
+        description="backtest (the stored range), paper (live data, simulated fills) or live "
+        "(orders on the venue); --mode on the command line overrides it",
     )
     exchange: str = "binance"
     symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"], min_length=1)
@@ -85,6 +88,10 @@ class RunConfig(StrictModel):
     )
     settings: TradingSettings = Field(default_factory=TradingSettings)
     orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
+    live: LiveSettings = Field(
+        default_factory=LiveSettings,
+        description="paper and live sessions: venue, endpoints, keys, journal, reconciliation",
+    )
 
     @field_validator("symbols")
     @classmethod
@@ -159,7 +166,15 @@ def load_run_config(path: str | Path) -> RunConfig:
         folder = Path(str(learning.checkpoint_dir).replace("{run}", path.stem))
         learning = learning.model_copy(update={"checkpoint_dir": resolve(folder)})
     orchestrator = config.orchestrator.model_copy(update={"experts": experts, "learning": learning})
-    return config.model_copy(update={"orchestrator": orchestrator})
+    live = config.live
+    paths = {
+        key: resolve(getattr(live, key))
+        for key in ("keys_file", "journal")
+        if getattr(live, key) is not None
+    }
+    return config.model_copy(
+        update={"orchestrator": orchestrator, "live": live.model_copy(update=paths)}
+    )
 
 
 def write_run_file(config: RunConfig, path: str | os.PathLike[str], *, header: str = "") -> Path:
@@ -177,6 +192,11 @@ def write_run_file(config: RunConfig, path: str | os.PathLike[str], *, header: s
         orchestrator.get("experts", []), config.orchestrator.experts, strict=True
     ):
         expert["checkpoint"] = _relative(source.checkpoint, folder)
+    live = data.get("live", {})
+    for key in ("keys_file", "journal"):
+        value = getattr(config.live, key)
+        if value is not None:
+            live[key] = _relative(value, folder)
     learning = orchestrator.get("learning", {})
     if config.orchestrator.learning.checkpoint_dir is not None:
         learning["checkpoint_dir"] = _relative(config.orchestrator.learning.checkpoint_dir, folder)

@@ -16,10 +16,12 @@ RunRecorder`. It never asks which mode it runs in. :meth:`Kernel.step` takes the
    orchestrator's frame, a recorder of market data);
 3. **risk**: the risk manager observes the account equity at ``now``;
 4. **decisions**: on a symbol's last bar before a gap (a :class:`GapSchedule`, replays only)
-   its orders are cancelled and its position closed instead of asking the source; every
-   other symbol whose wake-up has come (the bar's close ≥ ``source.next_wake``, time-keyed,
-   after ``warmup_bars()`` bars) gets a :class:`~pivotal.core.ports.DecisionContext` and the
-   actions go through the executor (risk review, then ``Broker.submit``);
+   its orders are cancelled and its position closed instead of asking the source; a bar that
+   reaches the step after its close (a live stream's late bar; a replay has none) is recorded
+   as ``late_bar`` and not decided on; every other symbol whose wake-up has come (the bar's
+   close ≥ ``source.next_wake``, time-keyed, after ``warmup_bars()`` bars) gets a
+   :class:`~pivotal.core.ports.DecisionContext` and the actions go through the executor (risk
+   review, then ``Broker.submit``);
 5. **record**: the equity after the decisions, then the broker's events (fills and order
    changes) and the risk alerts, go to the recorder.
 
@@ -158,6 +160,8 @@ class Kernel:
         self.gap_plan = gap_plan
         self.warmup = max(int(source.warmup_bars()), 0)
         self.decisions = 0
+        #: Base bars that reached a step after their close (live feeds only): not decided on.
+        self.late_bars = 0
         self._history: dict[str, CandleHistory] = {}
         self._atr: dict[str, npt.NDArray[np.float64]] = {}
         self._wake: dict[str, int] = {}
@@ -231,6 +235,10 @@ class Kernel:
         wake = self._wake
         for bar in bars:
             if bar.bar_index < warmup:
+                continue
+            if bar.close_time < now:  # a live stream's late bar: its moment has passed
+                self.late_bars += 1
+                self.recorder.event(_late_bar_record(now, bar))
                 continue
             symbol = bar.symbol
             due = wake.get(symbol)
@@ -355,6 +363,18 @@ class Kernel:
             atr = talib.ATR(view.high, view.low, view.close, timeperiod=self.atr_period)
             self._atr[symbol] = atr
         return float(atr[j])
+
+
+def _late_bar_record(now: int, bar: ClosedBar) -> dict[str, Any]:
+    return {
+        "timestamp": now,
+        "kind": "late_bar",
+        "symbol": bar.symbol,
+        "bar_index": bar.bar_index,
+        "close_time": bar.close_time,
+        "message": f"{bar.symbol}'s bar closing at {bar.close_time} reached the loop at {now}: "
+        "no decision on it (its moment has passed); its data still reaches the models",
+    }
 
 
 def _decision_record(now: int, symbol: str, j: int, actions: int, source: str) -> dict[str, Any]:

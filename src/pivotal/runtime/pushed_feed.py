@@ -14,6 +14,17 @@ symbols' bars of the same close in one kernel step, as in a replay, without ever
 long for a stream that is down. Events older than the last delivered time are *late*: they
 are delivered with the next group (never dropped) and counted in :attr:`PushedFeed.late`.
 
+**Bar boundaries.** A venue sends a bar only after its close, so trades and books of the next
+bar usually arrive *before* the bar itself. With expected streams, the feed therefore holds
+everything from a base bar's close time ``B`` on until the expected bars closing at ``B`` have
+come (then ``B``'s group goes first, and the step at ``B`` sees the bar at its own close
+time), or ``grace_ms`` passed (the feed then gives up on ``B``: counted in
+:attr:`PushedFeed.missed_closes`), or each stream still missing at ``B`` has already sent a
+later bar (a gap in that stream at ``B``: its bar will never come), or has sent no bar at
+all while another stream is already past ``B`` (it has not started). Nothing else releases a
+boundary: not trades or books, and not another symbol's next bar either (two symbols'
+streams lag differently; one symbol's bar must not push the other's out of its step).
+
 ``next_events`` returns an empty sequence (a heartbeat) when nothing was delivered within
 ``heartbeat_ms``, and ``None`` once :meth:`PushedFeed.close` was called and the queue is
 empty. The clock is asked for time; the wait itself is a condition variable's timeout.
@@ -90,6 +101,13 @@ class PushedFeed:
         self.waits = 0
         #: Events published so far.
         self.published = 0
+        #: Bar closes given up on after ``grace_ms`` (their bars had not come).
+        self.missed_closes = 0
+        tfs = {tf for _, tf in self._expected}
+        self._bar_ms = min(tf.ms for tf in tfs) if tfs else None
+        self._due: int | None = None  # the next base close the feed waits for
+        self._bar_times: dict[int, int] = {}  # expected bars queued, by close time
+        self._latest_bar: dict[tuple[str, Timeframe], int] = {}  # newest bar per stream
 
     # -- producers -------------------------------------------------------------------
     def publish(self, events: Sequence[MarketEvent]) -> None:
@@ -103,12 +121,20 @@ class PushedFeed:
                 self.waits += 1
                 self._cond.wait(0.1)
             now = self._clock.now_ms()
+            expected = self._expected
             for event in events:
-                group = self._groups.get(event.event_time)
+                t = event.event_time
+                group = self._groups.get(t)
                 if group is None:
-                    group = self._groups[event.event_time] = (now, [])
-                    heapq.heappush(self._times, event.event_time)
+                    group = self._groups[t] = (now, [])
+                    heapq.heappush(self._times, t)
                 group[1].append(event)
+                key = (event.symbol, event.timeframe) if isinstance(event, CandleClosed) else None
+                if key is not None and key in expected:
+                    self._bar_times[t] = self._bar_times.get(t, 0) + 1
+                    self._latest_bar[key] = max(self._latest_bar.get(key, t), t)
+                if self._due is None and self._bar_ms is not None:
+                    self._due = -(-t // self._bar_ms) * self._bar_ms  # the first close >= t
             self._count += len(events)
             self.published += len(events)
             self._cond.notify_all()
@@ -152,8 +178,13 @@ class PushedFeed:
         first = self._times[0]
         if self._last_delivered is not None and first <= self._last_delivered:
             return first  # late events go out at once
+        due = self._due
+        if due is not None and first >= due:
+            return self._boundary_ready(first, due)
         if len(self._times) > 1:  # a later time came: this one cannot gain anything
             return first
+        if self._bar_ms is not None and first % self._bar_ms:
+            return first  # not a close time: no expected bar can join this group
         seen, events = self._groups[first]
         if self._expected:
             arrived = {(e.symbol, e.timeframe) for e in events if isinstance(e, CandleClosed)}
@@ -165,11 +196,36 @@ class PushedFeed:
             return first
         return None
 
+    def _boundary_ready(self, first: int, due: int) -> int | None:
+        """``first`` is at or past the close ``due``: only ``due``'s bars, a later expected
+        bar, or the grace release it (module docstring)."""
+        seen, events = self._groups[first]
+        arrived: set[tuple[str, Timeframe]] = set()
+        if first == due:
+            arrived = {(e.symbol, e.timeframe) for e in events if isinstance(e, CandleClosed)}
+        latest = self._latest_bar
+        missing = [k for k in self._expected if due % k[1].ms == 0 and k not in arrived]
+        moved_on = any(t > due for t in latest.values())
+        if all(latest[k] > due if k in latest else moved_on for k in missing):
+            # each missing stream sent a later bar (a gap at ``due``), or none at all while
+            # another stream is already past ``due`` (it has not started)
+            return first
+        if self._clock.now_ms() - seen >= self._grace_ms:
+            if first > due or due not in self._bar_times:
+                self.missed_closes += 1
+            return first
+        return None
+
     def _take(self, until: int) -> list[MarketEvent]:
         group: list[MarketEvent] = []
         while self._times and self._times[0] <= until:
-            group.extend(self._groups.pop(heapq.heappop(self._times))[1])
+            t = heapq.heappop(self._times)
+            group.extend(self._groups.pop(t)[1])
+            self._bar_times.pop(t, None)
         self._count -= len(group)
+        bar = self._bar_ms
+        if bar is not None and self._due is not None and until >= self._due:
+            self._due = (until // bar + 1) * bar  # the next close after this step
         if self._last_delivered is not None and until <= self._last_delivered:
             self.late += len(group)
         else:

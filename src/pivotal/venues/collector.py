@@ -326,11 +326,16 @@ class Collector:
 
     # -- running -----------------------------------------------------------------------
     async def run(
-        self, *, duration_s: float | None = None, stop: asyncio.Event | None = None
+        self,
+        *,
+        duration_s: float | None = None,
+        stop: asyncio.Event | None = None,
+        started: Callable[[], None] | None = None,
     ) -> CollectReport:
-        """Collect until ``stop`` is set or ``duration_s`` (wall seconds) has passed."""
+        """Collect until ``stop`` is set or ``duration_s`` (wall seconds) has passed;
+        ``started`` is called once the markets are listed and the streams started."""
         stop = stop or asyncio.Event()
-        started = self.clock.now_ms()
+        started_ms = self.clock.now_ms()
         try:
             await self.check_markets()
         except BaseException:
@@ -340,6 +345,8 @@ class Collector:
         await self.supervisor.start()
         for extra in self.extra:
             await extra.start()
+        if started is not None:
+            started()
         tasks = [
             *(asyncio.ensure_future(self._consume(e.queue)) for e in self.extra),
             asyncio.ensure_future(self._consume(self.supervisor.queue)),
@@ -368,7 +375,7 @@ class Collector:
                 self._write_health()
         stats = self.writer.stats()
         return CollectReport(
-            started_ms=started,
+            started_ms=started_ms,
             stopped_ms=self.clock.now_ms(),
             items=self.items,
             written=dict(stats.written),

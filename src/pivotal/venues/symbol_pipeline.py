@@ -12,7 +12,9 @@ stream items (:mod:`pivotal.venues.stream_events`) in arrival order and
 - **order books** → a **1s COB snapshot** with :class:`~pivotal.features.orderbook.COBSampler`'s
   rule (the snapshot stamped ``T`` is the book after every update with event time ``< T``,
   emitted when the first update at or after ``T`` arrives), so live snapshots equal the ones
-  computed from recorded depth.
+  computed from recorded depth; with each snapshot, the top ``book_levels`` price levels of
+  that same book as a :class:`~pivotal.core.events.BookLevels` of the same time (what a paper
+  broker walks).
 
 Candles are stored under the *feed's* series (the primary exchange of the failover list, so a
 failover leaves no hole in it) with each row's source naming the venue and path that produced
@@ -38,7 +40,13 @@ import numpy as np
 import numpy.typing as npt
 
 from pivotal.core.candles import Candles
-from pivotal.core.events import BookUpdated, CandleClosed, MarketEvent, TradesReceived
+from pivotal.core.events import (
+    BookLevels,
+    BookUpdated,
+    CandleClosed,
+    MarketEvent,
+    TradesReceived,
+)
 from pivotal.core.symbols import Symbol
 from pivotal.core.timeframes import Timeframe
 from pivotal.core.trades import Trades
@@ -47,9 +55,11 @@ from pivotal.data.series import SeriesKey
 from pivotal.data.tick_aggregation import AggregatedBars, RealTimeTickAggregator
 from pivotal.features.orderbook.cob import COBConfig, COBSampler
 
-__all__ = ["ArrayBook", "PipelineCounts", "RowSink", "SymbolPipeline"]
+__all__ = ["DEFAULT_BOOK_LEVELS", "ArrayBook", "PipelineCounts", "RowSink", "SymbolPipeline"]
 
 SECOND = Timeframe.parse("1s")
+#: Price levels per side a :class:`BookLevels` event carries unless told otherwise.
+DEFAULT_BOOK_LEVELS = 20
 
 
 class RowSink(Protocol):
@@ -108,6 +118,11 @@ class ArrayBook:
     def side_arrays(self, side: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         return self._sides[side]
 
+    def top(self, side: str, n: int) -> npt.NDArray[np.float64]:
+        """The best ``n`` levels of ``side`` as a new ``(k, 2)`` array (price, qty), k <= n."""
+        prices, quantities = self._sides[side]
+        return np.column_stack((prices[:n], quantities[:n]))
+
 
 @dataclass(slots=True)
 class PipelineCounts:
@@ -119,6 +134,9 @@ class PipelineCounts:
     cob_snapshots: int = 0
     late_trades: int = 0
     duplicate_trades: int = 0
+    book_levels: int = 0
+    #: Books whose top could not become a :class:`BookLevels` (crossed, a level of 0 or less).
+    bad_books: int = 0
 
 
 class SymbolPipeline:
@@ -126,6 +144,8 @@ class SymbolPipeline:
 
     ``feed_exchange`` is the series the candles belong to (the failover list's primary);
     ``publish`` receives the market events (a :class:`PushedFeed`'s ``publish``, or None).
+    ``book_levels`` is how many price levels per side each :class:`BookLevels` carries
+    (None: no :class:`BookLevels` events).
     """
 
     def __init__(
@@ -138,7 +158,14 @@ class SymbolPipeline:
         cob: COBConfig | None = None,
         close_lag_ms: int | None = 10_000,
         second_candles: bool = True,
+        book_levels: int | None = DEFAULT_BOOK_LEVELS,
     ) -> None:
+        if book_levels is not None and (
+            isinstance(book_levels, bool) or not isinstance(book_levels, int) or book_levels < 1
+        ):
+            raise ValueError(
+                f"book_levels must be a number of price levels >= 1, or None, got {book_levels!r}"
+            )
         self.symbol = Symbol.parse(symbol)
         self.feed_exchange = feed_exchange
         self._sink = sink
@@ -146,6 +173,7 @@ class SymbolPipeline:
         self._cob_config = cob or COBConfig()
         self._close_lag_ms = close_lag_ms
         self._second_candles = second_candles
+        self._book_levels = book_levels
         self._aggregator = RealTimeTickAggregator(SECOND)
         self._aggregator_venue: str | None = None
         self._closed_until = -(2**62)  # 1s bars opening before this are final
@@ -284,12 +312,19 @@ class SymbolPipeline:
             book.invalidate()
             return
         snapshots = sampler.advance(time_ms)  # the book *before* this update
+        top = self._top(book, snapshots[0].timestamp) if snapshots else None
         book.update(bids, asks, nonce, time_ms)
         events: list[MarketEvent] = []
         if snapshots:
             self._sink.add_cob(venue, self.symbol, snapshots, f"{venue}:ws")
             self.counts.cob_snapshots += len(snapshots)
-            events.extend(BookUpdated(str(self.symbol), s, s.timestamp) for s in snapshots)
+            for s in snapshots:
+                events.append(BookUpdated(str(self.symbol), s, s.timestamp))
+                if top is not None:
+                    if top.event_time != s.timestamp:  # a later second of the same book
+                        top = BookLevels(top.symbol, top.bids, top.asks, s.timestamp)
+                    events.append(top)
+                    self.counts.book_levels += 1
         if (
             self._second_candles
             and self._close_lag_ms is not None
@@ -300,6 +335,19 @@ class SymbolPipeline:
                 self._closed_until = horizon
                 self._close_seconds(self._aggregator.advance(horizon), events)
         self._emit(events)
+
+    def _top(self, book: ArrayBook, time_ms: int) -> BookLevels | None:
+        """The top levels of ``book`` (the one the COB snapshots just sampled) stamped
+        ``time_ms``; None without ``book_levels`` or when they break :class:`BookLevels`'
+        rules (a crossed book, a level of 0: counted in ``bad_books``, nothing raised)."""
+        n = self._book_levels
+        if n is None:
+            return None
+        try:
+            return BookLevels(str(self.symbol), book.top("bid", n), book.top("ask", n), time_ms)
+        except ValueError:
+            self.counts.bad_books += 1
+            return None
 
     def book_lost(self, venue: str) -> None:
         """The venue's book stream lost sync: no COB snapshot until it is whole again."""

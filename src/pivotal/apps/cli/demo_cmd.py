@@ -6,8 +6,11 @@ with gaps and basic statistics. Compute the indicator set and the 5-level Willia
 the hourly series and write a pivot chart per symbol. Backtest an SMA cross on two symbols
 in one account through the simulated broker and the risk manager, with an HTML report. Then
 the orchestrator end to end (see :mod:`pivotal.apps.cli.demo_orchestrator`): checkpoints in
-the data dir's ``models`` folder, the run file beside its report in ``reports``. The demo
-ends with the next three commands to try, for the same data dir.
+the data dir's ``models`` folder, the run file beside its report in ``reports``. Then the
+trading session (:mod:`pivotal.apps.cli.demo_session`): the same orchestrator trades the
+held-out span replayed by a local exchange, is SIGKILLed part-way and restarted, and its
+journal is printed beside the exchange's record. The demo ends with the next commands to try,
+for the same data dir.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from pivotal.apps.cli.common import (
     progress_bar,
     split_list,
 )
+
+#: Market time per wall time of the demo's session: 150 s cover two days of the held-out span.
+SESSION_SPEED = 1_200.0
 
 
 def demo(
@@ -51,6 +57,14 @@ def demo(
             help="Shorter training and trading spans, a smoke run (default: the full spans).",
         ),
     ] = False,
+    session_seconds: Annotated[
+        float,
+        typer.Option(
+            "--session-seconds",
+            min=0,
+            help="Wall seconds of the trading session against the local exchange (0: no session).",
+        ),
+    ] = 150.0,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -58,6 +72,7 @@ def demo(
     (train a PivotCNN and a DQN, learn, trade a held-out month) with HTML reports; it ends
     with the next commands to try."""
     from pivotal.apps.cli.demo_orchestrator import orchestrator_step, run_file_path
+    from pivotal.apps.cli.demo_session import SessionPlan, plan_session, session_step
     from pivotal.apps.cli.demo_steps import (
         backtest_step,
         download_recent,
@@ -103,6 +118,26 @@ def demo(
             models_dir=ctx.data_dir / "models",
         ):
             console.print(line, highlight=False)
+        plan: SessionPlan | str | None = None
+        orchestrated = run_file_path(ctx.data_dir / "reports")
+        if session_seconds > 0 and orchestrated.is_file():
+            plan = plan_session(
+                store, orchestrated, ctx.data_dir, seconds=session_seconds, speed=SESSION_SPEED
+            )
+    if plan is not None:  # the session's process opens the store itself: ours is closed
+        console.rule("trading session (local exchange, kill and restart)")
+        if isinstance(plan, str):
+            console.print(f"[yellow]no session: {plan}[/]", highlight=False)
+        else:
+            lines = session_step(
+                plan,
+                ctx.data_dir,
+                say=lambda text: console.print(text, highlight=False, soft_wrap=True),
+                seconds=session_seconds,
+                speed=SESSION_SPEED,
+            )
+            for line in lines:
+                console.print(line, highlight=False, soft_wrap=True)
     style = "bold yellow" if "SIMULATED" in used else "green"
     console.print(
         Panel(

@@ -1,8 +1,10 @@
 """``pivotal exchange``: serve a replayed market over the venues' REST and WebSocket APIs.
 
 ``pivotal exchange serve`` starts the local exchange on 127.0.0.1 (one port per venue),
-prints each venue's REST and WS base URLs, replays the flows at ``--speed`` and runs until
-Ctrl-C, SIGTERM or ``--duration``; then it prints the injected faults by kind.
+prints each venue's REST and WS base URLs, where its API key pair comes from (never the
+secret) and the account balances, replays the flows at ``--speed`` and runs until Ctrl-C,
+SIGTERM or ``--duration``; then it prints the injected faults by kind. Orders sent to it
+are matched against the replayed market (``--balance`` sets the starting balances).
 """
 
 from __future__ import annotations
@@ -51,6 +53,27 @@ def _ports(items: list[str] | None, venues: tuple[str, ...]) -> dict[str, int]:
             )
         ports[venue] = int(value)
     return ports
+
+
+def _balances(items: list[str] | None) -> dict[str, float]:
+    """``ASSET=AMOUNT`` items over the default account (100,000 USDT)."""
+    from pivotal.localexchange.config import DEFAULT_BALANCES
+
+    balances = dict(DEFAULT_BALANCES)
+    for item in items or []:
+        asset, sep, value = item.partition("=")
+        asset = asset.strip().upper()
+        try:
+            amount = float(value)
+        except ValueError:
+            amount = float("nan")
+        if not sep or not asset or not amount >= 0 or amount == float("inf"):
+            raise typer.BadParameter(
+                f"expected ASSET=AMOUNT with an amount >= 0 (e.g. USDT=5000), got {item!r}",
+                param_hint="--balance",
+            )
+        balances[asset] = amount
+    return balances
 
 
 def _config(**fields: Any) -> Any:
@@ -158,6 +181,14 @@ def serve(
             "--max-faults", help="At most this many faults of each kind.", show_default="no cap"
         ),
     ] = None,
+    balance: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--balance",
+            help="ASSET=AMOUNT starting balance of every venue's account, repeatable "
+            "(default 100000 USDT; other assets 0).",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the URLs and the fault counts as JSON lines.")
     ] = False,
@@ -197,7 +228,12 @@ def serve(
     }
     cfg = _config(**fields)  # venue names checked before the ports refer to them
     if port:
-        cfg = _config(**{**fields, "ports": _ports(port, cfg.venues)})
+        fields["ports"] = _ports(port, cfg.venues)
+    if balance:
+        account = _balances(balance)
+        fields["accounts"] = {venue: dict(account) for venue in cfg.venues}
+    if port or balance:
+        cfg = _config(**fields)
     wanted = [symbol_arg(s) for s in split_list(symbols)] if symbols else None
     flows = _flows(messages, wanted, exchange, timeframe, since, until, seed, config, data_dir)
     _run(flows, cfg, as_json)
@@ -276,7 +312,28 @@ def _run(flows: list[Any], cfg: Any, as_json: bool) -> None:
     _print_end(counts, market_ms, as_json)
 
 
+def _credentials() -> tuple[str, str]:
+    """Where the key and the secret come from, in words (never the secret itself)."""
+    from pivotal.localexchange.config import (
+        API_KEY_ENV,
+        API_SECRET_ENV,
+        LOCAL_API_KEY,
+        credential_sources,
+    )
+
+    key, secret = credential_sources()
+    key_text = (
+        f"from {API_KEY_ENV}" if key == API_KEY_ENV else f"{LOCAL_API_KEY} (the local default)"
+    )
+    secret_text = (
+        f"from {API_SECRET_ENV}" if secret == API_SECRET_ENV else "the local default (see README)"
+    )
+    return key_text, secret_text
+
+
 def _print_start(urls: dict[str, Any], flows: list[Any], cfg: Any, as_json: bool) -> None:
+    key_text, secret_text = _credentials()
+    balances = {venue: cfg.balances(venue) for venue in cfg.venues}
     if as_json:
         body = {
             "venues": {v: {"rest": u.rest, "ws": u.ws, "port": u.port} for v, u in urls.items()},
@@ -285,6 +342,9 @@ def _print_start(urls: dict[str, Any], flows: list[Any], cfg: Any, as_json: bool
             "start_ms": min(f.start_ms for f in flows),
             "end_ms": max(f.end_ms for f in flows),
             "speed": cfg.speed,
+            "api_key": key_text,
+            "api_secret": secret_text,
+            "balances": balances,
         }
         print(json.dumps(body), flush=True)
         return
@@ -296,6 +356,10 @@ def _print_start(urls: dict[str, Any], flows: list[Any], cfg: Any, as_json: bool
             f"({flow.source})",
             highlight=False,
         )
+    console.print(f"API key: {key_text}; secret: {secret_text}", highlight=False)
+    for venue, account in balances.items():
+        held = ", ".join(f"{amount:g} {asset}" for asset, amount in sorted(account.items()))
+        console.print(f"{venue:8} account: {held}", highlight=False)
     console.print(
         f"replaying at {cfg.speed:g}x; ccxt binance: urls['api']['public'] = REST + '/api/v3', "
         "urls['api']['ws']['spot'] = WS + '/stream'; Ctrl-C stops",

@@ -23,6 +23,7 @@ from pivotal.apps.cli import (
     models_cmd,
     pivots_cmd,
     run_cmd,
+    trading_cmd,
     train_cmd,
 )
 from pivotal.apps.cli.common import err_console
@@ -103,6 +104,10 @@ app.command("backtest")(backtest_cmd.backtest)
 app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 app.command("collect")(collect_cmd.collect)
+app.command("orders")(trading_cmd.orders)
+app.command("positions")(trading_cmd.positions)
+app.command("fills")(trading_cmd.fills)
+app.command("kill")(trading_cmd.kill)
 
 
 def reflow(doc: str) -> str:

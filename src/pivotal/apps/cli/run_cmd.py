@@ -2,8 +2,10 @@
 settings).
 
 ``--mode backtest`` replays the stored candles through the orchestrator with the simulated
-broker and the risk manager. Paper and live trading drive the same orchestrator with the
-wall clock and an exchange broker; they are not available yet and are refused.
+broker and the risk manager. ``--mode paper`` and ``--mode live`` run the same orchestrator,
+risk manager and executor on the venue's live streams (:mod:`pivotal.apps.cli.session_cmd`):
+paper fills against the live book, live sends orders to the venue and needs
+``--i-understand-real-money`` unless it trades a testnet or a local exchange.
 ``-c/--config`` is pivotal's own config file, as for every other command.
 """
 
@@ -21,7 +23,7 @@ from pivotal.apps.cli.common import ConfigOption, DataDirOption, console, load_c
 if TYPE_CHECKING:
     from pivotal.orchestrator.run import OrchestratedRun
 
-MODES = ("backtest",)
+MODES = ("backtest", "paper", "live")
 
 
 def summary_lines(run: OrchestratedRun) -> list[str]:
@@ -101,11 +103,51 @@ def run(
         ),
     ] = None,
     mode: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--mode", help="What to run: backtest (paper and live trading are not available yet)."
+            "--mode",
+            help="backtest (the stored range), paper (live data, simulated fills) or live "
+            "(orders on the venue).",
+            show_default="the run file's mode",
         ),
-    ] = "backtest",
+    ] = None,
+    real_money: Annotated[
+        bool,
+        typer.Option(
+            "--i-understand-real-money",
+            help="Required by --mode live on a real venue (not for --testnet or a local "
+            "exchange endpoint).",
+        ),
+    ] = False,
+    testnet: Annotated[
+        bool, typer.Option("--testnet", help="Paper/live: the venue's sandbox URLs.")
+    ] = False,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint",
+            help="Paper/live: the venue's REST base URL, e.g. a local exchange's "
+            "http://127.0.0.1:9001 (WebSocket: the same host and port).",
+            show_default="the run file's live.rest_url, else the venue's own",
+        ),
+    ] = None,
+    keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--keys",
+            dir_okay=False,
+            help="Live: {api_key, api_secret} file outside the repository (chmod 600).",
+            show_default="live.keys_file, else PIVOTAL_EXCHANGES__<VENUE>__API_KEY/__SECRET",
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            "--duration",
+            help="Paper/live: stop after this many seconds.",
+            show_default="the run file's live.duration_s, else until stopped",
+        ),
+    ] = None,
     report: Annotated[
         Path | None,
         typer.Option(
@@ -160,11 +202,9 @@ def run(
         raise typer.BadParameter(_missing_run_file(config), param_hint="RUN_FILE")
     if not run_file.is_file():
         raise typer.BadParameter(f"{run_file} is not a file", param_hint="RUN_FILE")
-    if mode not in MODES:  # before the heavy imports: a refusal is instant
+    if mode is not None and mode not in MODES:  # before the heavy imports: instant
         raise typer.BadParameter(
-            f"mode {mode!r} is not available in this version: use backtest (paper and live "
-            "trading arrive with the exchange brokers)",
-            param_hint="--mode",
+            f"mode {mode!r} is not one of {', '.join(MODES)}", param_hint="--mode"
         )
     from pivotal.orchestrator.export import write_run_json
     from pivotal.orchestrator.report import write_run_report
@@ -172,11 +212,20 @@ def run(
     from pivotal.orchestrator.run_file import load_run_config
 
     run_config = load_run_config(run_file)
-    if run_config.mode != mode:
-        raise typer.BadParameter(
-            f"the run file says mode {run_config.mode!r} but --mode is {mode!r}",
-            param_hint="--mode",
+    mode = mode or run_config.mode
+    if mode in ("paper", "live"):
+        from pivotal.apps.cli.session_cmd import SessionOptions, run_session
+
+        options = SessionOptions(
+            mode=mode,
+            real_money=real_money,
+            testnet=testnet,
+            endpoint=endpoint,
+            keys=keys,
+            duration_s=duration,
         )
+        run_session(run_file, run_config, options, config or pivotal_config, data_dir)
+        return
     if gaps is not None:
         from pivotal.core.gaps import GapPolicy
 

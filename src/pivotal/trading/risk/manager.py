@@ -136,6 +136,7 @@ class RiskManager:
             self.config.max_drawdown, self.config.daily_loss_limit, self.config.var_window
         )
         self._alerts = AlertLog()
+        self._stopped: str | None = None
 
     # ------------------------------------------------------------------ equity and halts
     def observe(self, timestamp: int, equity: float) -> None:
@@ -148,13 +149,28 @@ class RiskManager:
 
     @property
     def halted(self) -> bool:
-        """True while new entries are halted (circuit breaker or daily loss limit)."""
-        return self._tracker.halt is not None
+        """True while new entries are halted (circuit breaker, daily loss limit, or a person:
+        :meth:`stop_entries`)."""
+        return self._tracker.halt is not None or self._stopped is not None
 
     @property
     def halt_reason(self) -> str:
         halt = self._tracker.halt
-        return "" if halt is None else halt.reason
+        if halt is not None:
+            return halt.reason
+        return self._stopped or ""
+
+    def stop_entries(self, reason: str) -> None:
+        """Halt new entries until :meth:`allow_entries` (the kill switch, a person's "stop
+        new entries"); exits, stops and take-profits still pass. ``reason`` is what every
+        refused entry says."""
+        if not reason.strip():
+            raise ValueError("stop_entries needs a reason (it is what refused entries say)")
+        self._stopped = reason
+
+    def allow_entries(self) -> None:
+        """Lift :meth:`stop_entries` (the equity halts keep their own rules)."""
+        self._stopped = None
 
     def reset_halt(self, timestamp: int) -> None:
         """Lift all halts; drawdown and daily loss are measured afresh from the last equity."""
@@ -419,6 +435,8 @@ class RiskManager:
         halt = self._tracker.halt
         if halt is not None:
             raise SizingRefused(halt.reason, alert=True)
+        if self._stopped is not None:
+            raise SizingRefused(self._stopped, alert=True)
 
     @staticmethod
     def _equity(account: AccountSnapshot) -> float:
