@@ -6,6 +6,7 @@ mistakes a user makes get a message that says what to give instead, never a trac
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import time
@@ -131,7 +132,7 @@ def test_the_tables_print(session: tuple[NodeHome, JournalState]) -> None:
 
 
 def _refused(result: Any, code: int, *needles: str) -> str:
-    text = " ".join((result.stdout + result.stderr).split())
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.stdout + result.stderr).split())
     assert result.returncode == code, text
     for needle in needles:
         assert needle in text, text

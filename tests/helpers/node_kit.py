@@ -33,7 +33,7 @@ CHILD = Path(__file__).with_name("node_child.py")
 KEY, SECRET = "pivotal-local-key", "pivotal-local-secret"
 
 
-def run_text(mode: str, extra: str = "") -> str:
+def run_text(mode: str, extra: str = "", on_stop: str = "keep") -> str:
     return (
         f"mode: {mode}\n"
         "symbols: [BTC/USDT]\n"
@@ -44,6 +44,7 @@ def run_text(mode: str, extra: str = "") -> str:
         "  risk: {sizing: fixed_fraction, fraction: 0.01}\n"
         "live:\n"
         "  reconcile_every_s: 2\n"
+        f"  on_stop: {on_stop}\n"
         "  paper: {latency_ms: 20}\n"
         f"{extra}"
     )
@@ -52,13 +53,15 @@ def run_text(mode: str, extra: str = "") -> str:
 class NodeHome:
     """A folder, a store, a run file and a paced local exchange (module docstring)."""
 
-    def __init__(self, root: Path, *, mode: str = "paper", speed: float = 30.0) -> None:
+    def __init__(
+        self, root: Path, *, mode: str = "paper", speed: float = 30.0, on_stop: str = "keep"
+    ) -> None:
         self.root = root
         self.mode = mode
         self.candles: Candles = planted_candles(1_200, seed=2, start_time=GRID_START)
         (root / "data").mkdir(parents=True, exist_ok=True)
         store_candles(root / "data" / STORE_FILE_NAME, self.candles).close()
-        (root / "run.yaml").write_text(run_text(mode), encoding="utf-8")
+        (root / "run.yaml").write_text(run_text(mode, on_stop=on_stop), encoding="utf-8")
         flow = synthetic_flow(
             self.candles.between(LIVE_FROM, None), "1m", "BTC/USDT", seed=1, trades_per_candle=12
         )

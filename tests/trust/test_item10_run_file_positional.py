@@ -21,7 +21,7 @@ def test_help_names_run_file_and_every_option_with_its_default(tmp_path: Path) -
     text = _words(done.stdout)
     assert "RUN_FILE" in text
     for option, words in (
-        ("--mode", "default: the run file's mode"),
+        ("--mode", "the run file's mode"),
         ("--report", "default: no report"),
         ("--json", "default: no JSON"),
         ("--no-history", "default: stored"),

@@ -207,12 +207,15 @@ def build_node(
         raise
 
     def orchestrator(t0: int) -> Orchestrator:
+        # online checkpoints learned before the session's first bar: the base bar the first
+        # event falls in (a replay starting at that bar loads the same ones)
+        first_bar = t0 // run.base.ms * run.base.ms
         return Orchestrator(
             experts,
             run.orchestrator,
             base_timeframe=run.base,
             seed=run.seed,
-            load_online=f"before:{t0}",  # never a model trained on data after the start
+            load_online=f"before:{first_bar}",  # never a model trained on later data
             max_missing_bars=run.settings.max_missing_bars,
             accelerate=False,
             calls="inline",

@@ -8,10 +8,12 @@ only place that knows the mode). :meth:`TradingNode.run`:
 2. starts the broker: it rebuilds its state from the journal and reconciles with the venue
    (the venue wins; differences are journaled and shown). A broker that cannot reconcile
    raises and the node does not start;
-3. starts the market data thread and waits for the first event time ``t0``;
-4. builds the orchestrator (models only from checkpoints made before ``t0``), warms its frame
-   with stored bars closed by ``t0`` (:mod:`pivotal.node.warmup`), and replays the journal's
-   equity into the risk manager (the drawdown breaker continues across restarts);
+3. builds the orchestrator at the venue's time (models only from checkpoints made before
+   its bar), warms its frame with stored bars closed by then (:mod:`pivotal.node.warmup`)
+   and, with ``learn_from``, runs the learning span up to that bar without orders;
+4. starts the market data thread, waits for the first event time ``t0``, pushes stored bars
+   closed since (the market may have moved while the models got ready), and replays the
+   journal's equity into the risk manager (the drawdown breaker continues across restarts);
 5. runs :class:`~pivotal.runtime.loop.TradingLoop` (the same kernel step as a backtest) over a
    :class:`~pivotal.node.control.ControlledFeed`; between steps the node handles a stop signal,
    kill requests (``pivotal kill``) and breaker kills, periodic reconciliation, the duration;
@@ -36,6 +38,7 @@ import numpy as np
 
 from pivotal.config.live import LiveSettings
 from pivotal.core.candles import Candles
+from pivotal.core.clock import utc_text
 from pivotal.core.errors import OperationalError, PivotalError
 from pivotal.core.events import MarketEvent
 from pivotal.core.journal import NewEntry, OrderJournal
@@ -48,7 +51,7 @@ from pivotal.node.journal_recorder import JournalRecorder
 from pivotal.node.kill_switch import KillReport, KillSwitch, read_kill_request
 from pivotal.node.market_data import MarketDataThread
 from pivotal.node.session_broker import SessionBroker
-from pivotal.node.warmup import warm_up
+from pivotal.node.warmup import learn_span, warm_up
 from pivotal.orchestrator.run_file import RunConfig
 from pivotal.runtime.kernel import MarketListener
 from pivotal.runtime.loop import TradingLoop
@@ -235,30 +238,50 @@ class TradingNode:
         outcome = self.broker.start()  # rebuild + reconcile; raises when it cannot
         for line in outcome.lines():
             self.say(f"start: {line}")
-        if self.settings.duration_s is not None:
-            self._deadline = time.monotonic() + self.settings.duration_s
         self._next_reconcile = time.monotonic() + self.settings.reconcile_every_s
         try:
+            # the models are built, warmed and (with learn_from) taught the learning span
+            # before the streams start: a long learning span must not make the first live
+            # steps late
+            begin = self.clock.now_ms()  # the venue's time
+            first_bar = begin // run.base.ms * run.base.ms
+            orchestrator = self.make_orchestrator(first_bar)
+            self.orchestrator_obj = orchestrator
+            for symbol in run.symbols:
+                orchestrator.prepare(symbol, Candles.empty())  # pushed: nothing up front
+            learn = run.learn_from is not None and int(run.learn_from) < first_bar
+            warm_to = int(run.learn_from) if learn else first_bar  # type: ignore[arg-type]
+            self.report.warmup_bars = warm_up(
+                orchestrator, self.store, run.exchange, run.symbols, orchestrator.timeframes,
+                t0=warm_to, bars=run.warmup_bars,
+            )  # fmt: skip
+            if learn:  # the run file's learning span, up to the session's first bar
+                self.say(f"learning span from {utc_text(warm_to)} to {utc_text(first_bar)}")
+                started = time.perf_counter()
+                steps = learn_span(
+                    orchestrator, self.store, run.exchange, run.symbols,
+                    orchestrator.timeframes, run.base, self.broker.account(),
+                    since=warm_to, until=first_bar,
+                )  # fmt: skip
+                self.say(
+                    f"learning span: {sum(steps.values()):,} steps (no orders) in "
+                    f"{time.perf_counter() - started:.0f} s"
+                )
             self.market.start()
+            self.say("streams started; trading from the first live bar")
+            if self.settings.duration_s is not None:  # trading time, start-up not counted
+                self._deadline = time.monotonic() + self.settings.duration_s
             first = self._first_events()
             if first is None:
                 self.report.stop_reason = self.stop_reason or "the market feed ended at once"
                 return self.report
             t0 = self.clock.now_ms()
-            orchestrator = self.make_orchestrator(t0)
-            self.orchestrator_obj = orchestrator
-            for symbol in run.symbols:
-                orchestrator.prepare(symbol, Candles.empty())  # pushed: nothing up front
-            self.report.warmup_bars = warm_up(
-                orchestrator,
-                self.store,
-                run.exchange,
-                run.symbols,
-                orchestrator.timeframes,
-                t0=t0,
-                bars=run.warmup_bars,
-                skip=first,
-            )
+            if t0 - first_bar >= run.base.ms:  # the market moved on while the models got ready
+                warm_up(
+                    orchestrator, self.store, run.exchange, run.symbols,
+                    orchestrator.timeframes, t0=t0, bars=run.warmup_bars, skip=first,
+                    after=first_bar,
+                )  # fmt: skip
             self._restore_risk()
             recorder = JournalRecorder(self.journal, self.clock, on_alert=self._on_alert)
             loop = TradingLoop(

@@ -21,6 +21,7 @@ exchange starts with a fresh account each time).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +50,7 @@ class SessionPlan:
     symbols: list[str]
     session_file: Path
     journal: Path
+    checkpoints: Path | None = None
 
 
 def plan_session(
@@ -73,13 +75,19 @@ def plan_session(
             return f"the session needs {run.base} candles of {symbol} from the traded span"
         flows.append(synthetic_flow(candles, run.base, symbol, seed=i, trades_per_candle=24))
     session_file = run_file.with_name(run_file.stem.removesuffix(".run") + ".session.yaml")
+    learning = run.orchestrator.learning
+    folder = None
+    if learning.checkpoint_dir is not None:  # its own: the backtest's rerun stays the same
+        folder = Path(f"{learning.checkpoint_dir}-session")
+        learning = learning.model_copy(update={"checkpoint_dir": folder})
+    orchestrator = run.orchestrator.model_copy(update={"learning": learning})
     write_run_file(
-        run.model_copy(update={"mode": "live"}),
+        run.model_copy(update={"mode": "live", "orchestrator": orchestrator}),
         session_file,
         header="The demo's trading session (the demo passes --endpoint of its local exchange).",
     )
     journal = journal_path(None, session_file, "live", data_dir)
-    return SessionPlan(flows, list(run.symbols), session_file, journal)
+    return SessionPlan(flows, list(run.symbols), session_file, journal, folder)
 
 
 def session_step(
@@ -97,26 +105,37 @@ def session_step(
     from pivotal.trading.journal_state import JournalState
 
     journal = plan.journal
-    for old in (journal, journal.with_name(journal.name + ".lock")):
-        if old.exists():
-            old.replace(old.with_name(old.name + ".previous"))
-    exchange = LocalExchangeThread(plan.flows, ServeConfig(speed=speed)).start()
+    for old in (journal, journal.with_name(journal.name + ".lock"), plan.checkpoints):
+        if old is not None and old.exists():
+            aside = old.with_name(old.name + ".previous")
+            if aside.is_dir():
+                shutil.rmtree(aside)
+            old.replace(aside)
+    # the demo paces the replay itself, and holds it while a session gets its models ready
+    # (the learning span): a real venue would not wait, but at 1,200x a minute of start-up
+    # would skip 20 hours of market
+    config = ServeConfig(mode="manual", check_timestamps=False)
+    exchange = LocalExchangeThread(plan.flows, config).start()
+    pacer = Pacer(exchange, speed)
     try:
         url = exchange.exchange.urls()["binance"].rest
         say(
             f"  local exchange on {url}: {', '.join(plan.symbols)} from the held-out span at "
             f"{speed:g}x; session journal {journal}"
         )
-        started = time.perf_counter()
-        _session(plan.session_file, url, data_dir, seconds, say, kill_after=0.4 * seconds)
-        killed = time.perf_counter() - started
-        say(f"  killed the session (SIGKILL) after {killed:.0f} s; restarting it")
-        left = max(seconds - killed, 20.0)
-        code = _session(plan.session_file, url, data_dir, left, say, kill_after=None)
+        pacer.start()
+        first = 0.4 * seconds
+        _session(plan.session_file, url, data_dir, seconds, say, pacer, kill_after=first)
+        say(f"  killed the session (SIGKILL) after {first:.0f} s of trading; restarting it")
+        code = _session(
+            plan.session_file, url, data_dir, seconds - first, say, pacer, kill_after=None
+        )
         if code != 0:
             return [f"the restarted session exited with {code}; see the lines above"]
+        pacer.stop()
         record = exchange.record("binance")
     finally:
+        pacer.stop()
         exchange.stop()
     reader = SqliteOrderJournal.open_readonly(journal)
     try:
@@ -126,12 +145,41 @@ def session_step(
     return compare_lines(state, record, journal, plan.session_file, data_dir)
 
 
+class Pacer(threading.Thread):
+    """Moves the manual-mode local exchange's market ``speed`` times faster than wall time
+    while ``moving`` is set (every 50 ms)."""
+
+    def __init__(self, exchange: Any, speed: float) -> None:
+        super().__init__(name="demo-pacer", daemon=True)
+        self.exchange = exchange
+        self.speed = speed
+        self.moving = threading.Event()
+        self.trading = threading.Event()  # set when a session's streams started
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        market = float(self.exchange.exchange.now_ms())
+        last = time.monotonic()
+        while not self._halt.wait(0.05):
+            now = time.monotonic()
+            if self.moving.is_set():
+                market += (now - last) * 1000.0 * self.speed
+                self.exchange.call(self.exchange.exchange.advance_to(int(market)))
+            last = now
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join(10)
+
+
 def _session(
     run_file: Path,
     url: str,
     data_dir: Path,
     seconds: float,
     say: Callable[[str], None],
+    pacer: Pacer,
     *,
     kill_after: float | None,
 ) -> int:
@@ -148,19 +196,29 @@ def _session(
     child = subprocess.Popen(
         args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    pacer.trading.clear()
 
     def relay() -> None:
         assert child.stdout is not None
         for line in child.stdout:
+            if "learning span from" in line:
+                pacer.moving.clear()  # hold the market while the models learn
+            elif "streams started" in line:
+                pacer.moving.set()
+                pacer.trading.set()
             say(f"    | {line.rstrip()}")
 
     reader = threading.Thread(target=relay, daemon=True)
     reader.start()
     if kill_after is not None:
+        while not pacer.trading.wait(0.5):
+            if child.poll() is not None:
+                break
         try:
             child.wait(kill_after)
         except subprocess.TimeoutExpired:
             child.send_signal(signal.SIGKILL)
+            pacer.moving.set()  # the market goes on while the session is down
     code = child.wait()
     reader.join(5)
     return code

@@ -69,7 +69,8 @@ def run_session(
             node.journal.close()
     say(
         f"stopped: {report.stop_reason}; {report.decisions:,} decisions this run, "
-        f"{report.reconciles} reconciliation(s), {report.held_events} late event(s) held"
+        f"{report.reconciles} reconciliation(s), {report.held_events:,} event(s) older than "
+        "their step delivered with the next one"
     )
     for line in session_lines(state):
         say(line)
