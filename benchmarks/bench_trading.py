@@ -12,7 +12,8 @@ over a real signed ccxt 4.5.90 client and a ``SqliteOrderJournal`` (WAL, NORMAL)
    order a bar, bars 150 ms apart. On the wire = the engine's NEW (request read, signature
    and weight checked, order accepted), stamped by an engine listener; also bar → ccxt
    ``fetch`` of the POST (risk, journal appends, loop hop, ccxt throttle, signing) and →
-   ``submit`` returned; ccxt's throttle on (shipped) and off. Baseline: the same kernel over
+   ``submit`` returned; ccxt's throttle on and off (off is shipped since these figures:
+   decision 299; the venue's headers pace requests). Baseline: the same kernel over
    ``SimulatedBroker`` (the backtest path). Goal: p99 < 20 ms.
 2. **Journal write** (µs): ``append`` of one order snapshot (~600 B JSON); baselines
    ``synchronous="full"`` and JSON lines + flush + ``os.fsync``. Goal: p99 < 1 ms.
@@ -53,7 +54,10 @@ Why: ccxt's leaky bucket does not refill while idle (ccxt/ccxt#25556), so every 
 cost × rateLimit (0.2 × 50 ms = 10 ms) and one queued behind the user stream's REST poll
 (myTrades, account: 200 ms each) waits up to 400 ms; the same spacing makes a 480-weight
 reconcile take 4.8 s. 97 % of the pure reconcile is ``JournalState.copy`` (a deepcopy);
-start()'s balance differences: journaled Binance fills carry no ``fee_assets``.
+start()'s balance differences: journaled Binance fills carry no ``fee_assets``. All three are
+fixed since (throttle off where headers pace, a copy that shares frozen values, Binance's
+``commission``/``commissionAsset`` read); the figures above are from before, rerun to
+refresh them.
 """
 
 from __future__ import annotations

@@ -226,13 +226,17 @@ class OrderPlacement:
         )
 
     def _protects_pending_entry(self: ExchangeBroker, request: OrderRequest) -> bool:
-        """A reduce-only stop or take-profit sent while a buy of its symbol still works (the
-        entry it protects has not filled, so nothing is held to sell yet)."""
+        """A reduce-only stop or take-profit sent while a buy of its symbol still works and is
+        not being cancelled (the entry it protects has not filled, so nothing is held to sell
+        yet)."""
         return (
             request.reduce_only
             and request.side is OrderSide.SELL
             and request.type in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT)
-            and any(o.side is OrderSide.BUY for o in self.book.active(request.symbol))
+            and any(
+                o.side is OrderSide.BUY and o.status is not OrderStatus.PENDING_CANCEL
+                for o in self.book.active(request.symbol)
+            )
         )
 
     def _place(
