@@ -12,8 +12,8 @@ over a real signed ccxt 4.5.90 client and a ``SqliteOrderJournal`` (WAL, NORMAL)
    order a bar, bars 150 ms apart. On the wire = the engine's NEW (request read, signature
    and weight checked, order accepted), stamped by an engine listener; also bar → ccxt
    ``fetch`` of the POST (risk, journal appends, loop hop, ccxt throttle, signing) and →
-   ``submit`` returned; ccxt's throttle on and off (off is shipped since these figures:
-   decision 299; the venue's headers pace requests). Baseline: the same kernel over
+   ``submit`` returned; ccxt's throttle on and off (off is shipped: decision 299; the
+   venue's headers pace requests). Baseline: the same kernel over
    ``SimulatedBroker`` (the backtest path). Goal: p99 < 20 ms.
 2. **Journal write** (µs): ``append`` of one order snapshot (~600 B JSON); baselines
    ``synchronous="full"`` and JSON lines + flush + ``os.fsync``. Goal: p99 < 1 ms.
@@ -23,41 +23,36 @@ over a real signed ccxt 4.5.90 client and a ``SqliteOrderJournal`` (WAL, NORMAL)
    ``start()``/``reconcile()``, throttle on and off, requests and weight counted at the
    venue. Baseline: the pure ``reconcile(journal state, venue state)`` (no I/O).
 
-Today (2-core x86_64 VM, Python 3.11, load 0.8-1.6; ms, µs, s as headed):
+Today (2-core x86_64 VM, Python 3.11, load 0.2; ms, µs, s as headed; 252 s):
 
     1. bar -> order on the wire (ms)              n      p50      p99      max   p50/sim
-    live: bar -> engine NEW (on the wire)       300    13.24    34.01   401.76    151.7x
-      bar -> ccxt fetch of the POST             300    12.07    33.04   400.56    138.3x
-      bar -> submit returned (reply)            300    15.36    51.04   404.01    176.0x
-      whole kernel.step                         300    15.72    51.95   404.28    170.6x
-    no throttle: bar -> engine NEW              300     3.44     8.77    16.46     39.4x
-      bar -> ccxt fetch of the POST             300     2.17     5.86     8.55     24.8x
-      bar -> submit returned (reply)            300     5.17    15.20   113.54     59.3x
-    sim: bar -> SimulatedBroker.submit returned 300     0.09     0.21     0.31
-    goal p99 < 20 ms: 34.01 ms NOT met; ccxt throttle off: 8.77 ms met
+    no throttle: bar -> engine NEW (on the wire) 300    2.45     8.05    11.28     28.8x
+      bar -> ccxt fetch of the POST             300     1.59     5.32     7.12     18.7x
+      bar -> submit returned (reply)            300     3.71    10.92    13.65     43.6x
+      whole kernel.step                         300     3.93    11.19    16.04     43.8x
+    sim: bar -> SimulatedBroker.submit returned 300     0.09     0.17     0.42
+    goal p99 < 20 ms: with ccxt's throttle on 19.09 ms met; off (shipped) 8.05 ms met
     2. journal append, one order entry (µs)       n      p50      p99    p99.9 p50 ratio
-    SqliteOrderJournal (WAL, NORMAL)          20000     40.9    136.5   4238.2
-      same, synchronous=FULL                  20000    221.1    537.1   4009.9     5.40x
-      JSON lines: write + flush + fsync       20000    204.2    452.2   4002.0     4.99x
-    goal p99 < 1 ms: 0.136 ms met
+    SqliteOrderJournal (WAL, NORMAL)          20000     30.9     88.6   3964.4
+      same, synchronous=FULL                  20000    189.4    333.5   1266.8     6.14x
+      JSON lines: write + flush + fsync       20000    173.9    338.1    426.1     5.64x
+    goal p99 < 1 ms: 0.089 ms met
     3. reconcile: 1,000 open orders, 10,000 fills (s) n   median      min   vs pure
-    broker.reconcile(), ccxt throttle on          3    7.098    6.809      9.8x
-    broker.reconcile(), ccxt throttle off         3    2.062    1.792      2.8x
-      venue_state() alone (I/O), throttle off     3    0.980    0.743      1.4x
-    pure reconcile(journal state, venue state)    3    0.725    0.560      1.0x
-    broker.start(), throttle on / off             1    7.952 / 4.324
-    JournalState.rebuild; first start (books all) 1    0.716 / 3.252
-    requests / weight: reconcile 31 / 480, start() 33 / 501: 16.4 % of 6,000/min, within
-    differences: start() 20 (balance, position), then 0; reconciles after start 0; pure 0
+    broker.reconcile(), ccxt throttle on          3   10.707   10.507    769.1x
+    broker.reconcile(), ccxt throttle off         3    1.399    1.376    100.5x
+    pure reconcile(journal state, venue state)    3    0.014    0.014      1.0x
+    broker.start(), throttle on / off             1   11.330 / 2.318
+    JournalState.rebuild; first start (books all) 1    0.824 / 3.151
+    requests / weight: reconcile 51 / 880, start() 53 / 901; start + one reconcile = 29.7 %
+    of Binance's 6,000/min: within; differences: start() 0, reconciles 0, pure 0
 
-Why: ccxt's leaky bucket does not refill while idle (ccxt/ccxt#25556), so every order waits
-cost × rateLimit (0.2 × 50 ms = 10 ms) and one queued behind the user stream's REST poll
-(myTrades, account: 200 ms each) waits up to 400 ms; the same spacing makes a 480-weight
-reconcile take 4.8 s. 97 % of the pure reconcile is ``JournalState.copy`` (a deepcopy);
-start()'s balance differences: journaled Binance fills carry no ``fee_assets``. All three are
-fixed since (throttle off where headers pace, a copy that shares frozen values, Binance's
-``commission``/``commissionAsset`` read); the figures above are from before, rerun to
-refresh them.
+Before three fixes (the first run, same machine): bar -> order p99 34.0 ms with ccxt's
+throttle then on by default (its leaky bucket does not refill while idle, ccxt/ccxt#25556:
+every order waited cost × rateLimit, one behind a REST poll up to 400 ms); the pure
+reconcile 0.725 s (97 % in a deep copy of the journal state, now a copy sharing its frozen
+values); 20 balance differences at start (Binance's ``commission``/``commissionAsset`` were
+not read as the fee's asset). The reconcile now reads trades page by page and re-reads them
+after the balance, hence more requests (51) than before (31).
 """
 
 from __future__ import annotations
