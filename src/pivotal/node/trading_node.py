@@ -44,7 +44,6 @@ from pivotal.core.events import MarketEvent
 from pivotal.core.journal import NewEntry, OrderJournal
 from pivotal.core.ports import DecisionSource
 from pivotal.core.timeframes import Timeframe
-from pivotal.data.order_journal import writer_pid
 from pivotal.data.store import MarketDataStore
 from pivotal.node.control import ControlledFeed, MarketClock
 from pivotal.node.journal_recorder import JournalRecorder
@@ -58,7 +57,7 @@ from pivotal.runtime.loop import TradingLoop
 from pivotal.trading.execution import ActionExecutor
 from pivotal.trading.risk import RiskManager
 
-__all__ = ["NodeReport", "TradingNode", "node_running"]
+__all__ = ["NodeReport", "SessionSource", "TradingNode"]
 
 BREAKER_RECORDS = frozenset({"risk_circuit_breaker", "risk_daily_loss_limit"})
 
@@ -73,11 +72,6 @@ class SessionSource(DecisionSource, MarketListener, Protocol):
     def timeframes(self) -> tuple[Timeframe, ...]: ...
 
     def finish(self, now_ms: int | None = None) -> None: ...
-
-
-def node_running(journal: Path) -> int | None:
-    """The pid of the node writing ``journal``, None when no node holds it."""
-    return writer_pid(journal)
 
 
 @dataclass

@@ -17,6 +17,21 @@ from pivotal.trading.fees import FeeSchedule
 __all__ = ["SimulatedBrokerConfig"]
 
 
+def check_cash(value: float) -> float:
+    """A starting balance: finite and above 0 (every broker config's ``initial_cash``)."""
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"initial_cash must be a finite amount above 0, got {value!r}")
+    return value
+
+
+def check_currency(value: str) -> str:
+    """An account currency code, upper case (every broker config's ``currency``)."""
+    value = value.strip().upper()
+    if not value:
+        raise ValueError("currency must be a non-empty asset code such as USDT")
+    return value
+
+
 class SimulatedBrokerConfig(StrictModel):
     """How the :class:`~pivotal.trading.brokers.simulated.SimulatedBroker` fills orders.
 
@@ -61,17 +76,12 @@ class SimulatedBrokerConfig(StrictModel):
     @field_validator("initial_cash")
     @classmethod
     def _cash(cls, value: float) -> float:
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"initial_cash must be a finite amount above 0, got {value!r}")
-        return value
+        return check_cash(value)
 
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
-        value = value.strip().upper()
-        if not value:
-            raise ValueError("currency must be a non-empty asset code such as USDT")
-        return value
+        return check_currency(value)
 
     @field_validator("latency_ms")
     @classmethod

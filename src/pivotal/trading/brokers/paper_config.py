@@ -11,6 +11,7 @@ import math
 from pydantic import Field, ValidationInfo, field_validator
 
 from pivotal.config.models import StrictModel
+from pivotal.trading.brokers.config import check_cash, check_currency
 from pivotal.trading.fees import FeeSchedule
 
 __all__ = ["PaperBrokerConfig", "SymbolRules"]
@@ -73,17 +74,12 @@ class PaperBrokerConfig(StrictModel):
     @field_validator("initial_cash")
     @classmethod
     def _cash(cls, value: float) -> float:
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"initial_cash must be a finite amount above 0, got {value!r}")
-        return value
+        return check_cash(value)
 
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
-        value = value.strip().upper()
-        if not value:
-            raise ValueError("currency must be a non-empty asset code such as USDT")
-        return value
+        return check_currency(value)
 
     @field_validator("latency_ms", "book_stale_ms")
     @classmethod
