@@ -186,7 +186,9 @@ def test_client_honours_retry_after_of_429_and_418(tmp_path: Path) -> None:
     assert len(gaps) == len(seen) and min(gaps) >= 1.0 - SLACK_S
     assert out["blocks"] >= 2
     report = out["report"]
-    assert report.totals["rate_limited"] >= 2
+    # the streams' health says they met rate limits (how many of the refusals reach a stream's
+    # own handler, rather than a request ccxt makes inside watch_order_book, is timing)
+    assert report.totals["rate_limited"] >= 1
     # and nothing was lost meanwhile
     with open_store(tmp_path, read_only=True) as store:
         for flow, candles in out["made"]:

@@ -321,7 +321,15 @@ def test_a_stop_sent_before_its_entry_filled_is_watched_locally_and_survives_a_r
     naked = again.submit(request("sell", 0.1, type=OrderType.STOP_MARKET, stop_price=40.0,
                                  reduce_only=True, client_order_id="pv-naked-stop"))  # fmt: skip
     assert naked.status is OrderStatus.OPEN  # the entry still rests: watched as well
-    again.cancel(entry.client_order_id)
+    # the cancel's reply settles it (Binance names the cancel request's own id in its
+    # clientOrderId; it must neither be missed nor become an order of its own)
+    assert again.cancel(entry.client_order_id).status is OrderStatus.CANCELLED
+    ours = {entry.client_order_id, stop.client_order_id, "pv-naked-stop"}
+    assert set(again.book.orders) == ours
     alone = again.submit(request("sell", 0.1, type=OrderType.STOP_MARKET, stop_price=40.0,
                                  reduce_only=True, client_order_id="pv-alone-stop"))  # fmt: skip
-    assert alone.status is OrderStatus.REJECTED and "no BTC held" in alone.reason
+    assert alone.status is OrderStatus.REJECTED and "no BTC held" in alone.reason, (
+        alone.reason,
+        again.health(),
+        [(o.client_order_id, o.status) for o in again.open_orders()],
+    )

@@ -129,7 +129,9 @@ def order_from_venue(
         req = request_from_venue(raw)
         if req is None:
             return None
-    cid = str(raw.get("clientOrderId") or (existing.client_order_id if existing else "") or "")
+    # our own id wins over the reply's: Binance answers a cancel with the cancel request's
+    # id in ``clientOrderId`` (the order's is ``origClientOrderId``), and ccxt reads that one
+    cid = existing.client_order_id if existing is not None else str(raw.get("clientOrderId") or "")
     if not cid:
         cid = f"venue-{raw.get('id')}"
     status = order_status(raw)

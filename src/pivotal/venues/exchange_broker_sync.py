@@ -114,8 +114,11 @@ class VenueSync:
         self._flush()
 
     def _apply_venue_order(self: ExchangeBroker, raw: Mapping[str, Any], reason: str) -> None:
-        cid = raw.get("clientOrderId") or self.book.client_id_of(raw.get("id"))
+        cid = raw.get("clientOrderId")
         existing = self.book.orders.get(str(cid)) if cid else None
+        if existing is None:  # a cancel's update may carry the cancel request's own id
+            cid = self.book.client_id_of(raw.get("id"))
+            existing = self.book.orders.get(cid) if cid else None
         if existing is None:
             self.foreign_updates += 1  # not ours (or not yet known): reconciliation decides
             return
@@ -212,11 +215,11 @@ class VenueSync:
         now = self.clock.now_ms()
 
         def convert(item: Mapping[str, Any]) -> Order | None:
-            cid = item.get("clientOrderId") or self.book.client_id_of(item.get("id"))
-            return order_from_venue(
-                item, existing=self._known_order(str(cid) if cid else None), request=None,
-                now_ms=now,
-            )  # fmt: skip
+            cid = item.get("clientOrderId")
+            known = self._known_order(str(cid) if cid else None) or self._known_order(
+                self.book.client_id_of(item.get("id"))
+            )
+            return order_from_venue(item, existing=known, request=None, now_ms=now)
 
         open_orders = [o for rs in raw.open_orders.values() for r in rs if (o := convert(r))]
         by_cid = {cid: o for cid, r in raw.looked_up.items() if r and (o := convert(r))}
