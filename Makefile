@@ -24,13 +24,21 @@ setup: $(STAMP)  ## create .venv and install pivotal with its dev tools
 demo: $(STAMP)  ## the main job: import real data (or download, or simulate) and summarise it
 	$(BIN)/pivotal demo --data-dir $(DEMO_DIR) $(if $(SHARED_DATA),--data $(SHARED_DATA))
 
-test: $(STAMP)  ## lint, layer contract and the test suite (slow tests excluded)
+# the dashboard's browser tests drive Debian's chromium (Playwright with its executable_path)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):  # without it (no apt, no root) the browser tests skip and say why
+	-$(SUDO) apt-get update
+	-$(SUDO) apt-get install -y chromium
+
+test: $(STAMP) $(CHROMIUM)  ## lint, layer contract and the test suite (slow tests excluded)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/pytest -m "not slow" -n $(PYTEST_WORKERS) -q
 
-test-slow: $(STAMP)  ## the slow tests only
+test-slow: $(STAMP) $(CHROMIUM)  ## the slow tests only
 	$(BIN)/pytest -m slow -q
 
 bench: $(STAMP)  ## performance figures beside peer libraries (installs the peers: vectorbt)

@@ -1,6 +1,7 @@
 """A session in a child process for the node tests: ``python node_child.py ROOT MODE URL
-DURATION [every=N] [hold=N]`` — the real node builder over the run file, with a
-:class:`~pivotal.testing.scripted_source.ScriptedSource` instead of the orchestrator."""
+DURATION [every=N] [hold=N] [serve=TOKEN_FILE]`` — the real node builder over the run file,
+with a :class:`~pivotal.testing.scripted_source.ScriptedSource` instead of the orchestrator;
+``serve``: the API and dashboard on a free port, as ``pivotal run ... --serve`` starts them."""
 
 from __future__ import annotations
 
@@ -30,9 +31,19 @@ def main() -> int:
             data_dir=root / "data",
             source=lambda t0: ScriptedSource(run.base, every=every, hold=hold),
         )
+        server = None
+        if "serve" in extra:  # the CLI's own glue (pivotal run ... --serve)
+            from pivotal.apps.cli.session_cmd import ServeOptions, _start_server
+
+            options = ServeOptions(port=0, token_file=Path(extra["serve"]))
+            server = _start_server(node, options, lambda line: print(line, flush=True))
         try:
             report = node.run()
         finally:
+            if server is not None:
+                view, api = server
+                view.close()
+                api.stop()
             node.journal.close()
     print(f"stopped: {report.stop_reason}; decisions {report.decisions}", flush=True)
     return 0

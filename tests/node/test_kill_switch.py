@@ -350,7 +350,8 @@ def test_the_drawdown_breaker_fires_the_kill_switch_itself(tmp_path: Path) -> No
         breaker = [
             e
             for e in entries
-            if e.kind == "alert" and e.data["record"].get("kind") == "risk_circuit_breaker"
+            if e.kind == "alert"
+            and (e.data.get("record") or {}).get("kind") == "risk_circuit_breaker"
         ]
         assert breaker and breaker[0].seq < kills[0].seq
         assert "BTC/USDT" in kills[0].data["flattened"], kills[0].data

@@ -21,7 +21,12 @@ from pivotal.core.errors import ConfigError
 
 ENV_PREFIX = "PIVOTAL_"
 CONFIG_FILE_NAME = "pivotal.yaml"
-_NOT_KEYS = {"PIVOTAL_CONFIG", "PIVOTAL_SHARED_DATA", "PIVOTAL_DEBUG"}  # not settings
+_NOT_KEYS = {  # not settings
+    "PIVOTAL_CONFIG",
+    "PIVOTAL_SHARED_DATA",
+    "PIVOTAL_DEBUG",
+    "PIVOTAL_API_TOKEN_FILE",
+}
 MASK = "********"
 
 

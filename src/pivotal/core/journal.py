@@ -26,7 +26,11 @@ Entry kinds (``JournalEntry.kind``) and what ``data`` holds:
   ``action``);
 - ``equity``: ``equity``, ``cash``, ``positions``;
 - ``alert``: ``level``, ``message``;
-- ``kill``: the kill switch fired (``reason``, ``cancelled``, ``flattened``).
+- ``kill``: the kill switch fired (``reason``, ``cancelled``, ``flattened``);
+- ``command``: a person's command to a running node (thresholds, entries, force exit, kill,
+  process toggles), written before it is applied (``phase``: ``request``, with ``command``,
+  ``args``, ``source``) and again with its outcome (``phase``: ``result``, ``accepted``,
+  ``detail``); see :mod:`pivotal.node.commands`.
 
 Times are UTC ms from the node's clock. ``data`` is JSON data (str, int, float, bool, None,
 lists and mappings of those).
@@ -78,6 +82,7 @@ JournalKind = Literal[
     "equity",
     "alert",
     "kill",
+    "command",
 ]
 KINDS: Final[tuple[str, ...]] = JournalKind.__args__  # type: ignore[attr-defined]
 

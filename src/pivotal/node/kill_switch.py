@@ -13,6 +13,8 @@ did. It fires from:
 
 Flattening is a market sell of each symbol's base balance through the broker (rounded to the
 venue's lot; dust below the venue's minimum is reported, not hidden).
+:meth:`KillSwitch.exit_symbol` does the same for one symbol (a person's force exit through
+:mod:`pivotal.node.commands`) without stopping entries.
 """
 
 from __future__ import annotations
@@ -110,28 +112,7 @@ class KillSwitch:
             position = account.positions.get(symbol)
             if position is None or position.quantity == 0:
                 continue
-            try:
-                order = self.broker.flatten(symbol)
-            except Exception as exc:  # reported; the other symbols still flatten
-                report.problems.append(f"{symbol}: flatten failed: {exc}")
-                continue
-            if order is None:
-                report.problems.append(f"{symbol}: {position.quantity:g} left (below the minimum)")
-            elif order.reason and order.status.value == "rejected":
-                report.problems.append(f"{symbol}: {order.reason}")
-            elif (
-                order.status.is_terminal
-                and order.filled_quantity < (order.quantity or position.quantity) - 1e-12
-            ):  # ended part filled (a book too thin for the sell): say what is left
-                left = position.quantity - order.filled_quantity
-                report.flattened[symbol] = order.filled_quantity
-                report.problems.append(
-                    f"{symbol}: {left:g} left: the flatten order ended {order.status.value} "
-                    f"after {order.filled_quantity:g} ({order.reason or 'no reason given'}); "
-                    "fire the kill switch again or sell the rest by hand"
-                )
-            else:
-                report.flattened[symbol] = position.quantity
+            self._flatten(symbol, position.quantity, report)
         report.seconds = time.perf_counter() - started
         self.journal.append(
             [
@@ -150,3 +131,44 @@ class KillSwitch:
         )
         self.fired = report
         return report
+
+    def exit_symbol(self, symbol: str, reason: str) -> KillReport:
+        """Force the exit of one symbol (the dashboard's per-position exit): cancel its open
+        orders, then sell what is held, as :meth:`fire` does for every symbol, without
+        stopping entries or journaling a ``kill`` (the caller journals the command).
+        ``report.flattened`` is empty when nothing was held."""
+        started = time.perf_counter()
+        report = KillReport(reason=reason)
+        for order in self.broker.cancel_all(symbol):
+            report.cancelled.append(order.client_order_id)
+        position = self.broker.account().positions.get(symbol)
+        if position is not None and position.quantity != 0:
+            self._flatten(symbol, position.quantity, report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _flatten(self, symbol: str, quantity: float, report: KillReport) -> None:
+        """Sell ``quantity`` (the position held) of ``symbol`` through the broker; what was
+        sold goes to ``report.flattened``, what was not to ``report.problems``."""
+        try:
+            order = self.broker.flatten(symbol)
+        except Exception as exc:  # reported; the other symbols still flatten
+            report.problems.append(f"{symbol}: flatten failed: {exc}")
+            return
+        if order is None:
+            report.problems.append(f"{symbol}: {quantity:g} left (below the minimum)")
+        elif order.reason and order.status.value == "rejected":
+            report.problems.append(f"{symbol}: {order.reason}")
+        elif (
+            order.status.is_terminal
+            and order.filled_quantity < (order.quantity or quantity) - 1e-12
+        ):  # ended part filled (a book too thin for the sell): say what is left
+            left = quantity - order.filled_quantity
+            report.flattened[symbol] = order.filled_quantity
+            report.problems.append(
+                f"{symbol}: {left:g} left: the flatten order ended {order.status.value} "
+                f"after {order.filled_quantity:g} ({order.reason or 'no reason given'}); "
+                "fire the kill switch again or sell the rest by hand"
+            )
+        else:
+            report.flattened[symbol] = quantity

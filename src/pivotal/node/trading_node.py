@@ -17,6 +17,11 @@ only place that knows the mode). :meth:`TradingNode.run`:
 5. runs :class:`~pivotal.runtime.loop.TradingLoop` (the same kernel step as a backtest) over a
    :class:`~pivotal.node.control.ControlledFeed`; between steps the node handles a stop signal,
    kill requests (``pivotal kill``) and breaker kills, periodic reconciliation, the duration;
+   :attr:`TradingNode.commands` (:mod:`pivotal.node.commands`: thresholds, entries, force
+   exit, kill, process switches) are applied there too, journaled first, and every half second
+   a fresh :attr:`TradingNode.snapshot` (:mod:`pivotal.node.snapshot`) is published for
+   readers on other threads (the API); the thresholds and switches of earlier sessions are
+   re-applied from the journal before the first step;
 6. at a stop (SIGTERM/SIGINT, duration, feed end): no new step, hence no new order; the
    streams stop; open orders are kept or cancelled (``live.on_stop``); a last
    reconciliation brings the journal in line with the venue; the journal gets a ``session``
@@ -45,16 +50,24 @@ from pivotal.core.journal import NewEntry, OrderJournal
 from pivotal.core.ports import DecisionSource
 from pivotal.core.timeframes import Timeframe
 from pivotal.data.store import MarketDataStore
+from pivotal.node.commands import (
+    Command,
+    CommandApplier,
+    CommandOutcome,
+    GatedExecutor,
+    NodeCommands,
+    NotedRecorder,
+    decision_notes,
+)
 from pivotal.node.control import ControlledFeed, MarketClock
-from pivotal.node.journal_recorder import JournalRecorder
 from pivotal.node.kill_switch import KillReport, KillSwitch, read_kill_request
 from pivotal.node.market_data import MarketDataThread
 from pivotal.node.session_broker import SessionBroker
+from pivotal.node.snapshot import SNAPSHOT_EVERY_S, NodeSnapshot, take_snapshot
 from pivotal.node.warmup import learn_span, warm_up
 from pivotal.orchestrator.run_file import RunConfig
 from pivotal.runtime.kernel import MarketListener
 from pivotal.runtime.loop import TradingLoop
-from pivotal.trading.execution import ActionExecutor
 from pivotal.trading.risk import RiskManager
 
 __all__ = ["NodeReport", "SessionSource", "TradingNode"]
@@ -132,7 +145,7 @@ class TradingNode:
         self.say = say
         self.first_event_timeout_s = first_event_timeout_s
         self.risk = RiskManager(run.settings.risk)
-        self.executor = ActionExecutor(
+        self.executor = GatedExecutor(
             broker,
             self.risk,
             fees=run.settings.broker.fees,
@@ -146,6 +159,17 @@ class TradingNode:
         self._next_kill_check = 0.0
         self._deadline: float | None = None
         self.orchestrator_obj: SessionSource | None = None
+        #: Commands from other threads, applied by ``_tick`` (:mod:`pivotal.node.commands`).
+        self.commands = NodeCommands()
+        self.applier = CommandApplier(self)
+        self.broker_started = False
+        self.started_ms: int | None = None
+        self.status = "starting"
+        self._recorder: NotedRecorder | None = None
+        self._next_snapshot = 0.0
+        self._snapshot_error = ""
+        #: The node as readers on other threads see it (replaced whole; never mutated).
+        self.snapshot: NodeSnapshot = self._take_snapshot()
 
     # -- control -------------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -167,9 +191,38 @@ class TradingNode:
         if self.settings.kill_on_breaker and record.get("kind") in BREAKER_RECORDS:
             self._breaker = str(record.get("message") or record.get("kind"))
 
+    def _take_snapshot(self) -> NodeSnapshot:
+        steps = 0 if self._recorder is None else self._recorder.decisions
+        return take_snapshot(self, self.applier.controls(), self.status, steps)
+
+    def _publish(self, wall: float | None = None) -> None:
+        """A fresh :attr:`snapshot` (the node's thread only)."""
+        wall = time.monotonic() if wall is None else wall
+        self._next_snapshot = wall + SNAPSHOT_EVERY_S
+        try:
+            self.snapshot = self._take_snapshot()
+            self._snapshot_error = ""
+        except Exception as exc:  # the readers keep the previous one; the loop goes on
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self._snapshot_error:  # said once, not twice a second
+                self._snapshot_error = error
+                self.say(f"the node snapshot failed ({error}); readers see the last one")
+
+    def _duties(self) -> None:
+        """Commands, then the snapshot when it is due (the node's thread)."""
+        self.commands.drain(self._apply_command)
+        if time.monotonic() >= self._next_snapshot:
+            self._publish()
+
+    def _apply_command(self, command: Command) -> CommandOutcome:
+        outcome = self.applier.apply(command)
+        self._publish()  # before the caller wakes: what it reads next shows the command
+        return outcome
+
     def _tick(self) -> bool:
         if self.stop_requested.is_set():
             return False
+        self._duties()
         wall = time.monotonic()
         if self._deadline is not None and wall >= self._deadline:
             self.request_stop(f"duration {self.settings.duration_s:g} s reached")
@@ -230,6 +283,8 @@ class TradingNode:
             ]
         )
         outcome = self.broker.start()  # rebuild + reconcile; raises when it cannot
+        self.broker_started = True
+        self.started_ms = self.report.started_ms
         for line in outcome.lines():
             self.say(f"start: {line}")
         self._next_reconcile = time.monotonic() + self.settings.reconcile_every_s
@@ -241,6 +296,9 @@ class TradingNode:
             first_bar = begin // run.base.ms * run.base.ms
             orchestrator = self.make_orchestrator(first_bar)
             self.orchestrator_obj = orchestrator
+            for line in self.applier.restore(self.journal):  # earlier sessions' controls
+                self.say(line)
+            self._publish()
             for symbol in run.symbols:
                 orchestrator.prepare(symbol, Candles.empty())  # pushed: nothing up front
             learn = run.learn_from is not None and int(run.learn_from) < first_bar
@@ -277,7 +335,15 @@ class TradingNode:
                     after=first_bar,
                 )  # fmt: skip
             self._restore_risk()
-            recorder = JournalRecorder(self.journal, self.clock, on_alert=self._on_alert)
+            recorder = NotedRecorder(
+                self.journal,
+                self.clock,
+                on_alert=self._on_alert,
+                notes=lambda record: decision_notes(self.orchestrator_obj, self.executor, record),
+            )
+            self._recorder = recorder
+            self.status = "running"
+            self._publish()
             loop = TradingLoop(
                 clock=self.clock,
                 broker=self.broker,
@@ -297,6 +363,8 @@ class TradingNode:
             self.report.held_events = controlled.held
             self.report.steps = recorder.decisions
         finally:
+            self.status = "stopping"
+            self.commands.close()
             self.market.stop()
             if self.orchestrator_obj is not None:
                 self.orchestrator_obj.finish(now_ms=self.clock.now_ms())
@@ -307,6 +375,7 @@ class TradingNode:
         deadline = time.monotonic() + self.first_event_timeout_s
         feed = self.market.feed
         while not self.stop_requested.is_set():
+            self._duties()
             events = feed.next_events()
             if events is None:
                 if self.market.error is not None:
@@ -358,7 +427,10 @@ class TradingNode:
                     )
                 ]
             )
+            self.status = "stopped"
+            self._publish()  # the last snapshot, while the broker can still be read
             self.broker.close()
+            self.broker_started = False
 
 
 class _Prepend:

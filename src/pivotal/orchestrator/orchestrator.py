@@ -67,7 +67,9 @@ from pivotal.orchestrator.subscriptions import (
     DataSubscriptionManager,
 )
 
-__all__ = ["Orchestrator"]
+__all__ = ["INFERENCE_OFF", "Orchestrator"]
+
+INFERENCE_OFF = "inference paused: holding without asking the models"
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +212,12 @@ class Orchestrator:
         # steps per symbol: the learning loop's bar count, continuous across a learning span
         # and the backtest that follows (whose bar indices restart at 0)
         self._steps: dict[str, int] = {}
+        #: A running node's switches (its command queue sets them between steps). Inference
+        #: off: every step still applies its candles to the frame but asks no model and
+        #: decides HOLD (reason :data:`INFERENCE_OFF`). Learning off: the learning loop is
+        #: not stepped (no maturing, no training; results already trained wait).
+        self.inference_enabled = True
+        self.learning_enabled = True
 
     # -- DecisionSource -------------------------------------------------------------------
     def warmup_bars(self) -> int:
@@ -289,8 +297,11 @@ class Orchestrator:
         symbol, t = context.symbol, int(context.timestamp)
         if symbol not in self._symbols:
             raise RuntimeError(f"{self.name}: prepare({symbol!r}, candles) was not called")
-        if self.learning is not None:  # results the learning worker finished for this step
-            for ev in self.learning.apply_ready():
+        if not self.inference_enabled:
+            return self._hold_step(symbol, t)
+        learning = self.learning if self.learning_enabled else None
+        if learning is not None:  # results the learning worker finished for this step
+            for ev in learning.apply_ready():
                 self._event(ev.kind, ev.timestamp, ev.symbol, ev.model, ev.message, score=ev)
         # the weights that infer at this step (learning may promote before the step ends)
         versions = None if self._writer is None else self.versions()
@@ -316,16 +327,33 @@ class Orchestrator:
         self.log.decision(decision)
         count = self._steps.get(symbol, 0)
         self._steps[symbol] = count + 1
-        if self.learning is not None:
+        if learning is not None:
             close = float(context.candles.close[-1])
             inferences = dict(step.inferences)
             if decision.contributions:  # the decision's own accuracy is tracked beside the models'
                 inferences[self.name] = Inference(_decision_output(decision, self.name))
-            for ev in self.learning.on_step(symbol, t, count, close, inferences):
+            for ev in learning.on_step(symbol, t, count, close, inferences):
                 self._event(ev.kind, ev.timestamp, ev.symbol, ev.model, ev.message, score=ev)
         if self._writer is not None:  # written in batches on the writer's thread
             self._writer.add(record_of_step(decision, inp, step.inferences, versions))
         return decision, step
+
+    def _hold_step(self, symbol: str, t: int) -> tuple[Decision, StepResult]:
+        """A step with inference off: the frame stays current, no model is asked, HOLD."""
+        self.intake.due(symbol, t)
+        decision = Decision(
+            symbol=symbol,
+            timestamp=t,
+            action=VOTE_ACTIONS[2],
+            confidence=0.0,
+            probabilities=(0.0, 0.0, 0.0),
+            gate=self.decision_maker.gate.name,
+            contributions=(),
+            reason=INFERENCE_OFF,
+        )
+        self.log.decision(decision)
+        self._steps[symbol] = self._steps.get(symbol, 0) + 1  # the bar count stays in time
+        return decision, StepResult(symbol, t, {}, {}, {}, ())
 
     # -- results ----------------------------------------------------------------------------
     def versions(self) -> dict[str, int]:

@@ -15,6 +15,7 @@ for the same data dir.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +35,9 @@ from pivotal.apps.cli.common import (
 
 #: Market time per wall time of the demo's session: 150 s cover two days of the held-out span.
 SESSION_SPEED = 1_200.0
+#: ``--serve``: one market minute per wall second, so a 1m chart moves every second and the
+#: planned span lasts over an hour of watching.
+SERVE_SPEED = 60.0
 
 
 def demo(
@@ -65,6 +69,18 @@ def demo(
             help="Wall seconds of the trading session against the local exchange (0: no session).",
         ),
     ] = 150.0,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="At the end, keep a paper session against the local exchange running with "
+            "the API and the dashboard until Ctrl-C.",
+        ),
+    ] = False,
+    serve_port: Annotated[
+        int,
+        typer.Option("--serve-port", min=0, max=65535, help="With --serve: the dashboard's port."),
+    ] = 8765,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -75,6 +91,7 @@ def demo(
     from pivotal.apps.cli.demo_session import SessionPlan, plan_session, session_step
     from pivotal.apps.cli.demo_steps import (
         backtest_step,
+        dashboard_commands,
         download_recent,
         feature_step,
         import_folder,
@@ -120,11 +137,15 @@ def demo(
             console.print(line, highlight=False)
         plan: SessionPlan | str | None = None
         orchestrated = run_file_path(ctx.data_dir / "reports")
-        if session_seconds > 0 and orchestrated.is_file():
+        if (session_seconds > 0 or serve) and orchestrated.is_file():
             plan = plan_session(
-                store, orchestrated, ctx.data_dir, seconds=session_seconds, speed=SESSION_SPEED
+                store,
+                orchestrated,
+                ctx.data_dir,
+                seconds=max(session_seconds, 150.0),
+                speed=SESSION_SPEED,
             )
-    if plan is not None:  # the session's process opens the store itself: ours is closed
+    if plan is not None and session_seconds > 0:  # the session opens the store: ours is closed
         console.rule("trading session (local exchange, kill and restart)")
         if isinstance(plan, str):
             console.print(f"[yellow]no session: {plan}[/]", highlight=False)
@@ -152,3 +173,31 @@ def demo(
     console.print("next, try:", highlight=False)
     for command in commands:
         console.print(f"  {command}", highlight=False, soft_wrap=True)
+    console.print("watch the results in the dashboard (Ctrl-C stops it):", highlight=False)
+    for command in dashboard_commands(shown):
+        console.print(f"  {command}", highlight=False, soft_wrap=True)
+    if serve:
+        _serve_at_the_end(plan, ctx.data_dir, serve_port, shown)
+
+
+def _serve_at_the_end(plan: object, data_dir: Path, port: int, shown: Path) -> None:
+    """``--serve``: a paper session with the dashboard until stopped (module docstring)."""
+    from pivotal.apps.cli.demo_session import SessionPlan, serve_session
+
+    console.rule("paper session with the dashboard (Ctrl-C stops it)")
+    if not isinstance(plan, SessionPlan):
+        reason = plan if isinstance(plan, str) else "the orchestrated run did not run"
+        raise typer.BadParameter(
+            f"no session to serve: {reason}; serve the finished results with: "
+            f"pivotal serve --data-dir {shown}",
+            param_hint="--serve",
+        )
+    code = serve_session(
+        plan,
+        data_dir,
+        say=lambda text: console.print(text, highlight=False, soft_wrap=True),
+        speed=SERVE_SPEED,
+        port=port,
+    )
+    if code not in (0, -signal.SIGINT, -signal.SIGTERM):
+        raise typer.Exit(code)

@@ -145,6 +145,48 @@ def session_step(
     return compare_lines(state, record, journal, plan.session_file, data_dir)
 
 
+def serve_session(
+    plan: SessionPlan,
+    data_dir: Path,
+    *,
+    say: Callable[[str], None],
+    speed: float,
+    port: int,
+    token_file: Path | None = None,
+) -> int:
+    """``pivotal demo --serve``: a paper session of the same orchestrator against a fresh
+    local exchange (``speed`` times real time) with the API and the dashboard served from the
+    session's process, until Ctrl-C or SIGTERM. Returns the session's exit code."""
+    from pivotal.localexchange.config import ServeConfig
+    from pivotal.localexchange.server import LocalExchangeThread
+
+    exchange = LocalExchangeThread(plan.flows, ServeConfig(mode="manual", check_timestamps=False))
+    exchange.start()
+    pacer = Pacer(exchange, speed)
+    extra = ["--serve", "--serve-port", str(port)]
+    if token_file is not None:
+        extra += ["--token-file", str(token_file)]
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        url = exchange.exchange.urls()["binance"].rest
+        say(
+            f"  local exchange on {url} at {speed:g}x; a paper session with the dashboard "
+            "(Ctrl-C stops both)"
+        )
+        pacer.start()
+        return _session(
+            plan.session_file, url, data_dir, None, say, pacer, kill_after=None, mode="paper",
+            extra=tuple(extra),
+        )  # fmt: skip
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        pacer.stop()
+        exchange.stop()
+
+
 class Pacer(threading.Thread):
     """Moves the manual-mode local exchange's market ``speed`` times faster than wall time
     while ``moving`` is set (every 50 ms)."""
@@ -177,11 +219,13 @@ def _session(
     run_file: Path,
     url: str,
     data_dir: Path,
-    seconds: float,
+    seconds: float | None,
     say: Callable[[str], None],
     pacer: Pacer,
     *,
     kill_after: float | None,
+    mode: str = "live",
+    extra: tuple[str, ...] = (),
 ) -> int:
     env = dict(os.environ)
     env.update(
@@ -190,9 +234,10 @@ def _session(
             "PIVOTAL_EXCHANGES__BINANCE__SECRET": LOCAL_SECRET,
         }
     )
-    args = [sys.executable, "-m", "pivotal", "run", str(run_file), "--mode", "live",
-            "--endpoint", url, "--duration", f"{seconds:.0f}",
-            "--data-dir", str(data_dir)]  # fmt: skip
+    args = [sys.executable, "-m", "pivotal", "run", str(run_file), "--mode", mode,
+            "--endpoint", url, "--data-dir", str(data_dir), *extra]  # fmt: skip
+    if seconds is not None:
+        args += ["--duration", f"{seconds:.0f}"]
     child = subprocess.Popen(
         args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -219,7 +264,12 @@ def _session(
         except subprocess.TimeoutExpired:
             child.send_signal(signal.SIGKILL)
             pacer.moving.set()  # the market goes on while the session is down
-    code = child.wait()
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the child stops cleanly (journal, orders)
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+        code = child.wait()
     reader.join(5)
     return code
 

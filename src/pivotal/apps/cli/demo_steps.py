@@ -185,6 +185,15 @@ def backtest_step(store: DuckDBStore, out_dir: Path) -> list[str]:
     ]
 
 
+def dashboard_commands(data_dir: str | Path) -> list[str]:
+    """How to open the dashboard after the demo: on its finished results, or (again) with a
+    paper session trading live."""
+    import shlex
+
+    where = shlex.quote(str(data_dir))
+    return [f"pivotal serve --data-dir {where}", f"pivotal demo --serve --data-dir {where}"]
+
+
 def next_commands(data_dir: str | Path, run_file: Path | None) -> list[str]:
     """The three commands to try after the demo, for the data dir as the user gave it: list
     the kept checkpoints, repeat the orchestrated run from its run file (or list the data

@@ -23,6 +23,7 @@ from pivotal.apps.cli import (
     models_cmd,
     pivots_cmd,
     run_cmd,
+    serve_cmd,
     trading_cmd,
     train_cmd,
 )
@@ -97,6 +98,7 @@ app.add_typer(pivots_cmd.app, name="pivots")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(decisions_cmd.app, name="decisions")
 app.add_typer(exchange_cmd.app, name="exchange")
+app.add_typer(serve_cmd.app, name="serve")
 app.command("train")(train_cmd.train)
 app.command("evaluate")(train_cmd.evaluate)
 app.command("optimize")(train_cmd.optimize)

@@ -190,6 +190,42 @@ def run(
             "in batches ahead of the clock (same decisions, slower).",
         ),
     ] = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Paper/live: serve the API and the dashboard from the session's own process "
+            "(one writer for the store).",
+        ),
+    ] = False,
+    serve_host: Annotated[
+        str,
+        typer.Option(
+            "--serve-host",
+            help="With --serve: the address to bind (loopback unless --i-understand-exposure).",
+        ),
+    ] = "127.0.0.1",
+    serve_port: Annotated[
+        int,
+        typer.Option("--serve-port", min=0, max=65535, help="With --serve: the port (0: any)."),
+    ] = 8765,
+    exposure: Annotated[
+        bool,
+        typer.Option(
+            "--i-understand-exposure",
+            help="With --serve: allow a --serve-host other than loopback (plain HTTP).",
+        ),
+    ] = False,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            dir_okay=False,
+            help="With --serve: the API's token file (created at first start, outside the "
+            "repository).",
+            show_default="$PIVOTAL_API_TOKEN_FILE, else ~/.config/pivotal/api-tokens.json",
+        ),
+    ] = None,
     config: ConfigOption = None,
     pivotal_config: Annotated[
         Path | None,
@@ -213,8 +249,14 @@ def run(
 
     run_config = load_run_config(run_file)
     mode = mode or run_config.mode
+    if serve and mode not in ("paper", "live"):
+        raise typer.BadParameter(
+            f"--serve steers a running paper or live session, and this is a {mode} run; serve "
+            "a finished run's results with: pivotal serve --data-dir DIR",
+            param_hint="--serve",
+        )
     if mode in ("paper", "live"):
-        from pivotal.apps.cli.session_cmd import SessionOptions, run_session
+        from pivotal.apps.cli.session_cmd import ServeOptions, SessionOptions, run_session
 
         options = SessionOptions(
             mode=mode,
@@ -224,7 +266,8 @@ def run(
             keys=keys,
             duration_s=duration,
         )
-        run_session(run_file, run_config, options, config or pivotal_config, data_dir)
+        served = ServeOptions(serve_host, serve_port, token_file, exposure) if serve else None
+        run_session(run_file, run_config, options, config or pivotal_config, data_dir, serve=served)
         return
     if gaps is not None:
         from pivotal.core.gaps import GapPolicy

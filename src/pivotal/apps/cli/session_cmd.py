@@ -11,8 +11,9 @@ answers on, a checkpoint that is not there.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pivotal.apps.cli.common import console, load_context
 from pivotal.node.build import SessionOptions
@@ -20,7 +21,17 @@ from pivotal.node.build import SessionOptions
 if TYPE_CHECKING:
     from pivotal.orchestrator.run_file import RunConfig
 
-__all__ = ["SessionOptions", "kill_without_node", "run_session"]
+__all__ = ["ServeOptions", "SessionOptions", "kill_without_node", "run_session"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """``pivotal run ... --serve``: the API and dashboard in the session's process."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token_file: Path | None = None
+    exposure: bool = False
 
 
 def run_session(
@@ -29,6 +40,8 @@ def run_session(
     options: SessionOptions,
     config: Path | None,
     data_dir: Path | None,
+    *,
+    serve: ServeOptions | None = None,
 ) -> None:
     from pivotal.data.duckdb_store import STORE_FILE_NAME
     from pivotal.node.build import build_node
@@ -62,10 +75,15 @@ def run_session(
             f"{run.base}; journal {node.journal_path}; Ctrl-C or SIGTERM stops it "
             f"(open orders: {node.settings.on_stop})"
         )
+        server = _start_server(node, serve, say) if serve is not None else None
         try:
             report = node.run()
             state = JournalState.rebuild(node.journal.entries())
         finally:
+            if server is not None:
+                view, api = server
+                view.close()
+                api.stop()
             node.journal.close()
     say(
         f"stopped: {report.stop_reason}; {report.decisions:,} decisions this run, "
@@ -74,6 +92,28 @@ def run_session(
     )
     for line in session_lines(state):
         say(line)
+
+
+def _start_server(node: object, serve: ServeOptions, say: Any) -> tuple[Any, Any]:
+    """The node's view served by the API (and the dashboard) on a thread of this process."""
+    from pivotal.apps.cli.serve_cmd import start_api
+    from pivotal.services.live_view import LiveNodeView
+    from pivotal.services.view import Services
+
+    view = LiveNodeView(node)  # type: ignore[arg-type]
+    try:
+        api = start_api(
+            Services([view]),
+            host=serve.host,
+            port=serve.port,
+            token_file=serve.token_file,
+            exposure=serve.exposure,
+            say=say,
+        )
+    except BaseException:
+        view.close()
+        raise
+    return view, api
 
 
 def session_lines(state: object) -> list[str]:
