@@ -239,7 +239,7 @@ def test_one_writer_per_journal(tmp_path: Path) -> None:
 def test_files_that_are_not_order_journals_are_refused_by_name(tmp_path: Path) -> None:
     text = tmp_path / "notes.sqlite"
     text.write_text("hello, this is not a database " * 100)
-    with pytest.raises(DataError, match=rf"{text} is not a pivotal order journal.*orders.sqlite"):
+    with pytest.raises(DataError, match=rf"{text} is not a pivotal order journal.*\.journal"):
         SqliteOrderJournal(text)
     other = tmp_path / "other.sqlite"
     con = sqlite3.connect(other)
@@ -307,3 +307,13 @@ def test_open_session_validates_and_restores_on_failure(tmp_path: Path) -> None:
             journal.open_session("b", {"bad": object()})
         assert journal.session == "a"  # unchanged: nothing was journaled for "b"
         assert [s.session_id for s in journal.sessions()] == ["a"]
+
+
+def test_an_empty_file_read_only_is_a_journal_not_yet_created(tmp_path: Path) -> None:
+    """A reader that opens a journal while its node creates it is told to try again."""
+    empty = tmp_path / "run.paper.journal"
+    sqlite3.connect(empty).close()
+    with pytest.raises(DataError, match=r"the file is empty.*creating it"):
+        SqliteOrderJournal.open_readonly(empty)
+    SqliteOrderJournal(empty).close()  # a writer creates it there
+    SqliteOrderJournal.open_readonly(empty).close()

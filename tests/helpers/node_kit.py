@@ -103,12 +103,16 @@ class NodeHome:
         self, child: subprocess.Popen[str], steps: int, timeout_s: float = 60
     ) -> None:
         """Until the journal holds ``steps`` more equity entries than now (the child steps)."""
+        from pivotal.core.errors import DataError
         from pivotal.data.order_journal import SqliteOrderJournal
 
         def count() -> int:
             if not self.journal.exists():
                 return 0
-            reader = SqliteOrderJournal.open_readonly(self.journal)
+            try:
+                reader = SqliteOrderJournal.open_readonly(self.journal)
+            except DataError:  # the child is creating it: the file is there, its tables not yet
+                return 0
             try:
                 return sum(1 for _ in reader.entries(kinds=["equity"]))
             finally:

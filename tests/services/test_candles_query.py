@@ -147,3 +147,45 @@ def test_real_candles_with_gaps_give_the_full_series_pivots(tmp_path: Path, seed
                 assert low == {m for m in marks(p) if m[0] <= 3}
     finally:
         store.close()
+
+
+def test_until_ms_keeps_only_the_candles_closed_by_then(store, candles_of_dir) -> None:
+    full = candles_of_dir["1m"]
+    minute = 60_000
+    now = int(full.timestamp[-300]) + minute // 2  # inside a bar: that bar is not closed
+    p = candles_payload(
+        store, "binance", "BTC/USDT", "1m", limit=100, since_ms=None, node_id="n", until_ms=now
+    )
+    assert p.bars.t == full.timestamp[-400:-300].tolist()
+    assert all(t + minute <= now for t in p.bars.t)
+    assert all(m.confirmed_t <= now for m in p.pivots)
+    later = candles_payload(
+        store, "binance", "BTC/USDT", "1m", limit=100, since_ms=p.bars.t[-1], node_id="n",
+        until_ms=now,
+    )  # fmt: skip
+    assert later.bars.t == [p.bars.t[-1]]
+
+
+def test_history_fills_the_window_before_a_sessions_own_bars(
+    store, candles_of_dir, tmp_path: Path
+) -> None:
+    """A session's collected store holds only its own bars; the data dir's older ones come
+    first, none of them at or after the collected store's first bar."""
+    from pivotal.data.duckdb_store import DuckDBStore
+
+    full = candles_of_dir["1m"]
+    key = SeriesKey("binance", "BTC/USDT", "1m")
+    with DuckDBStore(tmp_path / "collected.duckdb") as collected:
+        collected.write_candles(key, full[-30:])
+        history = (store, SeriesCatalog(store))
+        p = candles_payload(
+            collected, "binance", "BTC/USDT", "1m", limit=100, since_ms=None, node_id="n",
+            history=history,
+        )  # fmt: skip
+        assert p.bars.t == full.timestamp[-100:].tolist()
+        assert p.bars.close == full.close[-100:].tolist()
+        alone = candles_payload(
+            collected, "binance", "BTC/USDT", "1m", limit=100, since_ms=None, node_id="n"
+        )
+        assert alone.bars.t == full.timestamp[-30:].tolist()
+        assert len(marks(p)) >= len(marks(alone))

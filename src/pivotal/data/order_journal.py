@@ -203,17 +203,23 @@ class SqliteOrderJournal:
         except sqlite3.DatabaseError as exc:
             raise DataError(
                 f"{what} (SQLite cannot read it: {exc}); point to the node's order journal "
-                "file (orders.sqlite), or move this file away to start a new journal there"
+                "(<data dir>/trading/<run file>.<mode>.journal), or move this file away to "
+                "start a new journal there"
             ) from None
         if not tables and app_id == 0 and allow_new:
             self._create_schema()
             return
+        if not tables and app_id == 0:
+            raise DataError(
+                f"{what} yet: the file is empty (a node may be creating it this moment: try "
+                "again; else it is not a journal)"
+            )
         if "journal_meta" not in tables or "entries" not in tables:
             found = ", ".join(sorted(tables)) or "no tables"
             raise DataError(
                 f"{what}: it is a SQLite database with {found} but no order journal tables; "
-                "point to the node's order journal file (orders.sqlite), or choose a new path "
-                "for a new journal"
+                "point to the node's order journal (<data dir>/trading/<run file>.<mode>.journal), "
+                "or choose a new path for a new journal"
             )
         meta = dict(con.execute("SELECT key, value FROM journal_meta").fetchall())
         if meta.get("format") != JOURNAL_FORMAT or app_id != APPLICATION_ID:

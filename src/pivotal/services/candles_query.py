@@ -312,6 +312,8 @@ def candles_payload(
     markers: Sequence[MarkerRow] = (),
     catalog: SeriesCatalog | None = None,
     pivots: PivotCache | None = None,
+    until_ms: int | None = None,
+    history: tuple[MarketDataStore, SeriesCatalog] | None = None,
 ) -> CandlesPayload:
     """The newest ``limit`` candles (or, with ``since_ms``, those with open time >= it, the
     newest ``limit`` of them) of ``symbol`` in ``timeframe`` on ``exchange``, with the pivots
@@ -320,7 +322,11 @@ def candles_payload(
     (built here when None; pass one to keep queries to their window). ``pivots``: a
     :class:`PivotCache` giving the full series' exact pivots (finished runs); without one
     (or for a series too long for it) they are computed over the window and
-    :data:`PIVOT_WARMUP_BARS` bars before it."""
+    :data:`PIVOT_WARMUP_BARS` bars before it. ``until_ms``: only candles closed by then (a
+    running node's time: a store may hold bars its market has not reached, as a local
+    replay's does). ``history``: a second store (and its catalog) whose older candles, up to
+    the first of ``store``'s, fill the window when ``store`` holds fewer (a session's
+    collected bars after the data dir's stored ones)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BARS:
         raise QueryError(f"limit must be an integer from 1 to {MAX_BARS}, got {limit!r}")
     if since_ms is not None and (isinstance(since_ms, bool) or not isinstance(since_ms, int)):
@@ -336,17 +342,25 @@ def candles_payload(
     key = SeriesKey(exchange, Symbol.parse(name), Timeframe(tf))
     step = key.timeframe.ms
     last = store.last_timestamp(key)
+    if until_ms is not None and last is not None:
+        last = min(last, until_ms - step)  # closed by the node's time
     first = span.first if span is not None else None
+    if last is not None and first is not None and last < first:
+        last = None  # nothing closed yet
     warmup = 0 if pivots is not None else PIVOT_WARMUP_BARS
-    if since_ms is None:
+    if last is None:
+        bars, shown = Candles.empty(), 0
+    elif since_ms is None:
         bars = read_newest(store, key, limit + warmup, first_ms=first, last_ms=last)
+        bars = _older_first(bars, history, key, limit + warmup, until_ms, first)
         shown = max(len(bars) - limit, 0)
     else:
-        tail = store.read_candles(key, since_ms, None if last is None else last + 1)
+        tail = store.read_candles(key, since_ms, last + 1)
         if len(tail) > limit:
             tail = tail[len(tail) - limit :]
         head_end = int(tail.timestamp[0]) - 1 if len(tail) else since_ms - 1
         head = read_newest(store, key, warmup, first_ms=first, last_ms=head_end)
+        head = _older_first(head, history, key, warmup, until_ms, first)
         bars = Candles.concat([head, tail]) if len(head) else tail
         shown = len(head)
     view = bars[shown:]
@@ -388,6 +402,33 @@ def candles_payload(
         predictions=list(predictions),
         markers=list(markers) if t else [],
     )
+
+
+def _older_first(
+    bars: Candles,
+    history: tuple[MarketDataStore, SeriesCatalog] | None,
+    key: SeriesKey,
+    count: int,
+    until_ms: int | None,
+    first_ms: int | None,
+) -> Candles:
+    """``bars`` preceded by ``history``'s newest candles before them (up to ``count`` in
+    all), none of them after ``until_ms`` or the primary series' first bar."""
+    if history is None or len(bars) >= count:
+        return bars
+    store, catalog = history
+    span = catalog.span(key.exchange, str(key.symbol), key.timeframe.value)
+    if span is None:
+        return bars
+    end = int(bars.timestamp[0]) - 1 if len(bars) else (first_ms - 1 if first_ms else None)
+    cap = None if until_ms is None else until_ms - key.timeframe.ms
+    last = min(v for v in (end, cap, span.last) if v is not None)
+    if last < span.first:
+        return bars
+    older = read_newest(store, key, count - len(bars), first_ms=span.first, last_ms=last)
+    if not len(older):
+        return bars
+    return Candles.concat([older, bars]) if len(bars) else older
 
 
 def _catalog(value: MarketDataStore | SeriesCatalog) -> SeriesCatalog:

@@ -134,6 +134,13 @@ class _Stores:
         }
         return sorted(found, key=lambda tf: Timeframe.parse(tf).ms)
 
+    def older_than(self, i: int) -> tuple[MarketDataStore, SeriesCatalog] | None:
+        """The next readable store after ``i`` (the data dir's after the collected one)."""
+        for j in self.live():
+            if j > i:
+                return self.stores[j], self.catalogs[j]
+        return None
+
     def holding(self, exchange: str, symbol: str, timeframe: str) -> int | None:
         """The first store with ``symbol`` in ``timeframe`` (None: none has it)."""
         try:
@@ -252,6 +259,11 @@ class LiveNodeView:
             )
         rows = self._rows()
         markers = self._markers(name, rows)
+        collected = self.stores.stores[i] is self.node.market.store
+        # the data dir's store may hold bars the node's market has not reached (a local
+        # replay's): only those closed by the node's time; the collected bars are the node's
+        # own, preceded by the data dir's older ones when they are few
+        older = self.stores.older_than(i) if collected else None
         payload = candles_payload(
             self.stores.stores[i],
             self.exchange,
@@ -262,6 +274,8 @@ class LiveNodeView:
             node_id=self._id,
             markers=markers,
             catalog=self.stores.catalogs[i],
+            until_ms=None if collected else self.snap.t_ms,
+            history=older,
         )
         predictions = [
             p
