@@ -189,3 +189,30 @@ def test_history_fills_the_window_before_a_sessions_own_bars(
         )
         assert alone.bars.t == full.timestamp[-30:].tolist()
         assert len(marks(p)) >= len(marks(alone))
+
+
+def test_the_memo_answers_like_a_fresh_read_and_sees_a_new_bar(
+    candles_of_dir, tmp_path: Path
+) -> None:
+    from pivotal.data.duckdb_store import DuckDBStore
+
+    full = candles_of_dir["1m"]
+    key = SeriesKey("binance", "BTC/USDT", "1m")
+    memo: dict = {}
+    with DuckDBStore(tmp_path / "live.duckdb") as live:
+        live.write_candles(key, full[:-10])
+
+        def ask(use: dict | None, since: int | None = None):
+            return candles_payload(
+                live, "binance", "BTC/USDT", "1m", limit=300, since_ms=since, node_id="n",
+                catalog=SeriesCatalog(live), memo=use,
+            )  # fmt: skip
+
+        first = ask(memo)
+        assert ask(memo) == first == ask(None)
+        assert len(memo) == 1
+        live.write_candles(key, full[-10:-9])  # a new bar closes
+        after = ask(memo)
+        assert after == ask(None) and after.bars.t[-1] == int(full.timestamp[-10])
+        since = ask(memo, since=first.bars.t[-1])
+        assert since == ask(None, since=first.bars.t[-1]) and len(since.bars.t) == 2

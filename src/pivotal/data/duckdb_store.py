@@ -117,6 +117,9 @@ class DuckDBStore:
     ) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        #: series ids seen (ids never change; forgotten when a transaction rolls back, which
+        #: may have created one): a read of a known series is one query, not two
+        self._series_ids: dict[tuple[str, str, str], int] = {}
         self._appending = 0  # nested appending() blocks
         self._vacuum_tasks: int | None = None
         if not read_only:
@@ -224,20 +227,25 @@ class DuckDBStore:
     def _series_id(self, key: SeriesKey, create: bool, source: str = "") -> int | None:
         """The series' id (created, labelled with the first write's source, if asked).
         Provenance lives on each candle; ``series.source`` is only the creating write's."""
+        name = (key.exchange, str(key.symbol), key.timeframe.value)
+        known = self._series_ids.get(name)
+        if known is not None:
+            return known
         row = self._one(
             "SELECT id FROM series WHERE exchange = ? AND symbol = ? AND timeframe = ?",
-            [key.exchange, str(key.symbol), key.timeframe.value],
+            list(name),
         )
-        if row is not None:
-            return int(row[0])
-        if not create:
-            return None
-        row = self._one(
-            "INSERT INTO series (exchange, symbol, timeframe, step_ms, source) "
-            "VALUES (?, ?, ?, ?, ?) RETURNING id",
-            [key.exchange, str(key.symbol), key.timeframe.value, key.timeframe.ms, source],
-        )
-        return int(row[0])  # type: ignore[index]  # RETURNING always yields the new row
+        if row is None:
+            if not create:
+                return None
+            row = self._one(
+                "INSERT INTO series (exchange, symbol, timeframe, step_ms, source) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                [*name, key.timeframe.ms, source],
+            )
+        sid = int(row[0])  # type: ignore[index]  # RETURNING always yields the new row
+        self._series_ids[name] = sid
+        return sid
 
     # -- candles --------------------------------------------------------------------------
     def write_candles(
@@ -535,6 +543,7 @@ class DuckDBStore:
                 yield self._con
             except BaseException:
                 self._con.execute("ROLLBACK")
+                self._series_ids.clear()  # a series created in it is gone again
                 for name in STAGING_VIEWS:  # what a failed upsert could not unregister
                     self._con.unregister(name)
                 raise

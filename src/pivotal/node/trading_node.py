@@ -282,6 +282,7 @@ class TradingNode:
                 )
             ]
         )
+        self._check_time_goes_on()
         outcome = self.broker.start()  # rebuild + reconcile; raises when it cannot
         self.broker_started = True
         self.started_ms = self.report.started_ms
@@ -389,6 +390,22 @@ class TradingNode:
                     "streams; is the venue (or the local exchange) streaming?"
                 )
         return None
+
+    def _check_time_goes_on(self) -> None:
+        """Refuse a journal whose equity runs past the venue's time: it was written against a
+        later market (a local exchange replaying from its start again), and resuming it would
+        take time backwards."""
+        last = None
+        for entry in self.journal.entries(kinds=["equity"]):
+            last = int(entry.ts) if last is None else max(last, int(entry.ts))
+        now = self.clock.now_ms()
+        if last is not None and last > now:
+            raise OperationalError(
+                f"the journal {self.journal_path} runs to {utc_text(last)}, after the venue's "
+                f"time {utc_text(now)}: it belongs to a later market (a local exchange started "
+                "again from the beginning of its replay?). Move it away to start a new session, "
+                "or give this session another journal (live.journal in the run file)"
+            )
 
     def _restore_risk(self) -> None:
         times, values = [], []

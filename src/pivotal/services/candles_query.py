@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -314,6 +315,7 @@ def candles_payload(
     pivots: PivotCache | None = None,
     until_ms: int | None = None,
     history: tuple[MarketDataStore, SeriesCatalog] | None = None,
+    memo: dict[tuple[Any, ...], CandlesPayload] | None = None,
 ) -> CandlesPayload:
     """The newest ``limit`` candles (or, with ``since_ms``, those with open time >= it, the
     newest ``limit`` of them) of ``symbol`` in ``timeframe`` on ``exchange``, with the pivots
@@ -326,7 +328,9 @@ def candles_payload(
     running node's time: a store may hold bars its market has not reached, as a local
     replay's does). ``history``: a second store (and its catalog) whose older candles, up to
     the first of ``store``'s, fill the window when ``store`` holds fewer (a session's
-    collected bars after the data dir's stored ones)."""
+    collected bars after the data dir's stored ones). ``memo``: answers kept by what decides
+    them (series, window, last bar, markers), so a poll that finds nothing new costs one
+    query (a running node's view; at most :data:`MEMO_SIZE` kept)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BARS:
         raise QueryError(f"limit must be an integer from 1 to {MAX_BARS}, got {limit!r}")
     if since_ms is not None and (isinstance(since_ms, bool) or not isinstance(since_ms, int)):
@@ -348,6 +352,14 @@ def candles_payload(
     if last is not None and first is not None and last < first:
         last = None  # nothing closed yet
     warmup = 0 if pivots is not None else PIVOT_WARMUP_BARS
+    seen = None
+    if memo is not None:
+        last_marker = max((m.t for m in markers), default=None)
+        older = None if history is None else id(history[0])
+        seen = (id(store), key, limit, since_ms, last, older, len(markers), last_marker)
+        cached = memo.get(seen)
+        if cached is not None:
+            return cached.model_copy(update={"predictions": list(predictions)})
     if last is None:
         bars, shown = Candles.empty(), 0
     elif since_ms is None:
@@ -386,7 +398,7 @@ def candles_payload(
     if t and markers:
         lo, hi = t[0], t[-1] + step
         markers = [m for m in markers if lo <= m.t < hi]
-    return CandlesPayload.model_construct(
+    payload = CandlesPayload.model_construct(
         node=node_id,
         symbol=name,
         timeframe=tf,
@@ -402,6 +414,15 @@ def candles_payload(
         predictions=list(predictions),
         markers=list(markers) if t else [],
     )
+    if memo is not None and seen is not None:
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[seen] = payload
+    return payload
+
+
+MEMO_SIZE = 256
+"""The most answers a ``memo`` keeps (it is emptied when full)."""
 
 
 def _older_first(

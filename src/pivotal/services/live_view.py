@@ -180,6 +180,7 @@ class LiveNodeView:
         collected = node.market.store
         stores = [collected] if collected is node.store else [collected, node.store]
         self.stores = _Stores(stores)
+        self._candles_memo: dict[tuple[Any, ...], CandlesPayload] = {}
         self.exchange = node.run_config.exchange
 
     @property
@@ -260,9 +261,9 @@ class LiveNodeView:
         rows = self._rows()
         markers = self._markers(name, rows)
         collected = self.stores.stores[i] is self.node.market.store
-        # the data dir's store may hold bars the node's market has not reached (a local
-        # replay's): only those closed by the node's time; the collected bars are the node's
-        # own, preceded by the data dir's older ones when they are few
+        # a store may hold bars the node's market has not reached (a local replay's data dir;
+        # an earlier run's collected bars): only those closed by the node's time; the
+        # collected bars are preceded by the data dir's older ones when they are few
         older = self.stores.older_than(i) if collected else None
         payload = candles_payload(
             self.stores.stores[i],
@@ -274,8 +275,9 @@ class LiveNodeView:
             node_id=self._id,
             markers=markers,
             catalog=self.stores.catalogs[i],
-            until_ms=None if collected else self.snap.t_ms,
+            until_ms=self.snap.t_ms,
             history=older,
+            memo=self._candles_memo,
         )
         predictions = [
             p

@@ -105,12 +105,7 @@ def session_step(
     from pivotal.trading.journal_state import JournalState
 
     journal = plan.journal
-    for old in (journal, journal.with_name(journal.name + ".lock"), plan.checkpoints):
-        if old is not None and old.exists():
-            aside = old.with_name(old.name + ".previous")
-            if aside.is_dir():
-                shutil.rmtree(aside)
-            old.replace(aside)
+    _move_aside(*_journal_files(journal), plan.checkpoints)
     # the demo paces the replay itself, and holds it while a session gets its models ready
     # (the learning span): a real venue would not wait, but at 1,200x a minute of start-up
     # would skip 20 hours of market
@@ -159,7 +154,10 @@ def serve_session(
     session's process, until Ctrl-C or SIGTERM. Returns the session's exit code."""
     from pivotal.localexchange.config import ServeConfig
     from pivotal.localexchange.server import LocalExchangeThread
+    from pivotal.node.paths import journal_path
 
+    journal = journal_path(None, plan.session_file, "paper", data_dir)
+    _move_aside(*_journal_files(journal), journal.with_name(journal.name + ".market.duckdb"))
     exchange = LocalExchangeThread(plan.flows, ServeConfig(mode="manual", check_timestamps=False))
     exchange.start()
     pacer = Pacer(exchange, speed)
@@ -185,6 +183,23 @@ def serve_session(
             signal.signal(signal.SIGTERM, previous)
         pacer.stop()
         exchange.stop()
+
+
+def _journal_files(journal: Path) -> list[Path]:
+    """A journal with its lock and SQLite's WAL files (a WAL left beside a new journal of the
+    same name would be replayed into it)."""
+    return [journal.with_name(journal.name + s) for s in ("", ".lock", "-wal", "-shm")]
+
+
+def _move_aside(*paths: Path | None) -> None:
+    """A previous demo's files become ``<name>.previous`` (the local exchange starts with a
+    fresh account and market each time)."""
+    for old in paths:
+        if old is not None and old.exists():
+            aside = old.with_name(old.name + ".previous")
+            if aside.is_dir():
+                shutil.rmtree(aside)
+            old.replace(aside)
 
 
 class Pacer(threading.Thread):
