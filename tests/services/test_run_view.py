@@ -212,3 +212,46 @@ def test_missing_data_dir_and_empty_dir(tmp_path: Path):
         views_from_data_dir(tmp_path / "absent")
     with pytest.raises(OperationalError, match="holds no market store"):
         views_from_data_dir(tmp_path)
+
+
+def test_a_reports_curve_ends_at_its_final_equity(data_dir: Path, tmp_path: Path) -> None:
+    """A position still open at the end: the closed trades alone would miss its PnL (and the
+    fees of its entry), so the summary and the equity end at the report's final equity."""
+    import json
+
+    from pivotal.services.run_rows import records_from_report
+
+    report = json.loads((data_dir / "reports" / "orch.json").read_text(encoding="utf-8"))
+    report["result"]["final_equity"] = 1_042.5  # closed trades: +10
+    path = tmp_path / "open-at-end.json"
+    path.write_text(json.dumps(report), encoding="utf-8")
+    rec = records_from_report(path)
+    assert rec.equity_v[-1] == 1_042.5
+    assert int(rec.equity_t[-1]) == report["result"]["metrics"]["end"]
+    assert list(rec.equity_v[:-1]) == [1_000.0, 1_010.0]
+
+
+def test_a_chart_shows_only_predictions_made_while_its_bars_ran() -> None:
+    """A chart of another span (1s bars stored for an older month) would be stretched across
+    months by a line to a prediction made now; it shows none."""
+    from pivotal.services.model_rows import predictions_in_window
+    from pivotal.services.schemas import PivotPrediction
+
+    minute = 60_000
+    bars = [i * minute for i in range(100, 200)]
+
+    def made(at: int, ahead: int) -> PivotPrediction:
+        return PivotPrediction(
+            model="pivot_cnn", level=1, kind="high", from_t=bars[0], from_price=1.0,
+            t=at + ahead, price=2.0, confidence=0.5, made_t=at,
+        )  # fmt: skip
+
+    inside = made(bars[50], 10 * minute)
+    kept = predictions_in_window(
+        [inside, made(bars[-1] + 1000 * minute, minute), made(bars[0] - minute, minute),
+         made(bars[60], 10_000 * minute)],
+        bars,
+        minute,
+    )  # fmt: skip
+    assert kept == [inside]
+    assert predictions_in_window([inside], [], minute) == []

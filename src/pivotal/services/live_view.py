@@ -35,7 +35,7 @@ from pivotal.services.candles_query import SeriesCatalog, candles_payload, resol
 from pivotal.services.cob_query import cob_payload
 from pivotal.services.journal_rows import balance_rows, order_row, position_rows
 from pivotal.services.live_journal import JournalTail
-from pivotal.services.model_rows import predictions_of_points
+from pivotal.services.model_rows import predictions_in_window, predictions_of_points
 from pivotal.services.run_rows import closed_trades_from_fills, equity_payload, risk_metrics
 from pivotal.services.schemas import (
     Alert,
@@ -287,6 +287,9 @@ class LiveNodeView:
                 m.pivot_points, m.confidence, m.t, payload.pivots, model=m.name
             )
         ]
+        predictions = predictions_in_window(
+            predictions, payload.bars.t, Timeframe.parse(payload.timeframe).ms
+        )
         if predictions:
             payload = payload.model_copy(update={"predictions": predictions})
         return payload

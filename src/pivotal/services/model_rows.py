@@ -21,7 +21,13 @@ from pivotal.data.inference_history import InferenceHistory
 from pivotal.data.inference_record import InferenceRecord
 from pivotal.services.schemas import DecisionRow, ModelState, PivotMark, PivotPrediction
 
-__all__ = ["latest_records", "model_states", "pivot_predictions", "predictions_of_points"]
+__all__ = [
+    "latest_records",
+    "model_states",
+    "pivot_predictions",
+    "predictions_in_window",
+    "predictions_of_points",
+]
 
 _ACCURACY = re.compile(r"accuracy (\d+(?:\.\d+)?)")
 
@@ -101,6 +107,19 @@ def pivot_predictions(
     return predictions_of_points(
         points, _num(output.get("confidence")), record.timestamp, pivots, model=model
     )
+
+
+def predictions_in_window(
+    predictions: Iterable[PivotPrediction], bar_times: Sequence[int], step_ms: int
+) -> list[PivotPrediction]:
+    """The predictions a chart of ``bar_times`` can show: made while its bars ran (a chart of
+    another span, e.g. 1s bars stored for an older month, would be stretched across months
+    by a line to now) and pointing no further ahead than the chart is long."""
+    if not bar_times:
+        return []
+    first, end = int(bar_times[0]), int(bar_times[-1]) + step_ms
+    reach = end + (end - first)
+    return [p for p in predictions if first <= p.made_t <= end and p.t <= reach]
 
 
 def predictions_of_points(

@@ -337,7 +337,8 @@ def records_from_report(path: Path) -> RunRecords:
     """A report JSON (``pivotal-run``: an orchestrated run; ``pivotal-backtest``: a
     strategy backtest) as :class:`RunRecords`. A report keeps no equity curve, so the curve is
     the equity after each closed trade (initial cash + cumulative net PnL), exact at those
-    times. ``DataError`` for a file that is not such a report."""
+    times, ending at the report's final equity. ``DataError`` for a file that is not such a
+    report."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -358,6 +359,15 @@ def records_from_report(path: Path) -> RunRecords:
     t = np.array(([t0] if t0 is not None else []) + [x.exit_t for x in trades], np.int64)
     pnl = np.cumsum([0.0] * (t0 is not None) + [x.pnl for x in trades])
     v = initial + pnl
+    # the run's last point is its final equity (open positions marked, every fee paid), which
+    # the closed trades alone do not give
+    final = _num(result.get("final_equity"))
+    equity = result.get("equity")
+    end = _int(metrics.get("end"))
+    if end is None and isinstance(equity, dict):
+        end = _int(equity.get("last_time_ms"))
+    if final is not None and end is not None and (not len(t) or end >= int(t.max())):
+        t, v = np.append(t, end), np.append(v, final)
     order = np.argsort(t, kind="stable")
     events = list(data.get("events") or [])
     decisions = _dedupe([decision_row(r) for r in data.get("decisions") or []])

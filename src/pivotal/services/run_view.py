@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pivotal.core.timeframes import Timeframe
 from pivotal.data.duckdb_store import DuckDBStore
 from pivotal.data.inference_history import InferenceHistory
 from pivotal.data.order_journal import SqliteOrderJournal
@@ -27,7 +28,12 @@ from pivotal.services.candles_query import (
 )
 from pivotal.services.cob_query import cob_payload
 from pivotal.services.journal_rows import records_from_session
-from pivotal.services.model_rows import latest_records, model_states, pivot_predictions
+from pivotal.services.model_rows import (
+    latest_records,
+    model_states,
+    pivot_predictions,
+    predictions_in_window,
+)
 from pivotal.services.run_rows import (
     RunRecords,
     equity_payload,
@@ -225,7 +231,11 @@ class FinishedView:
         history = market.history if self._uses_models() else None
         if history is not None and payload.bars.t:
             newest = latest_records(history, [name])
-            predictions = [p for r in newest for p in pivot_predictions(r, payload.pivots)]
+            predictions = predictions_in_window(
+                [p for r in newest for p in pivot_predictions(r, payload.pivots)],
+                payload.bars.t,
+                Timeframe.parse(payload.timeframe).ms,
+            )
             payload = payload.model_copy(update={"predictions": predictions})
         return payload
 
