@@ -282,7 +282,8 @@ class TradingNode:
                 )
             ]
         )
-        self._check_time_goes_on()
+        equity = self._journaled_equity()
+        self._check_time_goes_on(equity[0])
         outcome = self.broker.start()  # rebuild + reconcile; raises when it cannot
         self.broker_started = True
         self.started_ms = self.report.started_ms
@@ -335,7 +336,7 @@ class TradingNode:
                     orchestrator.timeframes, t0=t0, bars=run.warmup_bars, skip=first,
                     after=first_bar,
                 )  # fmt: skip
-            self._restore_risk()
+            self._restore_risk(equity)
             recorder = NotedRecorder(
                 self.journal,
                 self.clock,
@@ -391,30 +392,34 @@ class TradingNode:
                 )
         return None
 
-    def _check_time_goes_on(self) -> None:
-        """Refuse a journal whose equity runs past the venue's time: it was written against a
-        later market (a local exchange replaying from its start again), and resuming it would
-        take time backwards."""
-        last = None
-        for entry in self.journal.entries(kinds=["equity"]):
-            last = int(entry.ts) if last is None else max(last, int(entry.ts))
-        now = self.clock.now_ms()
-        if last is not None and last > now:
-            raise OperationalError(
-                f"the journal {self.journal_path} runs to {utc_text(last)}, after the venue's "
-                f"time {utc_text(now)}: it belongs to a later market (a local exchange started "
-                "again from the beginning of its replay?). Move it away to start a new session, "
-                "or give this session another journal (live.journal in the run file)"
-            )
-
-    def _restore_risk(self) -> None:
-        times, values = [], []
+    def _journaled_equity(self) -> tuple[list[int], list[float]]:
+        """The journal's equity points, times strictly increasing (read once at start: the
+        time check and the risk manager's restore both use them)."""
+        times: list[int] = []
+        values: list[float] = []
         for entry in self.journal.entries(kinds=["equity"]):
             t = int(entry.ts)
             if times and t <= times[-1]:
                 continue
             times.append(t)
             values.append(float(entry.data["equity"]))
+        return times, values
+
+    def _check_time_goes_on(self, times: list[int]) -> None:
+        """Refuse a journal whose equity runs past the venue's time: it was written against a
+        later market (a local exchange replaying from its start again), and resuming it would
+        take time backwards."""
+        now = self.clock.now_ms()
+        if times and times[-1] > now:
+            raise OperationalError(
+                f"the journal {self.journal_path} runs to {utc_text(times[-1])}, after the "
+                f"venue's time {utc_text(now)}: it belongs to a later market (a local exchange "
+                "started again from the beginning of its replay?). Move it away to start a new "
+                "session, or give this session another journal (live.journal in the run file)"
+            )
+
+    def _restore_risk(self, equity: tuple[list[int], list[float]]) -> None:
+        times, values = equity
         if times:
             self.risk.observe_many(np.asarray(times, np.int64), np.asarray(values, np.float64))
             self.risk.drain_alerts()  # already journaled by the session that saw them
